@@ -1,0 +1,136 @@
+/**
+ * One errors module for both threads (undici style): a base class with a stable
+ * `code`, one subclass per failure. Invalid options throw plain TypeError/RangeError
+ * naming the option (see `invalidOption`). Expected hot-path outcomes (ring full,
+ * stale handle, fd exhaustion) are return values, not exceptions.
+ *
+ * Every code here must appear in the README's error-code table (a test checks).
+ */
+
+export const ErrorCodes = {
+  RW_ERR_UWS_FALLBACK: 'RW_ERR_UWS_FALLBACK',
+  RW_ERR_BAD_FRAME: 'RW_ERR_BAD_FRAME',
+  RW_ERR_BAD_RECORD: 'RW_ERR_BAD_RECORD',
+  RW_ERR_UNKNOWN_EVENT: 'RW_ERR_UNKNOWN_EVENT',
+  RW_ERR_HANDLER: 'RW_ERR_HANDLER',
+  RW_ERR_MODULE_LOAD: 'RW_ERR_MODULE_LOAD',
+  RW_ERR_LISTEN: 'RW_ERR_LISTEN',
+  RW_ERR_SERVER_STATE: 'RW_ERR_SERVER_STATE',
+  RW_ERR_WORKER_DIED: 'RW_ERR_WORKER_DIED',
+  RW_ERR_RECORD_TOO_LARGE: 'RW_ERR_RECORD_TOO_LARGE',
+} as const;
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class RingwireError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RingwireError';
+    this.code = code;
+  }
+}
+
+/** uWebSockets.js loaded its slow `ws` fallback instead of the native binary. */
+export class UwsFallbackError extends RingwireError {
+  constructor(message: string) {
+    super(ErrorCodes.RW_ERR_UWS_FALLBACK, message);
+    this.name = 'UwsFallbackError';
+  }
+}
+
+/** Bytes from a client (wire frame) could not be decoded. */
+export class BadFrameError extends RingwireError {
+  constructor(message: string) {
+    super(ErrorCodes.RW_ERR_BAD_FRAME, message);
+    this.name = 'BadFrameError';
+  }
+}
+
+/** A ring record (between threads) is malformed: a bug or memory corruption, never client input. */
+export class BadRecordError extends RingwireError {
+  constructor(message: string) {
+    super(ErrorCodes.RW_ERR_BAD_RECORD, message);
+    this.name = 'BadRecordError';
+  }
+}
+
+/** A message named an event the module does not route. */
+export class UnknownEventError extends RingwireError {
+  constructor(event: string) {
+    super(ErrorCodes.RW_ERR_UNKNOWN_EVENT, `unknown event ${JSON.stringify(event)}`);
+    this.name = 'UnknownEventError';
+  }
+}
+
+/** A user hook or handler threw or rejected; `cause` holds the original error. */
+export class HandlerError extends RingwireError {
+  readonly stage: string;
+  constructor(stage: string, cause: unknown) {
+    super(ErrorCodes.RW_ERR_HANDLER, `${stage} failed: ${describe(cause)}`, { cause });
+    this.name = 'HandlerError';
+    this.stage = stage;
+  }
+}
+
+/** A module or hooks file could not be loaded or is not a valid definition. */
+export class ModuleLoadError extends RingwireError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.RW_ERR_MODULE_LOAD, message, { cause });
+    this.name = 'ModuleLoadError';
+  }
+}
+
+/** The server could not listen (port taken, bad host). */
+export class ListenError extends RingwireError {
+  constructor(message: string) {
+    super(ErrorCodes.RW_ERR_LISTEN, message);
+    this.name = 'ListenError';
+  }
+}
+
+/** An API call that the server's current state does not allow (listen twice, listen after close). */
+export class ServerStateError extends RingwireError {
+  constructor(message: string) {
+    super(ErrorCodes.RW_ERR_SERVER_STATE, message);
+    this.name = 'ServerStateError';
+  }
+}
+
+/** A worker thread died; its connections were closed with 1011. */
+export class WorkerDiedError extends RingwireError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.RW_ERR_WORKER_DIED, message, { cause });
+    this.name = 'WorkerDiedError';
+  }
+}
+
+/** A single record is larger than a ring can ever hold. */
+export class RecordTooLargeError extends RingwireError {
+  constructor(message: string) {
+    super(ErrorCodes.RW_ERR_RECORD_TOO_LARGE, message);
+    this.name = 'RecordTooLargeError';
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** `options.x must be ...` errors: TypeError for wrong type, RangeError for out of range. */
+export function invalidOption(name: string, must: string, kind: 'type' | 'range' = 'type'): Error {
+  const msg = `options.${name} must be ${must}`;
+  return kind === 'range' ? new RangeError(msg) : new TypeError(msg);
+}
+
+/** Validate an integer option in [min, max]; returns the value or the default. */
+export function intOption(value: unknown, name: string, def: number, min: number, max: number): number {
+  if (value === undefined) return def;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw invalidOption(name, `an integer between ${min} and ${max}`, 'type');
+  }
+  if (value < min || value > max) {
+    throw invalidOption(name, `an integer between ${min} and ${max}, got ${value}`, 'range');
+  }
+  return value;
+}
