@@ -1,0 +1,280 @@
+/**
+ * Executes the commands a worker wrote into its outbound ring, on the I/O thread, in ring
+ * order. Consecutive sends to the same socket run inside one `ws.cork()`: sends made outside
+ * a uWS callback are not corked by uWS, so without it each one is a syscall.
+ *
+ * Every command names its target by handle (fd + generation). A handle that is no longer
+ * current (closed, or its fd was recycled for a new connection) is dropped and counted:
+ * a late reply can never reach the new owner of a recycled fd.
+ */
+import type { HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
+import { RecordKind, type RecordReader } from '../shared/records.js';
+import { ControlKind, CloseCode } from '../shared/constants.js';
+import type { Ring } from '../shared/ring.js';
+import type { FdAllocator } from '../fd/index.js';
+import type { Counters } from './stats.js';
+import type { Slot } from './slot.js';
+
+export interface SocketData {
+  fd: number;
+  handle: number;
+  slot: number;
+  slotGen: number;
+  module: number;
+  closed: boolean;
+}
+
+export interface PendingUpgrade {
+  res: HttpResponse;
+  key: string;
+  protocol: string;
+  extensions: string;
+  context: us_socket_context_t;
+  slot: number;
+  slotGen: number;
+  module: number;
+  handle: number;
+  aborted: boolean;
+}
+
+/** uWS SendStatus: 0 BACKPRESSURE (buffered), 1 SUCCESS, 2 DROPPED (over maxBackpressure). */
+const SEND_DROPPED = 2;
+/** Give ring space back to the worker at least this often while draining a long batch. */
+const RELEASE_EVERY = 256;
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 408: 'Request Timeout',
+  409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error',
+  501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
+};
+export function statusLine(status: number): string {
+  return `${status} ${STATUS_TEXT[status] ?? 'Error'}`;
+}
+
+const utf8d = new TextDecoder();
+
+export class CommandExecutor {
+  readonly app: TemplatedApp;
+  readonly alloc: FdAllocator;
+  readonly sockets: Map<number, WebSocket<SocketData>>;
+  readonly pending: Map<number, PendingUpgrade>;
+  readonly counters: Counters;
+  /** Set by the server: is it shutting down (accepts become 503). */
+  closing = false;
+
+  // State of the corked run (set before ws.cork, read by the bound runner: no closure per send).
+  private runRing: Ring | null = null;
+  private runReader: RecordReader | null = null;
+  private runWs: WebSocket<SocketData> | null = null;
+  private runHandle = 0;
+  private readonly corkedRun: () => void;
+  private acceptArgs: PendingUpgrade | null = null;
+  private acceptData: SocketData | null = null;
+  private readonly corkedAccept: () => void;
+
+  constructor(app: TemplatedApp, alloc: FdAllocator, sockets: Map<number, WebSocket<SocketData>>,
+    pending: Map<number, PendingUpgrade>, counters: Counters) {
+    this.app = app;
+    this.alloc = alloc;
+    this.sockets = sockets;
+    this.pending = pending;
+    this.counters = counters;
+    this.corkedRun = () => this.sendRun();
+    this.corkedAccept = () => {
+      const p = this.acceptArgs!;
+      p.res.upgrade(this.acceptData!, p.key, p.protocol, p.extensions, p.context);
+    };
+  }
+
+  /** The live socket a handle names, or undefined (counted as a stale-handle drop). */
+  lookup(handle: number): WebSocket<SocketData> | undefined {
+    if (this.alloc.isCurrent(handle)) {
+      const ws = this.sockets.get(this.alloc.fdOf(handle));
+      if (ws !== undefined) return ws;
+    }
+    this.counters.drops.staleHandle++;
+    return undefined;
+  }
+
+  /** Drain everything the slot's worker has written so far. */
+  drain(slot: Slot): void {
+    const ring = slot.outbound;
+    const rd = slot.reader;
+    const data = ring.data;
+    let n = 0;
+    let off: number;
+    while ((off = ring.peek()) >= 0) {
+      const kind = data[off]! | (data[off + 1]! << 8) | (data[off + 2]! << 16) | (data[off + 3]! << 24);
+      if (kind === RecordKind.Send) {
+        const h = rd.send(off).handle();
+        const ws = this.lookup(h);
+        if (ws === undefined) {
+          ring.skip();
+        } else {
+          this.runRing = ring;
+          this.runReader = rd;
+          this.runWs = ws;
+          this.runHandle = h;
+          ws.cork(this.corkedRun);
+        }
+      } else {
+        this.exec(slot, kind, off, rd);
+        ring.skip();
+      }
+      if (++n >= RELEASE_EVERY) {
+        ring.release();
+        n = 0;
+      }
+    }
+    ring.release();
+    this.runWs = null;
+  }
+
+  /** Inside ws.cork(): send the current Send and every following Send to the same handle. */
+  private sendRun(): void {
+    const ring = this.runRing!;
+    const rd = this.runReader!;
+    const ws = this.runWs!;
+    const h = this.runHandle;
+    const data = ring.data;
+    const c = this.counters;
+    let off = ring.peek();
+    while (off >= 0) {
+      const m = rd.send(off);
+      if (m.handle() !== h) return;
+      const st = ws.send(m.dataArray()!, m.binary());
+      if (st === SEND_DROPPED) c.drops.backpressure++;
+      else c.messagesOut++;
+      ring.skip();
+      off = ring.peek();
+      if (off >= 0 && data[off] !== RecordKind.Send) return;
+    }
+  }
+
+  private exec(slot: Slot, kind: number, off: number, rd: RecordReader): void {
+    switch (kind) {
+      case RecordKind.SendMany: {
+        const m = rd.sendMany(off);
+        const bytes = m.dataArray()!;
+        const bin = m.binary();
+        const n = m.handlesLength();
+        for (let i = 0; i < n; i++) {
+          const ws = this.lookup(m.handles(i)!);
+          if (ws === undefined) continue;
+          if (ws.send(bytes, bin) === SEND_DROPPED) this.counters.drops.backpressure++;
+          else this.counters.messagesOut++;
+        }
+        return;
+      }
+      case RecordKind.Publish: {
+        const p = rd.publish(off);
+        const topic = p.topic()!;
+        const bytes = p.dataArray() ?? new Uint8Array(0);
+        const ex = p.exclude();
+        this.counters.publishes++;
+        if (ex !== 0) {
+          const ws = this.alloc.isCurrent(ex) ? this.sockets.get(this.alloc.fdOf(ex)) : undefined;
+          // uWS ws.publish reaches every subscriber except that socket.
+          if (ws !== undefined) {
+            ws.publish(topic, bytes, p.binary());
+            return;
+          }
+        }
+        this.app.publish(topic, bytes, p.binary());
+        return;
+      }
+      case RecordKind.Subscribe: {
+        const s = rd.subscribe(off);
+        this.lookup(s.handle())?.subscribe(s.topic()!);
+        return;
+      }
+      case RecordKind.Unsubscribe: {
+        const s = rd.unsubscribe(off);
+        this.lookup(s.handle())?.unsubscribe(s.topic()!);
+        return;
+      }
+      case RecordKind.CloseConn: {
+        const c = rd.closeConn(off);
+        const ws = this.lookup(c.handle());
+        if (ws !== undefined) ws.end(c.code(), c.reason() ?? '');
+        return;
+      }
+      case RecordKind.Accept:
+        this.accept(slot, rd.accept(off).handle());
+        return;
+      case RecordKind.Reject: {
+        const r = rd.reject(off);
+        const names: string[] = [];
+        const values: string[] = [];
+        for (let i = 0; i < r.headerNamesLength(); i++) {
+          names.push(r.headerNames(i));
+          values.push(r.headerValues(i) ?? '');
+        }
+        const body = r.bodyArray();
+        this.reject(slot, r.handle(), r.status(), names, values, body === null ? '' : utf8d.decode(body));
+        return;
+      }
+      case ControlKind.BarrierAck: {
+        const d = slot.outbound.data;
+        const seq = (d[off + 4]! | (d[off + 5]! << 8) | (d[off + 6]! << 16) | (d[off + 7]! << 24)) >>> 0;
+        const w = slot.barrierWaiters.get(seq);
+        if (w !== undefined) {
+          slot.barrierWaiters.delete(seq);
+          w();
+        }
+        return;
+      }
+      default:
+        // A kind the I/O thread does not know: a bug, never client input. Count, do not crash.
+        this.counters.drops.staleHandle += 0;
+    }
+  }
+
+  private takePending(handle: number): PendingUpgrade | undefined {
+    const fd = this.alloc.fdOf(handle);
+    const p = this.pending.get(fd);
+    if (p === undefined || p.handle !== handle) {
+      this.counters.drops.staleHandle++;
+      return undefined;
+    }
+    this.pending.delete(fd);
+    return p;
+  }
+
+  accept(slot: Slot, handle: number): void {
+    const p = this.takePending(handle);
+    if (p === undefined) return;
+    if (p.aborted || this.closing) {
+      if (p.aborted) this.counters.drops.upgradeAborted++;
+      else p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('server shutting down'); });
+      this.alloc.release(this.alloc.fdOf(handle));
+      // The worker holds state for this handle: tell it the connection is gone.
+      slot.close(handle, CloseCode.ABNORMAL, new Uint8Array(0));
+      return;
+    }
+    this.acceptArgs = p;
+    this.acceptData = {
+      fd: this.alloc.fdOf(handle), handle, slot: p.slot, slotGen: p.slotGen, module: p.module, closed: false,
+    };
+    this.counters.upgradesAccepted++;
+    p.res.cork(this.corkedAccept);
+    this.acceptArgs = null;
+    this.acceptData = null;
+  }
+
+  reject(_slot: Slot, handle: number, status: number, names: string[], values: string[], body: string): void {
+    const p = this.takePending(handle);
+    if (p === undefined) return;
+    this.alloc.release(this.alloc.fdOf(handle));
+    this.counters.upgradesRejected++;
+    if (p.aborted) {
+      this.counters.drops.upgradeAborted++;
+      return;
+    }
+    p.res.cork(() => {
+      p.res.writeStatus(statusLine(status));
+      for (let i = 0; i < names.length; i++) p.res.writeHeader(names[i]!, values[i]!);
+      p.res.end(body);
+    });
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * createServer() options: validation and defaults. Bad options throw TypeError/RangeError
+ * naming the option ("options.workers must be ...").
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { availableParallelism } from 'node:os';
+import { intOption, invalidOption } from '../shared/errors.js';
+import { Defaults } from '../shared/constants.js';
+import type { ModuleDescriptor } from '../shared/tasks.js';
+import { FD_MAX } from '../fd/index.js';
+
+export type CodecName = 'binary' | 'json' | 'raw';
+type MaybePromise<T> = T | Promise<T>;
+
+/** Server lifecycle hooks (Ts.ED ServerLoader style). They run on the I/O thread, never on the hot path. */
+export interface LifecycleHooks {
+  onInit?: () => MaybePromise<void>;
+  onMountingModules?: (modules: readonly ModuleDescriptor[]) => MaybePromise<void>;
+  afterRoutesInit?: () => MaybePromise<void>;
+  onReady?: (info: { port: number; host: string }) => MaybePromise<void>;
+  onServerInitError?: (err: Error) => MaybePromise<void>;
+  onShutdown?: () => MaybePromise<void>;
+}
+
+export interface ServerOptions {
+  /** Module files (each default-exports defineModule), paths or file URLs. Module id = index. */
+  modules: readonly (string | URL)[];
+  /** Global hooks file (default-exports defineHooks). */
+  hooks?: string | URL;
+  /** Worker threads (piscina pool size). Default 2. */
+  workers?: number;
+  /** Bytes of each SharedArrayBuffer ring (one inbound, one outbound per worker); power of two. Default 1 MiB. */
+  ringBytes?: number;
+  /** Bytes of each worker's I/O-side overflow buffer used when its inbound ring is full. Default 4 MiB. */
+  overflowBytes?: number;
+  /** Live connection cap (the fd allocator's maxLive); over it upgrades get 503. */
+  maxConnections?: number;
+  /** Highest fd before wrapping (default FD_MAX = 16,777,215); lower it only for tests. */
+  maxFd?: number;
+  /** Default wire codec for modules that do not name one. Default 'binary'. */
+  codec?: CodecName;
+  /** Records a worker handles per drain batch. Default 4096. */
+  drainBatch?: number;
+  /** Graceful close: how long to wait for in-flight work before forcing. Default 10 s. */
+  shutdownTimeoutMs?: number;
+  lifecycle?: LifecycleHooks;
+}
+
+export interface ResolvedOptions {
+  readonly modules: readonly string[];
+  readonly hooks: string | null;
+  readonly workers: number;
+  readonly ringBytes: number;
+  readonly overflowBytes: number;
+  readonly maxConnections: number;
+  readonly maxFd: number;
+  readonly codec: CodecName;
+  readonly drainBatch: number;
+  readonly shutdownTimeoutMs: number;
+  readonly lifecycle: LifecycleHooks;
+}
+
+const LIFECYCLE = ['onInit', 'onMountingModules', 'afterRoutesInit', 'onReady', 'onServerInitError', 'onShutdown'] as const;
+
+function fileUrl(v: unknown, name: string): string {
+  if (v instanceof URL) {
+    if (v.protocol !== 'file:') throw invalidOption(name, 'a file path or file: URL');
+    return v.href;
+  }
+  if (typeof v !== 'string' || v.length === 0) throw invalidOption(name, 'a file path or file: URL');
+  if (v.startsWith('file:')) return v;
+  return pathToFileURL(isAbsolute(v) ? v : resolve(v)).href;
+}
+
+function powerOfTwo(v: unknown, name: string, def: number, min: number, max: number): number {
+  const n = intOption(v, name, def, min, max);
+  if ((n & (n - 1)) !== 0) throw invalidOption(name, `a power of two between ${min} and ${max}, got ${n}`, 'range');
+  return n;
+}
+
+export function resolveOptions(o: ServerOptions): ResolvedOptions {
+  if (o === null || typeof o !== 'object') throw new TypeError('options must be an object');
+  if (!Array.isArray(o.modules) || o.modules.length === 0) {
+    throw invalidOption('modules', 'a non-empty array of module file paths');
+  }
+  const modules = o.modules.map((m, i) => fileUrl(m, `modules[${i}]`));
+  const hooks = o.hooks === undefined ? null : fileUrl(o.hooks, 'hooks');
+  const workers = intOption(o.workers, 'workers', Math.min(Defaults.workers, availableParallelism()), 1, 256);
+  const ringBytes = powerOfTwo(o.ringBytes, 'ringBytes', Defaults.ringBytes, 1 << 12, 1 << 30);
+  const overflowBytes = powerOfTwo(o.overflowBytes, 'overflowBytes', Defaults.overflowBytes, 1 << 12, 1 << 30);
+  const maxFd = intOption(o.maxFd, 'maxFd', FD_MAX, 1, FD_MAX);
+  const maxConnections = intOption(o.maxConnections, 'maxConnections', Math.min(Defaults.maxConnections, maxFd), 1, maxFd);
+  const codec = o.codec ?? 'binary';
+  if (codec !== 'binary' && codec !== 'json' && codec !== 'raw') throw invalidOption('codec', '"binary", "json" or "raw"');
+  const drainBatch = intOption(o.drainBatch, 'drainBatch', Defaults.drainBatch, 1, 1 << 20);
+  const shutdownTimeoutMs = intOption(o.shutdownTimeoutMs, 'shutdownTimeoutMs', 10_000, 0, 3_600_000);
+  const lifecycle = o.lifecycle ?? {};
+  if (lifecycle === null || typeof lifecycle !== 'object') throw invalidOption('lifecycle', 'an object of hook functions');
+  for (const k of LIFECYCLE) {
+    if (lifecycle[k] !== undefined && typeof lifecycle[k] !== 'function') throw invalidOption(`lifecycle.${k}`, 'a function');
+  }
+  return { modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, shutdownTimeoutMs, lifecycle };
+}

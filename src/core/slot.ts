@@ -1,0 +1,200 @@
+/**
+ * One worker slot as the I/O thread sees it: its two rings, its bounded overflow, and the
+ * inbound writing policy.
+ *
+ * Inbound policy when the worker falls behind (nothing is lost silently):
+ *   1. records go into the SharedArrayBuffer ring;
+ *   2. when it is full, they go into this slot's overflow (a local ring of `overflowBytes`),
+ *      and keep going there, in order, until the overflow has been moved back into the ring;
+ *   3. when the overflow is full too, the message is refused: the caller closes that
+ *      connection with 1013 (try again later) and counts it.
+ * Records that must never be dropped (Close, Barrier) go to a pending list bounded by the
+ * number of connections, flushed after the overflow, so ordering per connection holds.
+ */
+import { Ring, RingStatus, type RingStatusCode } from '../shared/ring.js';
+import { RecordReader, writeClose, writeDrain, writeMessage, writeOpen, writeUpgrade } from '../shared/records.js';
+import { ControlKind } from '../shared/constants.js';
+import { WorkerCounter } from '../shared/tasks.js';
+
+interface PendingClose { kind: 0; handle: number; code: number; reason: Uint8Array }
+interface PendingBarrier { kind: 1; seq: number }
+type Pending = PendingClose | PendingBarrier;
+
+export interface UpgradeFields {
+  handle: number; module: number; url: string; query: string; remoteAddress: string;
+  headerNames: string[]; headerValues: string[]; params: string[];
+}
+
+export class Slot {
+  readonly index: number;
+  readonly inbound: Ring;
+  readonly outbound: Ring;
+  readonly overflow: Ring;
+  readonly counterSab: SharedArrayBuffer;
+  readonly counters: Float64Array;
+  readonly reader: RecordReader;
+  alive = false;
+  generation = 0;
+  restarts = 0;
+  connections = 0;
+  /** Records are going to the overflow (the ring filled up and the overflow is not yet moved back). */
+  backlog = false;
+  pending: Pending[] = [];
+  overflowed = 0;
+  private flushArmed = false;
+  readonly flushBound: () => void;
+  barrierSeq = 0;
+  readonly barrierWaiters = new Map<number, () => void>();
+
+  constructor(index: number, ringBytes: number, overflowBytes: number) {
+    this.index = index;
+    this.inbound = Ring.create(ringBytes);
+    this.outbound = Ring.create(ringBytes);
+    this.overflow = Ring.create(overflowBytes);
+    this.counterSab = new SharedArrayBuffer(WorkerCounter.count * 8);
+    this.counters = new Float64Array(this.counterSab);
+    this.reader = new RecordReader(this.outbound.data);
+    this.flushBound = () => { this.flushArmed = false; this.flush(); };
+  }
+
+  private target(): Ring {
+    return this.backlog ? this.overflow : this.inbound;
+  }
+
+  /** After a FULL from the ring: switch to the overflow and retry there once. */
+  private spill(st: RingStatusCode): Ring | null {
+    if (st !== RingStatus.FULL || this.backlog) return null;
+    this.backlog = true;
+    this.armFlush();
+    return this.overflow;
+  }
+
+  /** false: neither the ring nor the overflow had room (caller closes the connection with 1013). */
+  message(handle: number, binary: boolean, src: Uint8Array): boolean {
+    let st = writeMessage(this.target(), handle, binary, src);
+    if (st === RingStatus.OK) {
+      this.inbound.notify();
+      return true;
+    }
+    const o = this.spill(st);
+    if (o !== null) st = writeMessage(o, handle, binary, src);
+    if (st === RingStatus.OK) this.overflowed++;
+    return st === RingStatus.OK;
+  }
+
+  open(handle: number): boolean {
+    let st = writeOpen(this.target(), handle);
+    const o = this.spill(st);
+    if (o !== null) st = writeOpen(o, handle);
+    this.inbound.notify();
+    return st === RingStatus.OK;
+  }
+
+  drain(handle: number, buffered: number): void {
+    let st = writeDrain(this.target(), handle, buffered);
+    const o = this.spill(st);
+    if (o !== null) st = writeDrain(o, handle, buffered);
+    this.inbound.notify();
+  }
+
+  /** Upgrades are refused (503) rather than queued when the worker is behind. */
+  upgrade(u: UpgradeFields): boolean {
+    if (this.backlog) return false;
+    const st = writeUpgrade(this.inbound, u);
+    this.inbound.notify();
+    return st === RingStatus.OK;
+  }
+
+  /** Never dropped: goes to the pending list when there is no room. */
+  close(handle: number, code: number, reason: Uint8Array): void {
+    if (!this.backlog && this.pending.length === 0) {
+      if (writeClose(this.inbound, handle, code, reason) === RingStatus.OK) {
+        this.inbound.notify();
+        return;
+      }
+      this.backlog = true;
+      this.armFlush();
+    }
+    this.pending.push({ kind: 0, handle, code, reason: reason.slice() });
+  }
+
+  barrier(seq: number): void {
+    if (!this.backlog && this.pending.length === 0 && writeBarrier(this.inbound, seq)) {
+      this.inbound.notify();
+      return;
+    }
+    if (!this.backlog) {
+      this.backlog = true;
+      this.armFlush();
+    }
+    this.pending.push({ kind: 1, seq });
+  }
+
+  private armFlush(): void {
+    if (this.flushArmed) return;
+    this.flushArmed = true;
+    const p = this.inbound.waitForSpaceAsync(this.nextNeeded());
+    if (p === null) setImmediate(this.flushBound);
+    else p.then(this.flushBound, this.flushBound);
+  }
+
+  private nextNeeded(): number {
+    const off = this.overflow.peek();
+    if (off >= 0) return this.overflow.peekLength + 16;
+    return 256;
+  }
+
+  /** Move the overflow, then the pending list, back into the ring, in order. */
+  flush(): void {
+    if (!this.alive) return;
+    const ov = this.overflow;
+    const ring = this.inbound;
+    let off: number;
+    let moved = false;
+    while ((off = ov.peek()) >= 0) {
+      if (ring.push(ov.data, off, ov.peekLength) !== RingStatus.OK) break;
+      ov.skip();
+      moved = true;
+    }
+    if (moved) ov.release();
+    if (ov.peek() < 0) {
+      let i = 0;
+      const p = this.pending;
+      for (; i < p.length; i++) {
+        const r = p[i]!;
+        const ok = r.kind === 0 ? writeClose(ring, r.handle, r.code, r.reason) === RingStatus.OK : writeBarrier(ring, r.seq);
+        if (!ok) break;
+        moved = true;
+      }
+      if (i > 0) this.pending = p.slice(i);
+    }
+    if (moved) ring.notify();
+    if (ov.peek() < 0 && this.pending.length === 0) this.backlog = false;
+    else this.armFlush();
+  }
+
+  /** Forget everything in flight (the worker died; its connections are being closed). */
+  reset(): void {
+    this.inbound.reset();
+    this.outbound.reset();
+    this.overflow.reset();
+    this.pending = [];
+    this.backlog = false;
+    this.connections = 0;
+  }
+
+  usedBytes(): { inbound: number; outbound: number; overflow: number } {
+    return { inbound: this.inbound.usedBytes, outbound: this.outbound.usedBytes, overflow: this.overflow.usedBytes };
+  }
+}
+
+function writeBarrier(ring: Ring, seq: number): boolean {
+  const off = ring.reserve(8);
+  if (off < 0) return false;
+  const d = ring.data;
+  const v = new DataView(d.buffer, d.byteOffset + off, 8);
+  v.setUint32(0, ControlKind.Barrier, true);
+  v.setUint32(4, seq, true);
+  ring.commit();
+  return true;
+}

@@ -1,0 +1,65 @@
+/** I/O-thread counters and the `stats()` snapshot shape. */
+
+export interface DropStats {
+  /** Commands addressed to a handle that is no longer current (closed or fd recycled). */
+  staleHandle: number;
+  /** Connections closed with 1013 because their worker's ring and overflow were full. */
+  inboundFull: number;
+  /** uWS refused a send (over maxBackpressure). */
+  backpressure: number;
+  /** Upgrades refused with 503: maxConnections reached (fd allocator exhausted). */
+  connLimit: number;
+  /** Upgrades refused with 503: no live worker, or the worker's ring was full. */
+  workerUnavailable: number;
+  /** Upgrades whose client went away before the hooks answered. */
+  upgradeAborted: number;
+  /** Commands dropped because the server was shutting down. */
+  shutdown: number;
+  /** Commands dropped on the worker side because its outbound ring was closed (shutdown). */
+  workerShutdown: number;
+}
+
+export interface WorkerStats {
+  slot: number;
+  alive: boolean;
+  restarts: number;
+  connections: number;
+  ringCapacity: number;
+  inboundUsed: number;
+  outboundUsed: number;
+  overflowUsed: number;
+  /** Records that went through the overflow because the ring was full. */
+  overflowed: number;
+  messages: number;
+  handlerErrors: number;
+  hookErrors: number;
+  badFrames: number;
+  unknownEvents: number;
+  outboundFullWaits: number;
+}
+
+export interface ServerStats {
+  connections: number;
+  upgradesAccepted: number;
+  upgradesRejected: number;
+  messagesIn: number;
+  messagesOut: number;
+  publishes: number;
+  drops: DropStats;
+  workerRestarts: number;
+  workers: WorkerStats[];
+}
+
+export class Counters {
+  connections = 0;
+  upgradesAccepted = 0;
+  upgradesRejected = 0;
+  messagesIn = 0;
+  messagesOut = 0;
+  publishes = 0;
+  workerRestarts = 0;
+  readonly drops: DropStats = {
+    staleHandle: 0, inboundFull: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
+    upgradeAborted: 0, shutdown: 0, workerShutdown: 0,
+  };
+}

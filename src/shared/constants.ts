@@ -1,0 +1,37 @@
+/** WebSocket close codes ringwire uses (RFC 6455 §7.4.1). */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001, // graceful server shutdown
+  ABNORMAL: 1006, // no close frame (socket dropped); never sent on the wire
+  INVALID_PAYLOAD: 1007,
+  POLICY: 1008,
+  TOO_BIG: 1009,
+  INTERNAL: 1011, // hook failure on a live connection, or its worker died
+  TRY_AGAIN: 1013, // the connection's worker cannot keep up (inbound ring + overflow full)
+} as const;
+
+/**
+ * Control records: tiny fixed-layout records ([u32 kind][u32 seq]) that the core uses to
+ * sequence shutdown. They share the ring with the FlatBuffers records (kinds 1..31) and use
+ * kinds >= 32 so a reader can tell them apart before verifying a FlatBuffer.
+ */
+export const ControlKind = {
+  /** I/O → worker: answer with BarrierAck once every record before it has been fully handled. */
+  Barrier: 32,
+  /** worker → I/O: every record before the Barrier with this seq is handled and its commands written. */
+  BarrierAck: 33,
+} as const;
+
+export const Defaults = {
+  workers: 2,
+  ringBytes: 1 << 20, // 1 MiB per direction per worker
+  overflowBytes: 1 << 22, // 4 MiB bounded overflow per worker (I/O thread local)
+  maxConnections: 1_048_576,
+  drainBatch: 4096,
+  maxPayloadLength: 64 * 1024,
+  idleTimeout: 120,
+  maxBackpressure: 1024 * 1024,
+} as const;
+
+/** Internal topic prefix used for `ctx.broadcast` (one topic per module). Clients cannot subscribe to it. */
+export const BROADCAST_TOPIC_PREFIX = '\u0000rw:mod:';

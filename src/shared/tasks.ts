@@ -1,0 +1,54 @@
+/**
+ * The piscina tasks that cross from the I/O thread to the workers (piscina's `types.ts`
+ * habit). Traffic never goes through these: each worker runs one long `serve` task whose
+ * rings carry every event and command; `describe` runs once at start-up.
+ */
+
+export interface DescribeTask {
+  readonly type: 'describe';
+  /** Absolute file URLs of the module files, in mount order (module id = index). */
+  readonly modules: readonly string[];
+  readonly hooks: string | null;
+  readonly codec: 'binary' | 'json' | 'raw';
+}
+
+export interface ModuleDescriptor {
+  readonly path: string;
+  readonly codec: 'binary' | 'json' | 'raw';
+  readonly events: readonly string[];
+  readonly options: Readonly<Record<string, number | boolean>>;
+}
+
+export type DescribeResult =
+  | { readonly ok: true; readonly modules: readonly ModuleDescriptor[] }
+  | { readonly ok: false; readonly code: string; readonly message: string };
+
+export interface ServeTask {
+  readonly type: 'serve';
+  readonly slot: number;
+  /** Incarnation of this slot (bumped when a dead worker is replaced). */
+  readonly generation: number;
+  readonly inbound: SharedArrayBuffer;
+  readonly outbound: SharedArrayBuffer;
+  readonly modules: readonly string[];
+  readonly hooks: string | null;
+  /** Server default codec for modules that do not name one. */
+  readonly codec: 'binary' | 'json' | 'raw';
+  readonly drainBatch: number;
+  /** Per-worker counters the I/O thread reads for stats (Float64Array over this SAB). */
+  readonly counters: SharedArrayBuffer;
+}
+
+export type WorkerTask = DescribeTask | ServeTask;
+
+/** Index of each per-worker counter in `ServeTask.counters` (Float64 slots). */
+export const WorkerCounter = {
+  messages: 0,
+  handlerErrors: 1,
+  badFrames: 2,
+  unknownEvents: 3,
+  outboundFullWaits: 4,
+  droppedOnShutdown: 5,
+  hookErrors: 6,
+  count: 8,
+} as const;

@@ -1,0 +1,143 @@
+/**
+ * One object per connection, kept by the worker that owns the connection. It is both the
+ * handler `Context` and the upgrade context: behaviour on the prototype, state in fields,
+ * no closures per connection (ws / uWebSockets habit). Per-message fields (event, ref,
+ * payload, data) are overwritten for each message; messages of one connection run one at
+ * a time, so that is safe even with async handlers.
+ */
+import type { Context, SendOptions, UpgradeContext } from './define.js';
+import type { ModuleRt } from './loader.js';
+import type { Outbox } from './outbox.js';
+import { CloseCode } from '../shared/constants.js';
+
+const EMPTY = new Uint8Array(0);
+const utf8 = new TextEncoder();
+
+export const ConnState = { Upgrading: 0, Open: 1, Closed: 2 } as const;
+
+export class Conn implements Context, UpgradeContext {
+  readonly fd: number;
+  readonly handle: number;
+  readonly module: ModuleRt;
+  readonly outbox: Outbox;
+  readonly url: string;
+  readonly query: string;
+  readonly remoteAddress: string;
+  readonly params: Record<string, string>;
+  readonly headers: Record<string, string>;
+  readonly userData: Record<string, unknown> = {};
+  state: number = ConnState.Upgrading;
+
+  // Upgrade outcome
+  rejected = false;
+  rejectStatus = 0;
+  rejectBody: Uint8Array = EMPTY;
+  rejectHeaders: Record<string, string> | undefined = undefined;
+
+  // Current message
+  event = '';
+  ref = 0;
+  payload: Uint8Array = EMPTY;
+  data: unknown = undefined;
+  replied = false;
+  /** close() was called by a handler: the rest of the chain is skipped. */
+  closing = false;
+
+  // Serialisation of async chains: while busy, later records of this connection wait in `queue`.
+  busy = false;
+  queue: Uint8Array[] | null = null;
+  queueHead = 0;
+  queueBytes = 0;
+
+  constructor(fd: number, handle: number, module: ModuleRt, outbox: Outbox, url: string, query: string,
+    remoteAddress: string, params: Record<string, string>, headers: Record<string, string>) {
+    this.fd = fd;
+    this.handle = handle;
+    this.module = module;
+    this.outbox = outbox;
+    this.url = url;
+    this.query = query;
+    this.remoteAddress = remoteAddress;
+    this.params = params;
+    this.headers = headers;
+  }
+
+  get path(): string {
+    return this.module.path;
+  }
+
+  // ---- upgrade ----
+  reject(status: number, body?: string | Uint8Array, headers?: Record<string, string>): void {
+    if (!Number.isInteger(status) || status < 400 || status > 599) {
+      throw new RangeError('reject(status) must be an HTTP status between 400 and 599');
+    }
+    this.rejected = true;
+    this.rejectStatus = status;
+    this.rejectBody = body === undefined ? EMPTY : typeof body === 'string' ? utf8.encode(body) : body;
+    this.rejectHeaders = headers;
+  }
+
+  // ---- messages ----
+  reply(payload: unknown): void {
+    this.replied = true;
+    this.sendFrameTo(this.handle, this.event, this.ref, payload);
+  }
+
+  send(payload: unknown, options?: SendOptions): void {
+    this.sendFrameTo(this.handle, options?.event ?? this.event, 0, payload);
+  }
+
+  sendTo(handle: number, payload: unknown, options?: SendOptions): void {
+    if (typeof handle !== 'number' || !Number.isSafeInteger(handle) || handle <= 0) {
+      throw new TypeError('sendTo(handle) must be a connection handle (positive integer)');
+    }
+    this.sendFrameTo(handle, options?.event ?? this.event, 0, payload);
+  }
+
+  /** Encode with this connection's codec and queue a Send command. */
+  sendFrameTo(handle: number, event: string, ref: number, payload: unknown): void {
+    const codec = this.module.codec;
+    if (codec.name === 'binary' && payload instanceof Uint8Array) {
+      // Hot path: the WireFrame is laid out straight into the outbound ring.
+      this.outbox.sendFrame(handle, event, ref, payload);
+      return;
+    }
+    this.outbox.send(handle, codec.binary, codec.encode(event, ref, payload));
+  }
+
+  publish(topic: string, payload: unknown, options?: SendOptions & { exceptSelf?: boolean }): void {
+    checkTopic(topic);
+    const codec = this.module.codec;
+    const bytes = codec.encode(options?.event ?? this.event, 0, payload);
+    this.outbox.publish(topic, codec.binary, bytes, options?.exceptSelf === true ? this.handle : 0);
+  }
+
+  broadcast(payload: unknown, options?: SendOptions & { exceptSelf?: boolean }): void {
+    const codec = this.module.codec;
+    const bytes = codec.encode(options?.event ?? this.event, 0, payload);
+    this.outbox.publish(this.module.broadcastTopic, codec.binary, bytes, options?.exceptSelf === true ? this.handle : 0);
+  }
+
+  subscribe(topic: string): void {
+    checkTopic(topic);
+    this.outbox.subscribe(this.handle, topic);
+  }
+
+  unsubscribe(topic: string): void {
+    checkTopic(topic);
+    this.outbox.unsubscribe(this.handle, topic);
+  }
+
+  close(code: number = CloseCode.NORMAL, reason = ''): void {
+    if (!Number.isInteger(code) || code < 1000 || code > 4999) {
+      throw new RangeError('close(code) must be a WebSocket close code between 1000 and 4999');
+    }
+    this.closing = true;
+    this.outbox.closeConn(this.handle, code, reason);
+  }
+}
+
+function checkTopic(topic: string): void {
+  if (typeof topic !== 'string' || topic.length === 0) throw new TypeError('topic must be a non-empty string');
+  if (topic.charCodeAt(0) === 0) throw new TypeError('topics starting with \\0 are reserved by ringwire');
+}

@@ -1,0 +1,193 @@
+/**
+ * What module and hooks files export (worker side). Module files run only inside
+ * worker threads; import these helpers from 'ringwire/module' there.
+ *
+ *   export default defineModule({ path: '/chat/:room', events: { SAY: { handler(ctx) { ... } } } });
+ *   export default defineHooks({ onConnect(ctx) { ... } });
+ */
+import { ModuleLoadError } from '../shared/errors.js';
+
+export type CodecName = 'binary' | 'json' | 'raw';
+
+/** Per-module uWS socket options (passed through to the uWS `ws()` behaviour). */
+export interface ModuleSocketOptions {
+  maxPayloadLength?: number;
+  idleTimeout?: number;
+  maxBackpressure?: number;
+  closeOnBackpressureLimit?: boolean;
+  sendPingsAutomatically?: boolean;
+  maxLifetime?: number;
+}
+
+export interface SendOptions {
+  /** Event name of the frame (binary/json codecs). Defaults to the current message's event. */
+  event?: string;
+}
+
+/** The context handed to hooks and handlers: one object per connection, valid while it lives. */
+export interface Context {
+  readonly fd: number;
+  readonly handle: number;
+  readonly path: string;
+  readonly url: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: string;
+  readonly remoteAddress: string;
+  /** Per-connection data, kept in the worker that owns the connection (upgrade hooks fill it). */
+  readonly userData: Record<string, unknown>;
+  /** Current message: event name ('' for raw modules). */
+  readonly event: string;
+  /** Current message: correlation ref (0 = none). */
+  readonly ref: number;
+  /**
+   * Current message payload (binary and raw codecs). A zero-copy view into the ring: valid
+   * only until the handler returns or first awaits. Copy (`payload.slice()`) what you keep.
+   */
+  readonly payload: Uint8Array;
+  /** Current message data (json codec: the parsed `data` field). */
+  readonly data: unknown;
+  /** True once `reply()` was called for the current message. */
+  readonly replied: boolean;
+  reply(payload: unknown): void;
+  send(payload: unknown, options?: SendOptions): void;
+  sendTo(handle: number, payload: unknown, options?: SendOptions): void;
+  publish(topic: string, payload: unknown, options?: SendOptions & { exceptSelf?: boolean }): void;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  broadcast(payload: unknown, options?: SendOptions & { exceptSelf?: boolean }): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** What an upgrade hook sees: the request, the userData being built, and `reject()`. */
+export interface UpgradeContext {
+  readonly fd: number;
+  readonly handle: number;
+  readonly path: string;
+  readonly url: string;
+  readonly query: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly remoteAddress: string;
+  /** Filled by the hooks: global first, then the module's. Returning an object from a hook merges it in. */
+  readonly userData: Record<string, unknown>;
+  /** Refuse the upgrade with an HTTP status (4xx/5xx), an optional body and headers. */
+  reject(status: number, body?: string | Uint8Array, headers?: Record<string, string>): void;
+  readonly rejected: boolean;
+}
+
+export type Stage = 'upgrade' | 'connect' | 'message' | 'route' | 'decode' | 'disconnect';
+
+type MaybePromise<T> = T | Promise<T>;
+export type UpgradeHook = (up: UpgradeContext) => MaybePromise<void | Record<string, unknown> | undefined>;
+/** Returning `false` (or replying / closing) stops the message chain. */
+export type MessageHook = (ctx: Context) => MaybePromise<void | boolean | undefined>;
+export type ConnectHook = (ctx: Context) => MaybePromise<void>;
+export type DisconnectHook = (ctx: Context, code: number, reason: string) => MaybePromise<void>;
+export type ErrorHook = (err: unknown, stage: Stage, ctx: Context | UpgradeContext | undefined) => MaybePromise<void>;
+
+export interface EventDefinition {
+  preHandler?: MessageHook | MessageHook[];
+  handler: MessageHook;
+}
+
+export interface HooksDefinition {
+  onUpgrade?: UpgradeHook;
+  onConnect?: ConnectHook;
+  onReceived?: MessageHook;
+  onDisconnect?: DisconnectHook;
+  onError?: ErrorHook;
+}
+
+export interface ModuleDefinition extends HooksDefinition {
+  /** uWS route pattern: '/echo', '/chat/:room', '/*'. */
+  path: string;
+  /** Wire codec of this module's clients; defaults to the server's codec. */
+  codec?: CodecName;
+  options?: ModuleSocketOptions;
+  /** Command routing: event name → handler (with optional preHandlers). Event ids are 1-based in this order. */
+  events?: Record<string, EventDefinition>;
+  /** Single handler (raw codec modules, or a catch-all for other codecs). */
+  handler?: MessageHook;
+}
+
+const MODULE_BRAND = Symbol.for('ringwire.module');
+const HOOKS_BRAND = Symbol.for('ringwire.hooks');
+
+const HOOK_NAMES = ['onUpgrade', 'onConnect', 'onReceived', 'onDisconnect', 'onError'] as const;
+const SOCKET_OPTION_NAMES = ['maxPayloadLength', 'idleTimeout', 'maxBackpressure',
+  'closeOnBackpressureLimit', 'sendPingsAutomatically', 'maxLifetime'] as const;
+
+function checkHooks(def: HooksDefinition, where: string): void {
+  for (const name of HOOK_NAMES) {
+    const h = def[name];
+    if (h !== undefined && typeof h !== 'function') {
+      throw new TypeError(`${where}.${name} must be a function`);
+    }
+  }
+}
+
+/** Validate and brand a module definition (throws TypeError naming the field). */
+export function defineModule<T extends ModuleDefinition>(def: T): T {
+  if (def === null || typeof def !== 'object') throw new TypeError('module definition must be an object');
+  if (typeof def.path !== 'string' || !def.path.startsWith('/')) {
+    throw new TypeError('module.path must be a string starting with "/"');
+  }
+  if (def.codec !== undefined && def.codec !== 'binary' && def.codec !== 'json' && def.codec !== 'raw') {
+    throw new TypeError('module.codec must be "binary", "json" or "raw"');
+  }
+  checkHooks(def, 'module');
+  if (def.handler !== undefined && typeof def.handler !== 'function') {
+    throw new TypeError('module.handler must be a function');
+  }
+  if (def.events !== undefined) {
+    if (def.events === null || typeof def.events !== 'object') throw new TypeError('module.events must be an object');
+    for (const [name, ev] of Object.entries(def.events)) {
+      if (ev === null || typeof ev !== 'object' || typeof ev.handler !== 'function') {
+        throw new TypeError(`module.events.${name}.handler must be a function`);
+      }
+      const pre = ev.preHandler;
+      const list = pre === undefined ? [] : Array.isArray(pre) ? pre : [pre];
+      for (const p of list) {
+        if (typeof p !== 'function') throw new TypeError(`module.events.${name}.preHandler must be functions`);
+      }
+    }
+  }
+  if (def.codec === 'raw') {
+    const n = (def.events ? Object.keys(def.events).length : 0) + (def.handler ? 1 : 0);
+    if (n !== 1) throw new TypeError('a raw-codec module must have exactly one handler (module.handler or one event)');
+  } else if (def.events === undefined && def.handler === undefined) {
+    throw new TypeError('module.events or module.handler is required');
+  }
+  if (def.options !== undefined) {
+    if (def.options === null || typeof def.options !== 'object') throw new TypeError('module.options must be an object');
+    for (const k of Object.keys(def.options)) {
+      if (!(SOCKET_OPTION_NAMES as readonly string[]).includes(k)) {
+        throw new TypeError(`module.options.${k} is not a known socket option (${SOCKET_OPTION_NAMES.join(', ')})`);
+      }
+    }
+  }
+  Object.defineProperty(def, MODULE_BRAND, { value: true });
+  return def;
+}
+
+/** Validate and brand a global hooks definition. */
+export function defineHooks<T extends HooksDefinition>(def: T): T {
+  if (def === null || typeof def !== 'object') throw new TypeError('hooks definition must be an object');
+  checkHooks(def, 'hooks');
+  Object.defineProperty(def, HOOKS_BRAND, { value: true });
+  return def;
+}
+
+export function asModule(value: unknown, file: string): ModuleDefinition {
+  if (value === null || typeof value !== 'object' || !(MODULE_BRAND in value)) {
+    throw new ModuleLoadError(`${file}: the default export must be defineModule({...})`);
+  }
+  return value as unknown as ModuleDefinition;
+}
+
+export function asHooks(value: unknown, file: string): HooksDefinition {
+  if (value === null || typeof value !== 'object' || !(HOOKS_BRAND in value)) {
+    throw new ModuleLoadError(`${file}: the default export must be defineHooks({...})`);
+  }
+  return value as unknown as HooksDefinition;
+}

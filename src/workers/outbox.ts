@@ -1,0 +1,114 @@
+/**
+ * The worker's side of its outbound ring: every command a handler issues is written here,
+ * straight into the ring. A full ring means the I/O thread is behind: the worker notifies it
+ * and sleeps (Atomics.wait) until there is space. Blocking here is safe because the I/O thread
+ * never waits on a worker, and it is the backpressure that keeps memory bounded. Only a closed
+ * ring (shutdown) drops a command, and that is counted.
+ */
+import { Ring, RingStatus, type RingStatusCode } from '../shared/ring.js';
+import {
+  writeSend, writeSendFrame, writeSendMany, writePublish, writeSubscribe, writeUnsubscribe,
+  writeCloseConn, writeAccept, writeReject,
+} from '../shared/records.js';
+import { ControlKind } from '../shared/constants.js';
+import { RecordTooLargeError } from '../shared/errors.js';
+import { WorkerCounter } from '../shared/tasks.js';
+
+export class Outbox {
+  readonly ring: Ring;
+  readonly counters: Float64Array;
+
+  constructor(ring: Ring, counters: Float64Array) {
+    this.ring = ring;
+    this.counters = counters;
+  }
+
+  /** Called after a write returned FULL: wake the I/O thread and wait for room. False = give up (closed). */
+  private waitRoom(bytes: number): boolean {
+    const ring = this.ring;
+    if (ring.closed) {
+      this.counters[WorkerCounter.droppedOnShutdown]! += 1;
+      return false;
+    }
+    this.counters[WorkerCounter.outboundFullWaits]! += 1;
+    ring.notify();
+    // Bounded waits in a loop so a closed ring (shutdown) is noticed even without a wake-up.
+    while (!ring.waitForSpace(bytes, 100)) {
+      if (ring.closed) {
+        this.counters[WorkerCounter.droppedOnShutdown]! += 1;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private check(st: RingStatusCode, bytes: number): boolean {
+    if (st === RingStatus.OK) return true;
+    if (st === RingStatus.TOO_LARGE) {
+      throw new RecordTooLargeError(`a ${bytes}-byte command does not fit the outbound ring (maxRecord ${this.ring.maxRecord}); raise ringBytes`);
+    }
+    return !this.waitRoom(bytes + 64);
+  }
+
+  send(handle: number, binary: boolean, data: Uint8Array): void {
+    while (!this.check(writeSend(this.ring, handle, binary, data), data.length));
+  }
+
+  sendFrame(handle: number, event: string, ref: number, payload: Uint8Array): void {
+    while (!this.check(writeSendFrame(this.ring, handle, event, 0, ref, payload), payload.length + event.length * 3));
+  }
+
+  sendMany(handles: ArrayLike<number>, count: number, binary: boolean, data: Uint8Array): void {
+    while (!this.check(writeSendMany(this.ring, handles, count, binary, data), data.length + count * 8));
+  }
+
+  publish(topic: string, binary: boolean, data: Uint8Array, exclude: number): void {
+    while (!this.check(writePublish(this.ring, topic, binary, data, 0, data.length, exclude), data.length + topic.length * 3));
+  }
+
+  subscribe(handle: number, topic: string): void {
+    while (!this.check(writeSubscribe(this.ring, handle, topic), topic.length * 3));
+  }
+
+  unsubscribe(handle: number, topic: string): void {
+    while (!this.check(writeUnsubscribe(this.ring, handle, topic), topic.length * 3));
+  }
+
+  closeConn(handle: number, code: number, reason: string): void {
+    while (!this.check(writeCloseConn(this.ring, handle, code, reason), reason.length * 3));
+  }
+
+  accept(handle: number): void {
+    while (!this.check(writeAccept(this.ring, handle), 0));
+  }
+
+  reject(handle: number, status: number, names: string[], values: string[], body: Uint8Array): void {
+    while (!this.check(writeReject(this.ring, handle, status, names, values, body), body.length + 256));
+  }
+
+  /** Control record: [u32 kind][u32 seq]. */
+  barrierAck(seq: number): void {
+    for (;;) {
+      const off = this.ring.reserve(8);
+      if (off >= 0) {
+        const d = this.ring.data;
+        writeU32(d, off, ControlKind.BarrierAck);
+        writeU32(d, off + 4, seq);
+        this.ring.commit();
+        return;
+      }
+      if (!this.waitRoom(8)) return;
+    }
+  }
+}
+
+export function writeU32(d: Uint8Array, off: number, v: number): void {
+  d[off] = v & 0xff;
+  d[off + 1] = (v >>> 8) & 0xff;
+  d[off + 2] = (v >>> 16) & 0xff;
+  d[off + 3] = (v >>> 24) & 0xff;
+}
+
+export function readU32(d: Uint8Array, off: number): number {
+  return (d[off]! | (d[off + 1]! << 8) | (d[off + 2]! << 16) | (d[off + 3]! << 24)) >>> 0;
+}

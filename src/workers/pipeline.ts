@@ -1,0 +1,208 @@
+/**
+ * The hook pipeline of one worker: the exact order of DESIGN.md, run with plain index
+ * loops. A stage only allocates (a promise continuation) when a hook actually returns a
+ * promise; the synchronous path allocates nothing per message.
+ *
+ *   upgrade:  GLOBAL onUpgrade → EVENT onUpgrade                         (error → onError('upgrade') → HTTP 500)
+ *   open:     GLOBAL onConnect → EVENT onConnect                         (error → onError('connect') → close 1011)
+ *   message:  GLOBAL onReceived → EVENT onReceived → preHandler[] → handler (error → onError('message') → error reply)
+ *   close:    GLOBAL onDisconnect → EVENT onDisconnect                   (error → onError('disconnect'))
+ */
+import { Conn, ConnState } from './connection.js';
+import type { MessageHook } from './define.js';
+import type { Stage } from './define.js';
+import type { Outbox } from './outbox.js';
+import { CloseCode } from '../shared/constants.js';
+import { ErrorCodes, HandlerError, RingwireError } from '../shared/errors.js';
+import { WorkerCounter } from '../shared/tasks.js';
+
+const utf8 = new TextEncoder();
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && typeof v === 'object' && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** Callbacks the pipeline needs from the serve loop (set once). */
+export interface PipelineHost {
+  readonly outbox: Outbox;
+  readonly counters: Float64Array;
+  /** A connection's chain went async: count it in flight and resume its queue when done. */
+  startAsync(conn: Conn, p: PromiseLike<unknown>): void;
+  /** The connection's record processing ended for good (rejected upgrade, disconnect done). */
+  forget(conn: Conn): void;
+}
+
+let host: PipelineHost;
+export function setPipelineHost(h: PipelineHost): void {
+  host = h;
+}
+
+// ---------------------------------------------------------------- errors
+
+/** Run onError hooks (module first, then global); their own failures are counted, never thrown. */
+function reportError(conn: Conn, err: unknown, stage: Stage): void {
+  const hooks = conn.module.errors;
+  for (let i = 0; i < hooks.length; i++) {
+    try {
+      const r = hooks[i]!(err, stage, conn);
+      if (isThenable(r)) r.then(undefined, () => { host.counters[WorkerCounter.hookErrors]! += 1; });
+    } catch {
+      host.counters[WorkerCounter.hookErrors]! += 1;
+    }
+  }
+}
+
+/** Error reply for a failed message: `{ code, message }` in the connection's codec, event 'error'. */
+export function errorReply(conn: Conn, err: unknown, stage: Stage): void {
+  const re = err instanceof RingwireError ? err : new HandlerError(stage, err);
+  // Handler errors are reported with a fixed message: internals never reach the client.
+  const message = re.code === ErrorCodes.RW_ERR_HANDLER ? `${stage} failed` : re.message;
+  try {
+    conn.sendFrameTo(conn.handle, 'error', conn.ref, utf8.encode(JSON.stringify({ code: re.code, message, event: conn.event })));
+  } catch {
+    host.counters[WorkerCounter.hookErrors]! += 1;
+  }
+}
+
+function messageFailed(conn: Conn, err: unknown): void {
+  host.counters[WorkerCounter.handlerErrors]! += 1;
+  reportError(conn, err, 'message');
+  errorReply(conn, err, 'message');
+}
+
+export function frameFailed(conn: Conn, err: unknown, stage: Stage): void {
+  reportError(conn, err, stage);
+  errorReply(conn, err, stage);
+}
+
+// ---------------------------------------------------------------- message
+
+/** Runs `chain` from index i. Returns a promise only if some hook went async. */
+export function runMessage(conn: Conn, chain: readonly MessageHook[], i: number): PromiseLike<unknown> | undefined {
+  for (; i < chain.length; i++) {
+    let r: unknown;
+    try {
+      r = chain[i]!(conn);
+    } catch (err) {
+      messageFailed(conn, err);
+      return undefined;
+    }
+    if (isThenable(r)) {
+      const next = i + 1;
+      return r.then(
+        (v) => (v === false || conn.replied || conn.closing ? undefined : runMessage(conn, chain, next)),
+        (err) => { messageFailed(conn, err); },
+      );
+    }
+    if (r === false || conn.replied || conn.closing) return undefined;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------- upgrade
+
+export function runUpgrade(conn: Conn, i: number): PromiseLike<unknown> | undefined {
+  const hooks = conn.module.upgrade;
+  for (; i < hooks.length; i++) {
+    let r: unknown;
+    try {
+      r = hooks[i]!(conn);
+    } catch (err) {
+      upgradeFailed(conn, err);
+      return undefined;
+    }
+    if (isThenable(r)) {
+      const next = i + 1;
+      return r.then((v) => {
+        mergeUserData(conn, v);
+        return conn.rejected ? finishUpgrade(conn) : runUpgrade(conn, next);
+      }, (err) => { upgradeFailed(conn, err); });
+    }
+    mergeUserData(conn, r);
+    if (conn.rejected) break;
+  }
+  finishUpgrade(conn);
+  return undefined;
+}
+
+function mergeUserData(conn: Conn, v: unknown): void {
+  if (v !== null && typeof v === 'object') Object.assign(conn.userData, v);
+}
+
+function finishUpgrade(conn: Conn): void {
+  if (conn.rejected) {
+    const h = conn.rejectHeaders ?? {};
+    host.outbox.reject(conn.handle, conn.rejectStatus, Object.keys(h), Object.values(h), conn.rejectBody);
+    conn.state = ConnState.Closed;
+    host.forget(conn);
+  } else {
+    host.outbox.accept(conn.handle);
+  }
+}
+
+function upgradeFailed(conn: Conn, err: unknown): void {
+  host.counters[WorkerCounter.hookErrors]! += 1;
+  reportError(conn, new HandlerError('upgrade', err), 'upgrade');
+  conn.rejected = true;
+  conn.rejectStatus = 500;
+  conn.rejectBody = utf8.encode('Internal Server Error');
+  conn.rejectHeaders = undefined;
+  finishUpgrade(conn);
+}
+
+// ---------------------------------------------------------------- connect / disconnect
+
+export function runConnect(conn: Conn, i: number): PromiseLike<unknown> | undefined {
+  const hooks = conn.module.connect;
+  for (; i < hooks.length; i++) {
+    let r: unknown;
+    try {
+      r = hooks[i]!(conn);
+    } catch (err) {
+      connectFailed(conn, err);
+      return undefined;
+    }
+    if (isThenable(r)) {
+      const next = i + 1;
+      return r.then(() => (conn.closing ? undefined : runConnect(conn, next)), (err) => { connectFailed(conn, err); });
+    }
+    if (conn.closing) return undefined;
+  }
+  return undefined;
+}
+
+function connectFailed(conn: Conn, err: unknown): void {
+  host.counters[WorkerCounter.hookErrors]! += 1;
+  reportError(conn, new HandlerError('connect', err), 'connect');
+  if (!conn.closing) conn.close(CloseCode.INTERNAL, 'connect hook failed');
+}
+
+export function runDisconnect(conn: Conn, i: number, code: number, reason: string): PromiseLike<unknown> | undefined {
+  const hooks = conn.module.disconnect;
+  for (; i < hooks.length; i++) {
+    let r: unknown;
+    try {
+      r = hooks[i]!(conn, code, reason);
+    } catch (err) {
+      disconnectFailed(conn, err);
+      continue;
+    }
+    if (isThenable(r)) {
+      const next = i + 1;
+      return r.then(() => finishDisconnect(conn, next, code, reason),
+        (err) => { disconnectFailed(conn, err); return finishDisconnect(conn, next, code, reason); });
+    }
+  }
+  conn.state = ConnState.Closed;
+  host.forget(conn);
+  return undefined;
+}
+
+function finishDisconnect(conn: Conn, next: number, code: number, reason: string): PromiseLike<unknown> | undefined {
+  return runDisconnect(conn, next, code, reason);
+}
+
+function disconnectFailed(conn: Conn, err: unknown): void {
+  host.counters[WorkerCounter.hookErrors]! += 1;
+  reportError(conn, new HandlerError('disconnect', err), 'disconnect');
+}

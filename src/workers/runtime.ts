@@ -1,0 +1,262 @@
+/**
+ * The piscina worker entry. Two tasks:
+ *  - `describe`: load the module files once at start-up and return their paths/options,
+ *    so the I/O thread can mount routes without ever importing user code;
+ *  - `serve`: the long-running loop of one worker slot. It drains its inbound ring in
+ *    batches, runs the pipeline on each record in place, writes commands to the outbound
+ *    ring, and sleeps (Atomics.waitAsync) when idle. It resolves when the ring is closed.
+ *
+ * Why waitAsync and not a blocking Atomics.wait: hooks may be async (database calls,
+ * timers). A worker blocked in Atomics.wait could not run their continuations.
+ */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { Ring } from '../shared/ring.js';
+import { RecordKind, RecordReader } from '../shared/records.js';
+import { ControlKind, CloseCode } from '../shared/constants.js';
+import { BadFrameError, ModuleLoadError, RingwireError, UnknownEventError } from '../shared/errors.js';
+import type { DecodedFrame } from '../shared/wire.js';
+import type { DescribeResult, ServeTask, WorkerTask } from '../shared/tasks.js';
+import { WorkerCounter } from '../shared/tasks.js';
+import { Conn, ConnState } from './connection.js';
+import { describeModule, loadAll, type Loaded, type RouteRt } from './loader.js';
+import { Outbox, readU32 } from './outbox.js';
+import {
+  frameFailed, runConnect, runDisconnect, runMessage, runUpgrade, setPipelineHost, type PipelineHost,
+} from './pipeline.js';
+
+const utf8d = new TextDecoder();
+/** A connection may queue this many bytes of records behind an async handler before it is closed (1013). */
+const MAX_CONN_QUEUE_BYTES = 4 * 1024 * 1024;
+/** Yield to the event loop at least this often (ms) while busy, so async hooks and timers progress. */
+const YIELD_EVERY_MS = 2;
+
+class Serve implements PipelineHost {
+  readonly inbound: Ring;
+  readonly outbox: Outbox;
+  readonly counters: Float64Array;
+  readonly reader: RecordReader;
+  readonly loaded: Loaded;
+  readonly conns = new Map<number, Conn>();
+  readonly frame: DecodedFrame = { event: '', eventId: 0, ref: 0, payload: new Uint8Array(0), data: undefined };
+  inFlight = 0;
+  barriers: number[] = [];
+
+  constructor(t: ServeTask, loaded: Loaded) {
+    this.inbound = Ring.from(t.inbound);
+    this.counters = new Float64Array(t.counters);
+    this.outbox = new Outbox(Ring.from(t.outbound), this.counters);
+    this.reader = new RecordReader(this.inbound.data);
+    this.loaded = loaded;
+  }
+
+  startAsync(conn: Conn, p: PromiseLike<unknown>): void {
+    conn.busy = true;
+    this.inFlight++;
+    // The payload view points into the ring, which is reused once this batch is released:
+    // detach a copy before anything runs after an await.
+    if (conn.payload.buffer === this.inbound.data.buffer) conn.payload = conn.payload.slice();
+    p.then(() => this.finishAsync(conn), () => this.finishAsync(conn));
+  }
+
+  finishAsync(conn: Conn): void {
+    conn.busy = false;
+    this.inFlight--;
+    replayQueue(this, conn);
+    if (this.inFlight === 0) this.flushBarriers();
+    this.outbox.ring.notify();
+  }
+
+  forget(conn: Conn): void {
+    this.conns.delete(conn.handle);
+  }
+
+  flushBarriers(): void {
+    const b = this.barriers;
+    if (b.length === 0) return;
+    for (let i = 0; i < b.length; i++) this.outbox.barrierAck(b[i]!);
+    this.barriers = [];
+  }
+}
+
+let S: Serve;
+
+function enqueue(conn: Conn, data: Uint8Array, offset: number, length: number): void {
+  if (conn.queueBytes + length > MAX_CONN_QUEUE_BYTES) {
+    // Bounded: a connection whose handler is stuck cannot grow the worker without limit.
+    if (!conn.closing) conn.close(CloseCode.TRY_AGAIN, 'handler backlog full');
+    return;
+  }
+  if (conn.queue === null) {
+    conn.queue = [];
+    conn.queueHead = 0;
+  }
+  conn.queue.push(data.slice(offset, offset + length));
+  conn.queueBytes += length;
+}
+
+function replayQueue(s: Serve, conn: Conn): void {
+  const q = conn.queue;
+  if (q === null) return;
+  while (conn.queueHead < q.length && !conn.busy) {
+    const rec = q[conn.queueHead]!;
+    q[conn.queueHead++] = EMPTY_REC;
+    conn.queueBytes -= rec.length;
+    dispatch(s, new RecordReader(rec), rec, 0, rec.length);
+  }
+  if (conn.queueHead >= q.length) {
+    conn.queue = null;
+    conn.queueHead = 0;
+  }
+}
+const EMPTY_REC = new Uint8Array(0);
+
+function onRecord(data: Uint8Array, offset: number, length: number): void {
+  dispatch(S, S.reader, data, offset, length);
+}
+
+function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: number, length: number): void {
+  const kind = readU32(data, offset);
+  switch (kind) {
+    case RecordKind.Message: {
+      const m = reader.message(offset);
+      const conn = s.conns.get(m.handle());
+      if (conn === undefined) return;
+      if (conn.busy) return enqueue(conn, data, offset, length);
+      onMessage(s, conn, data, m.binary(), m.dataArray());
+      return;
+    }
+    case RecordKind.Upgrade: {
+      const u = reader.upgrade(offset);
+      const mod = s.loaded.modules[u.module()];
+      const handle = u.handle();
+      if (mod === undefined) return;
+      const params: Record<string, string> = {};
+      const n = u.paramsLength();
+      for (let i = 0; i < n && i < mod.paramNames.length; i++) params[mod.paramNames[i]!] = u.params(i);
+      const headers: Record<string, string> = {};
+      const hn = u.headerNamesLength();
+      for (let i = 0; i < hn; i++) headers[u.headerNames(i)] = u.headerValues(i);
+      const conn = new Conn(handle % 0x1000000, handle, mod, s.outbox, u.url() ?? '', u.query() ?? '',
+        u.remoteAddress() ?? '', params, headers);
+      s.conns.set(handle, conn);
+      const p = runUpgrade(conn, 0);
+      if (p !== undefined) s.startAsync(conn, p);
+      return;
+    }
+    case RecordKind.Open: {
+      const o = reader.open(offset);
+      const conn = s.conns.get(o.handle());
+      if (conn === undefined) return;
+      if (conn.busy) return enqueue(conn, data, offset, length);
+      conn.state = ConnState.Open;
+      const p = runConnect(conn, 0);
+      if (p !== undefined) s.startAsync(conn, p);
+      return;
+    }
+    case RecordKind.Close: {
+      const c = reader.close(offset);
+      const conn = s.conns.get(c.handle());
+      if (conn === undefined) return;
+      if (conn.busy) return enqueue(conn, data, offset, length);
+      if (conn.state !== ConnState.Open) {
+        // Closed before it opened (aborted upgrade): no connect ran, so no disconnect runs.
+        conn.state = ConnState.Closed;
+        s.conns.delete(conn.handle);
+        return;
+      }
+      const r = c.reasonArray();
+      const p = runDisconnect(conn, 0, c.code(), r === null ? '' : utf8d.decode(r));
+      if (p !== undefined) s.startAsync(conn, p);
+      return;
+    }
+    case RecordKind.Drain:
+      return;
+    case ControlKind.Barrier: {
+      const seq = readU32(data, offset + 4);
+      if (s.inFlight === 0) s.outbox.barrierAck(seq);
+      else s.barriers.push(seq);
+      return;
+    }
+    default:
+      s.counters[WorkerCounter.badFrames]! += 1;
+  }
+}
+
+function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, view: Uint8Array | null): void {
+  if (conn.state !== ConnState.Open) return;
+  s.counters[WorkerCounter.messages]! += 1;
+  const mod = conn.module;
+  const f = s.frame;
+  conn.replied = false;
+  conn.ref = 0;
+  conn.event = '';
+  try {
+    if (view === null) throw new BadFrameError('empty message');
+    mod.codec.decode(data, view.byteOffset - data.byteOffset, view.length, binary, f);
+  } catch (err) {
+    s.counters[WorkerCounter.badFrames]! += 1;
+    frameFailed(conn, err instanceof RingwireError ? err : new BadFrameError(String(err)), 'decode');
+    return;
+  }
+  let route: RouteRt | undefined;
+  if (f.event !== '') route = mod.routes.get(f.event);
+  else if (f.eventId !== 0) route = mod.routeById[f.eventId];
+  if (route === undefined) route = mod.fallback ?? undefined;
+  conn.ref = f.ref;
+  conn.event = f.event !== '' ? f.event : route !== undefined ? route.name : '';
+  if (route === undefined) {
+    s.counters[WorkerCounter.unknownEvents]! += 1;
+    frameFailed(conn, new UnknownEventError(f.event !== '' ? f.event : `#${f.eventId}`), 'route');
+    return;
+  }
+  conn.payload = f.payload;
+  conn.data = f.data;
+  const p = runMessage(conn, route.chain, 0);
+  if (p !== undefined) s.startAsync(conn, p);
+}
+
+async function serve(t: ServeTask): Promise<{ ok: true }> {
+  const loaded = await loadAll(t.modules, t.hooks, t.codec);
+  S = new Serve(t, loaded);
+  setPipelineHost(S);
+  const s = S;
+  const inbound = s.inbound;
+  const out = s.outbox.ring;
+  const batch = t.drainBatch;
+  let lastYield = performance.now();
+  for (;;) {
+    const n = inbound.drain(onRecord, batch);
+    if (n > 0) {
+      // One doorbell per batch: the I/O thread wakes once for everything this batch wrote.
+      out.notify();
+      const now = performance.now();
+      if (now - lastYield >= YIELD_EVERY_MS) {
+        lastYield = now;
+        await yieldToLoop();
+      }
+      continue;
+    }
+    if (inbound.closed) break;
+    const p = inbound.waitForDataAsync();
+    if (p !== null) await p;
+    lastYield = performance.now();
+  }
+  out.notify();
+  return { ok: true };
+}
+
+async function describe(modules: readonly string[], hooks: string | null, codec: ServeTask['codec']): Promise<DescribeResult> {
+  try {
+    const loaded = await loadAll(modules, hooks, codec);
+    return { ok: true, modules: loaded.modules.map(describeModule) };
+  } catch (err) {
+    if (err instanceof RingwireError) return { ok: false, code: err.code, message: err.message };
+    const e = new ModuleLoadError(err instanceof Error ? err.message : String(err));
+    return { ok: false, code: e.code, message: e.message };
+  }
+}
+
+export default async function task(t: WorkerTask): Promise<unknown> {
+  if (t.type === 'describe') return describe(t.modules, t.hooks, t.codec);
+  return serve(t);
+}
