@@ -1,0 +1,126 @@
+/** Integration-test helpers: real ws clients with promise-based receive, fixture paths. */
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+import { BroadcastChannel } from 'node:worker_threads';
+import { decodeFrame, encodeFrame } from '../src/shared/wire.js';
+
+export function fixture(name: string): string {
+  return fileURLToPath(new URL(`./fixtures/modules/${name}.js`, import.meta.url));
+}
+
+export function example(path: string): string {
+  return fileURLToPath(new URL(`../examples/${path}.js`, import.meta.url));
+}
+
+export interface Frame { event: string; ref: number; payload: Uint8Array; text: string }
+
+/** A real `ws` client whose messages can be awaited in order. */
+export class Client {
+  readonly ws: WebSocket;
+  private readonly queue: { data: Buffer; binary: boolean }[] = [];
+  private head = 0;
+  private waiter: (() => void) | null = null;
+  readonly closed: Promise<{ code: number; reason: string }>;
+  readonly opened: Promise<void>;
+
+  constructor(url: string, options?: WebSocket.ClientOptions) {
+    this.ws = new WebSocket(url, options);
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', () => resolve());
+      this.ws.once('error', reject);
+      this.ws.once('unexpected-response', (_req, res) => {
+        reject(Object.assign(new Error(`unexpected response ${res.statusCode}`), { statusCode: res.statusCode }));
+      });
+    });
+    this.opened.catch(() => undefined);
+    this.closed = new Promise((resolve) => {
+      this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));
+    });
+    this.ws.on('message', (data: Buffer, isBinary: boolean) => {
+      this.queue.push({ data, binary: isBinary });
+      const w = this.waiter;
+      this.waiter = null;
+      w?.();
+    });
+    this.ws.on('error', () => undefined);
+  }
+
+  static async open(url: string, options?: WebSocket.ClientOptions): Promise<Client> {
+    const c = new Client(url, options);
+    await c.opened;
+    return c;
+  }
+
+  get received(): number {
+    return this.queue.length;
+  }
+
+  /** Next raw message (resolves as soon as one is there). */
+  async nextRaw(): Promise<{ data: Buffer; binary: boolean }> {
+    while (this.head >= this.queue.length) {
+      await new Promise<void>((resolve) => { this.waiter = resolve; });
+    }
+    const m = this.queue[this.head]!;
+    this.head++;
+    return m;
+  }
+
+  /** Next message decoded as a binary-codec frame. */
+  async next(): Promise<Frame> {
+    const m = await this.nextRaw();
+    const f = decodeFrame(new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.length));
+    return { event: f.event, ref: f.ref, payload: f.payload, text: Buffer.from(f.payload).toString() };
+  }
+
+  /** Next message parsed as JSON text (json codec). */
+  async nextJson(): Promise<{ cmd: string; data: unknown; ref?: number }> {
+    const m = await this.nextRaw();
+    return JSON.parse(m.data.toString()) as { cmd: string; data: unknown; ref?: number };
+  }
+
+  emit(event: string, payload: string | Uint8Array = '', ref = 0): void {
+    this.ws.send(encodeFrame({ event, ref, payload }));
+  }
+
+  /** Send and await the next frame (request/response on an otherwise quiet connection). */
+  async call(event: string, payload: string | Uint8Array = '', ref = 1): Promise<Frame> {
+    this.emit(event, payload, ref);
+    return this.next();
+  }
+
+  close(): Promise<{ code: number; reason: string }> {
+    this.ws.close();
+    return this.closed;
+  }
+}
+
+/** Collects labels posted by fixtures on a BroadcastChannel (works across worker threads). */
+export class LabelSink {
+  readonly labels: string[] = [];
+  private readonly ch: BroadcastChannel;
+  private waiters: { pred: (l: string[]) => boolean; resolve: () => void }[] = [];
+
+  constructor(name: string) {
+    this.ch = new BroadcastChannel(name);
+    this.ch.onmessage = (ev: unknown) => {
+      this.labels.push(String((ev as { data: unknown }).data));
+      this.waiters = this.waiters.filter((w) => {
+        if (w.pred(this.labels)) {
+          w.resolve();
+          return false;
+        }
+        return true;
+      });
+    };
+  }
+
+  /** Resolves once `pred(labels)` holds. */
+  until(pred: (labels: string[]) => boolean): Promise<void> {
+    if (pred(this.labels)) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ pred, resolve }));
+  }
+
+  close(): void {
+    this.ch.close();
+  }
+}

@@ -1,0 +1,115 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from '../../src/core/server.js';
+import { Client, LabelSink, fixture } from '../helpers.js';
+
+let server: Server;
+let port: number;
+let sink: LabelSink;
+
+before(async () => {
+  sink = new LabelSink('rw-test-labels');
+  server = createServer({
+    modules: [fixture('order-a.module'), fixture('order-b.module')],
+    hooks: fixture('order.hooks'),
+    workers: 2,
+  });
+  port = await server.listen(0, '127.0.0.1');
+});
+
+after(async () => {
+  await server.close();
+  sink.close();
+});
+
+const of = (path: string) => (labels: string[]): string[] =>
+  labels.filter((l) => l.startsWith(`${path} `)).map((l) => l.slice(path.length + 1));
+
+for (const [path, url] of [['/a', '/a'], ['/b/:room', '/b/lobby']] as const) {
+  test(`hook order for ${path}: upgrade, open, message, close exactly as designed`, async () => {
+    const pick = of(path);
+    const c = await Client.open(`ws://127.0.0.1:${port}${url}`);
+    await sink.until((l) => pick(l).includes('EVENT onConnect'));
+    const reply = await c.call('HELLO', 'hi', 7);
+    assert.equal(reply.ref, 7);
+    assert.equal(reply.event, 'HELLO');
+    await c.close();
+    await sink.until((l) => pick(l).includes('EVENT onDisconnect'));
+    assert.deepEqual(pick(sink.labels), [
+      'GLOBAL onUpgrade', 'EVENT onUpgrade',
+      'GLOBAL onConnect', 'EVENT onConnect',
+      'GLOBAL onReceived', 'EVENT onReceived', 'EVENT preHandler[0]', 'EVENT preHandler[1]', 'EVENT handler',
+      'GLOBAL onDisconnect', 'EVENT onDisconnect',
+    ]);
+    // Accepted userData: global merged first, then the module's (which wins on conflicts).
+    const body = JSON.parse(reply.text) as { userData: Record<string, unknown>; params: Record<string, string> };
+    assert.deepEqual(body.userData, { who: 'event', fromGlobal: true });
+    if (path === '/b/:room') assert.deepEqual(body.params, { room: 'lobby' });
+    sink.labels.length = 0;
+  });
+}
+
+test('a rejecting upgrade hook: client sees the chosen status, header and body', async () => {
+  const c = new Client(`ws://127.0.0.1:${port}/a?deny=1`);
+  const res = await new Promise<{ status: number; body: string; header: string | undefined }>((resolve) => {
+    c.ws.once('unexpected-response', (_req, r) => {
+      let body = '';
+      r.on('data', (d: Buffer) => { body += d.toString(); });
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, body, header: r.headers['x-reason'] as string | undefined }));
+    });
+  });
+  assert.equal(res.status, 401);
+  assert.equal(res.body, 'denied by a');
+  assert.equal(res.header, 'test');
+  assert.equal(server.stats().upgradesRejected >= 1, true);
+});
+
+test('a preHandler that replies stops the chain', async () => {
+  const c = await Client.open(`ws://127.0.0.1:${port}/a`);
+  const r = await c.call('STOP', '', 3);
+  assert.equal(r.text, 'stopped');
+  assert.equal(r.ref, 3);
+  // A later request on the same connection is answered: the stopped chain left nothing behind.
+  const r2 = await c.call('HELLO', '', 4);
+  assert.equal(r2.ref, 4);
+  await c.close();
+  await sink.until((l) => l.includes('/a EVENT onDisconnect'));
+  assert.equal(sink.labels.includes('/a EVENT handler (must not run)'), false);
+  sink.labels.length = 0;
+});
+
+test('a throwing handler goes to onError (module, then global) and the client gets an error reply', async () => {
+  const before = server.stats().workers.reduce((n, w) => n + w.handlerErrors, 0);
+  const c = await Client.open(`ws://127.0.0.1:${port}/a`);
+  const r = await c.call('THROW', '', 9);
+  assert.equal(r.event, 'error');
+  assert.equal(r.ref, 9);
+  assert.equal((JSON.parse(r.text) as { code: string }).code, 'RW_ERR_HANDLER');
+  await sink.until((l) => l.includes('/a GLOBAL onError message'));
+  const errs = sink.labels.filter((l) => l.includes('onError'));
+  assert.deepEqual(errs, ['/a EVENT onError message', '/a GLOBAL onError message']);
+  assert.equal(server.stats().workers.reduce((n, w) => n + w.handlerErrors, 0), before + 1);
+  await c.close();
+  sink.labels.length = 0;
+});
+
+test('an unknown event gets an RW_ERR_UNKNOWN_EVENT error reply and the connection stays usable', async () => {
+  const c = await Client.open(`ws://127.0.0.1:${port}/a`);
+  const r = await c.call('NOPE', '', 5);
+  assert.equal(r.event, 'error');
+  assert.equal((JSON.parse(r.text) as { code: string }).code, 'RW_ERR_UNKNOWN_EVENT');
+  const r2 = await c.call('HELLO', '', 6);
+  assert.equal(r2.ref, 6);
+  await c.close();
+});
+
+test('a malformed binary frame gets an RW_ERR_BAD_FRAME error reply, nothing crashes', async () => {
+  const c = await Client.open(`ws://127.0.0.1:${port}/a`);
+  c.ws.send(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+  const r = await c.next();
+  assert.equal(r.event, 'error');
+  assert.equal((JSON.parse(r.text) as { code: string }).code, 'RW_ERR_BAD_FRAME');
+  const r2 = await c.call('HELLO', '', 8);
+  assert.equal(r2.ref, 8);
+  await c.close();
+});
