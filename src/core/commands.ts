@@ -22,6 +22,9 @@ export interface SocketData {
   slotGen: number;
   module: number;
   closed: boolean;
+  /** Overflow bytes charged to this connection in the slot's current backlog epoch. */
+  backlogBytes: number;
+  backlogEpoch: number;
 }
 
 export interface PendingUpgrade {
@@ -226,7 +229,7 @@ export class CommandExecutor {
       }
       default:
         // A kind the I/O thread does not know: a bug, never client input. Count, do not crash.
-        this.counters.drops.staleHandle += 0;
+        this.counters.drops.badCommand++;
     }
   }
 
@@ -255,6 +258,7 @@ export class CommandExecutor {
     this.acceptArgs = p;
     this.acceptData = {
       fd: this.alloc.fdOf(handle), handle, slot: p.slot, slotGen: p.slotGen, module: p.module, closed: false,
+      backlogBytes: 0, backlogEpoch: 0,
     };
     this.counters.upgradesAccepted++;
     p.res.cork(this.corkedAccept);

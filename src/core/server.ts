@@ -56,11 +56,28 @@ export class Server {
   private readonly onOpen = (ws: WebSocket<SocketData>): void => this.handleOpen(ws);
   private readonly onMessage = (ws: WebSocket<SocketData>, msg: ArrayBuffer, isBinary: boolean): void => {
     const ud = ws.getUserData();
-    this.counters.messagesIn++;
-    if (!this.slots[ud.slot]!.message(ud.handle, isBinary, new Uint8Array(msg))) {
-      this.counters.drops.inboundFull++;
-      ws.end(CloseCode.TRY_AGAIN, 'server busy');
+    const c = this.counters;
+    c.messagesIn++;
+    if (ud.closed) {
+      // uWS may still hand over messages parsed from the same read after end(): refused, counted.
+      c.drops.inboundFull++;
+      return;
     }
+    const slot = this.slots[ud.slot]!;
+    const r = slot.message(ud.handle, isBinary, new Uint8Array(msg));
+    if (r === 0) return;
+    if (r > 0) {
+      if (ud.backlogEpoch !== slot.backlogEpoch) {
+        ud.backlogEpoch = slot.backlogEpoch;
+        ud.backlogBytes = 0;
+      }
+      ud.backlogBytes += r;
+      if (ud.backlogBytes <= slot.overflowShare) return;
+    } else {
+      c.drops.inboundFull++;
+    }
+    c.drops.busyCloses++;
+    ws.end(CloseCode.TRY_AGAIN, 'server busy');
   };
   private readonly onDrain = (ws: WebSocket<SocketData>): void => {
     const ud = ws.getUserData();
@@ -153,7 +170,9 @@ export class Server {
     for (let id = 0; id < modules.length; id++) {
       const m = modules[id]!;
       const o = m.options;
-      const maxPayloadLength = typeof o['maxPayloadLength'] === 'number' ? o['maxPayloadLength'] : Defaults.maxPayloadLength;
+      // Default: 64 KiB, or less if the rings are smaller; an explicit value must fit the ring.
+      const maxPayloadLength = typeof o['maxPayloadLength'] === 'number'
+        ? o['maxPayloadLength'] : Math.min(Defaults.maxPayloadLength, maxRecord);
       if (maxPayloadLength > maxRecord) {
         throw new RangeError(`module ${m.path}: options.maxPayloadLength (${maxPayloadLength}) must fit the ring (at most ${maxRecord}); raise options.ringBytes`);
       }
@@ -195,14 +214,19 @@ export class Server {
     p.then(() => undefined, (err: unknown) => {
       if (slot.generation === gen && (this.state === 'listening' || this.state === 'starting')) this.workerDied(slot, err);
     });
-    if (gen === 0) this.armOutbound(slot);
+    this.armOutbound(slot);
   }
 
-  /** Sleep until the slot's worker writes commands, then execute them; never blocks the loop. */
+  /**
+   * Sleep until the slot's worker writes commands, then execute them; never blocks the loop.
+   * Each arming has a token: after a worker restart the ring is reset under a pending
+   * waitAsync, so the slot is re-armed and a late wake-up of the stale arming is ignored.
+   */
   private armOutbound(slot: Slot): void {
+    const token = ++slot.outboundArm;
     const ring = slot.outbound;
     const run = (): void => {
-      if (this.state === 'closed') return;
+      if (this.state === 'closed' || slot.outboundArm !== token) return;
       this.exec.drain(slot);
       if (ring.closed) return;
       const p = ring.waitForDataAsync();

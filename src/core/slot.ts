@@ -6,8 +6,10 @@
  *   1. records go into the SharedArrayBuffer ring;
  *   2. when it is full, they go into this slot's overflow (a local ring of `overflowBytes`),
  *      and keep going there, in order, until the overflow has been moved back into the ring;
- *   3. when the overflow is full too, the message is refused: the caller closes that
- *      connection with 1013 (try again later) and counts it.
+ *   3. one connection may hold at most a quarter of the overflow (`overflowShare`): past
+ *      that, or when the overflow is full, the message is refused and the caller closes
+ *      that connection with 1013 (try again later), counted. The flooding connection is
+ *      refused first; the others of the same worker keep their share.
  * Records that must never be dropped (Close, Barrier) go to a pending list bounded by the
  * number of connections, flushed after the overflow, so ordering per connection holds.
  */
@@ -41,9 +43,15 @@ export class Slot {
   backlog = false;
   pending: Pending[] = [];
   overflowed = 0;
+  /** Bumped each time a backlog ends: per-connection overflow charges older than this are void. */
+  backlogEpoch = 0;
+  /** Most overflow bytes one connection may hold: the one flooding is refused first. */
+  readonly overflowShare: number;
   private flushArmed = false;
   readonly flushBound: () => void;
   barrierSeq = 0;
+  /** Token of the current outbound arming (see Server.armOutbound). */
+  outboundArm = 0;
   readonly barrierWaiters = new Map<number, () => void>();
 
   constructor(index: number, ringBytes: number, overflowBytes: number) {
@@ -51,6 +59,7 @@ export class Slot {
     this.inbound = Ring.create(ringBytes);
     this.outbound = Ring.create(ringBytes);
     this.overflow = Ring.create(overflowBytes);
+    this.overflowShare = Math.max(overflowBytes >>> 2, 1024);
     this.counterSab = new SharedArrayBuffer(WorkerCounter.count * 8);
     this.counters = new Float64Array(this.counterSab);
     this.reader = new RecordReader(this.outbound.data);
@@ -69,17 +78,22 @@ export class Slot {
     return this.overflow;
   }
 
-  /** false: neither the ring nor the overflow had room (caller closes the connection with 1013). */
-  message(handle: number, binary: boolean, src: Uint8Array): boolean {
+  /**
+   * Returns 0 when the message went into the ring, otherwise the bytes it took in the
+   * overflow (the caller charges them to the connection), or -1 when neither had room.
+   */
+  message(handle: number, binary: boolean, src: Uint8Array): number {
+    const wasBacklog = this.backlog;
     let st = writeMessage(this.target(), handle, binary, src);
-    if (st === RingStatus.OK) {
+    if (st === RingStatus.OK && !wasBacklog) {
       this.inbound.notify();
-      return true;
+      return 0;
     }
     const o = this.spill(st);
     if (o !== null) st = writeMessage(o, handle, binary, src);
-    if (st === RingStatus.OK) this.overflowed++;
-    return st === RingStatus.OK;
+    if (st !== RingStatus.OK) return -1;
+    this.overflowed++;
+    return src.length + 64;
   }
 
   open(handle: number): boolean {
@@ -169,8 +183,12 @@ export class Slot {
       if (i > 0) this.pending = p.slice(i);
     }
     if (moved) ring.notify();
-    if (ov.peek() < 0 && this.pending.length === 0) this.backlog = false;
-    else this.armFlush();
+    if (ov.peek() < 0 && this.pending.length === 0) {
+      this.backlog = false;
+      this.backlogEpoch++;
+    } else {
+      this.armFlush();
+    }
   }
 
   /** Forget everything in flight (the worker died; its connections are being closed). */
@@ -180,6 +198,8 @@ export class Slot {
     this.overflow.reset();
     this.pending = [];
     this.backlog = false;
+    this.flushArmed = false;
+    this.backlogEpoch++;
     this.connections = 0;
   }
 

@@ -3,8 +3,12 @@
 export interface DropStats {
   /** Commands addressed to a handle that is no longer current (closed or fd recycled). */
   staleHandle: number;
-  /** Connections closed with 1013 because their worker's ring and overflow were full. */
+  /** Messages refused because their worker's ring and overflow were full (or the connection's overflow share was used up). */
   inboundFull: number;
+  /** Connections closed with 1013 because of that. */
+  busyCloses: number;
+  /** Outbound records of an unknown kind (a bug; never client input). */
+  badCommand: number;
   /** uWS refused a send (over maxBackpressure). */
   backpressure: number;
   /** Upgrades refused with 503: maxConnections reached (fd allocator exhausted). */
@@ -59,7 +63,7 @@ export class Counters {
   publishes = 0;
   workerRestarts = 0;
   readonly drops: DropStats = {
-    staleHandle: 0, inboundFull: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
+    staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
     upgradeAborted: 0, shutdown: 0, workerShutdown: 0,
   };
 }

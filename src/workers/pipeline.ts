@@ -58,7 +58,7 @@ export function errorReply(conn: Conn, err: unknown, stage: Stage): void {
   // Handler errors are reported with a fixed message: internals never reach the client.
   const message = re.code === ErrorCodes.RW_ERR_HANDLER ? `${stage} failed` : re.message;
   try {
-    conn.sendFrameTo(conn.handle, 'error', conn.ref, utf8.encode(JSON.stringify({ code: re.code, message, event: conn.event })));
+    conn.sendFrameTo(conn.handle, 'error', conn.ref, { code: re.code, message, event: conn.event });
   } catch {
     host.counters[WorkerCounter.hookErrors]! += 1;
   }

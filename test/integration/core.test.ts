@@ -1,0 +1,167 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from '../../src/core/server.js';
+import { CloseCode } from '../../src/shared/constants.js';
+import { Client, fixture } from '../helpers.js';
+
+const tools = fixture('tools.module');
+
+test('ordering: 4 workers, 200 connections x 1,000 pipelined messages, every reply in order', async () => {
+  const server = createServer({ modules: [tools], workers: 4 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const N = 200;
+    const M = 1000;
+    const clients = await Promise.all(Array.from({ length: N }, () => Client.open(`ws://127.0.0.1:${port}/t`)));
+    const results = await Promise.all(clients.map(async (c, ci) => {
+      for (let i = 1; i <= M; i++) c.emit('ECHO', `${ci}:${i}`, i);
+      for (let i = 1; i <= M; i++) {
+        const f = await c.next();
+        if (f.ref !== i || f.text !== `${ci}:${i}`) return `client ${ci}: reply ${i} was ref ${f.ref} "${f.text}"`;
+      }
+      return 'ok';
+    }));
+    assert.deepEqual(results.filter((r) => r !== 'ok'), []);
+    const st = server.stats();
+    assert.equal(st.messagesOut, N * M);
+    // Every worker served some connections (affinity spreads them).
+    assert.equal(st.workers.every((w) => w.messages > 0), true);
+    await Promise.all(clients.map((c) => c.close()));
+  } finally {
+    await server.close();
+  }
+});
+
+test('stale handles: a late reply to a closed connection never reaches the new owner of its fd', async () => {
+  // maxFd 4 forces the fd of A to be recycled after three more connections.
+  const server = createServer({ modules: [tools], workers: 1, maxFd: 4, maxConnections: 2 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${port}/t`;
+    const a = await Client.open(url);
+    const ida = JSON.parse((await a.call('WHOAMI')).text) as { fd: number; handle: number };
+    assert.equal(ida.fd, 1);
+    a.emit('LATE', '', 1); // its reply is held until GO
+    await a.close();
+    for (const expectFd of [2, 3, 4]) {
+      const c = await Client.open(url);
+      assert.equal((JSON.parse((await c.call('WHOAMI')).text) as { fd: number }).fd, expectFd);
+      await c.close();
+    }
+    const e = await Client.open(url);
+    const ide = JSON.parse((await e.call('WHOAMI')).text) as { fd: number; handle: number };
+    assert.equal(ide.fd, 1, 'the fd was recycled');
+    assert.notEqual(ide.handle, ida.handle, 'with a new handle');
+    const staleBefore = server.stats().drops.staleHandle;
+    assert.equal((await e.call('GO', '', 2)).text, '1'); // releases A's late reply
+    const who = await e.call('WHOAMI', '', 3); // written after the late reply by the same worker
+    assert.equal(who.ref, 3);
+    assert.equal(e.received, 3, 'E received only its own three replies');
+    assert.equal(server.stats().drops.staleHandle, staleBefore + 1);
+    await e.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('crash: a dead worker closes exactly its connections with 1011; others go on; it is replaced', async () => {
+  const server = createServer({ modules: [tools], workers: 2 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${port}/t`;
+    const clients = await Promise.all(Array.from({ length: 8 }, () => Client.open(url)));
+    const threads = await Promise.all(clients.map(async (c) => (JSON.parse((await c.call('WHOAMI')).text) as { threadId: number }).threadId));
+    const victim = threads[0]!;
+    const doomed = clients.filter((_, i) => threads[i] === victim);
+    const spared = clients.filter((_, i) => threads[i] !== victim);
+    assert.ok(doomed.length > 0 && spared.length > 0);
+    // Keep traffic flowing on the spared connections while the worker dies.
+    for (const c of spared) c.emit('ECHO', 'before', 10);
+    doomed[0]!.emit('CRASH');
+    const codes = await Promise.all(doomed.map((c) => c.closed.then((x) => x.code)));
+    assert.deepEqual(codes, doomed.map(() => CloseCode.INTERNAL));
+    for (const c of spared) {
+      assert.equal((await c.next()).text, 'before');
+      assert.equal((await c.call('ECHO', 'after', 11)).text, 'after');
+    }
+    const fresh = await Promise.all(Array.from({ length: 4 }, () => Client.open(url)));
+    for (const c of fresh) assert.equal((await c.call('ECHO', 'new', 12)).text, 'new');
+    const st = server.stats();
+    assert.equal(st.workerRestarts, 1);
+    assert.equal(st.connections, spared.length + fresh.length);
+    await Promise.all([...spared, ...fresh].map((c) => c.close()));
+  } finally {
+    await server.close();
+  }
+});
+
+test('backpressure: a stalled worker fills ring and overflow, the flooding connection gets 1013, counted', async () => {
+  const server = createServer({ modules: [tools], workers: 1, ringBytes: 4096, overflowBytes: 4096 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${port}/t`;
+    const bystander = await Client.open(url);
+    const c = await Client.open(url);
+    c.emit('BLOCK', '2000');
+    const big = 'x'.repeat(200);
+    for (let i = 0; i < 500; i++) c.emit('ECHO', big, i + 1);
+    const { code } = await c.closed;
+    assert.equal(code, CloseCode.TRY_AGAIN);
+    const st = server.stats();
+    assert.equal(st.drops.busyCloses, 1);
+    assert.ok(st.workers[0]!.overflowed > 0, 'the overflow was used before refusing');
+    // While the worker is behind, new upgrades are refused with 503 (counted), not queued.
+    await assert.rejects(Client.open(url), (e: { statusCode?: number }) => e.statusCode === 503);
+    assert.equal(server.stats().drops.workerUnavailable, 1);
+    // The other connection of that worker is served once the worker catches up.
+    assert.equal((await bystander.call('ECHO', 'alive', 1)).text, 'alive');
+    await bystander.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('publish/subscribe, broadcast (exceptSelf), sendTo and close from a handler', async () => {
+  const server = createServer({ modules: [tools], workers: 2 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${port}/t`;
+    const [a, b, c] = await Promise.all([Client.open(url), Client.open(url), Client.open(url)]);
+    assert.equal((await a!.call('SUB', 'room1')).text, 'ok');
+    assert.equal((await b!.call('SUB', 'room1')).text, 'ok');
+    c!.emit('PUB', 'room1:hello');
+    assert.equal((await a!.next()).text, 'hello');
+    assert.equal((await b!.next()).text, 'hello');
+    assert.equal((await c!.call('BCAST', 'to all')).text, 'sent');
+    assert.equal((await a!.next()).text, 'to all');
+    assert.equal((await b!.next()).text, 'to all');
+    const hb = (JSON.parse((await b!.call('WHOAMI')).text) as { handle: number }).handle;
+    a!.emit('SENDTO', `${hb}:direct`);
+    assert.equal((await b!.next()).text, 'direct');
+    c!.emit('CLOSE');
+    assert.deepEqual(await c!.closed, { code: 4000, reason: 'bye' });
+    await Promise.all([a!.close(), b!.close()]);
+  } finally {
+    await server.close();
+  }
+});
+
+test('json and raw codecs', async () => {
+  const server = createServer({ modules: [fixture('json.module'), fixture('raw.module')], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const j = await Client.open(`ws://127.0.0.1:${port}/json`);
+    j.ws.send(JSON.stringify({ cmd: 'ADD', data: { a: 2, b: 40 }, ref: 5 }));
+    assert.deepEqual(await j.nextJson(), { cmd: 'ADD', data: { sum: 42 }, ref: 5 });
+    j.ws.send('{not json');
+    const err = await j.nextJson();
+    assert.equal(err.cmd, 'error');
+    assert.equal((err.data as { code: string }).code, 'RW_ERR_BAD_FRAME');
+    const r = await Client.open(`ws://127.0.0.1:${port}/raw`);
+    r.ws.send(Buffer.from([1, 2, 3]));
+    assert.deepEqual([...(await r.nextRaw()).data], [3, 2, 1]);
+    await Promise.all([j.close(), r.close()]);
+  } finally {
+    await server.close();
+  }
+});
