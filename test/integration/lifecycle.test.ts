@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createServer } from '../../src/core/server.js';
+import { CloseCode } from '../../src/shared/constants.js';
+import { Client, fixture } from '../helpers.js';
+
+const tools = fixture('tools.module');
+
+test('server lifecycle hooks run in order: onInit → onMountingModules → afterRoutesInit → onReady → onShutdown', async () => {
+  const seen: string[] = [];
+  const server = createServer({
+    modules: [tools],
+    workers: 1,
+    lifecycle: {
+      async onInit() { seen.push('onInit'); },
+      onMountingModules(mods) { seen.push(`onMountingModules ${mods.map((m) => m.path).join(',')}`); },
+      afterRoutesInit() { seen.push('afterRoutesInit'); },
+      onReady({ port }) { seen.push(`onReady ${typeof port}`); },
+      onServerInitError() { seen.push('onServerInitError'); },
+      onShutdown() { seen.push('onShutdown'); },
+    },
+  });
+  const port = await server.listen(0, '127.0.0.1');
+  assert.ok(port > 0);
+  const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+  assert.equal((await c.call('ECHO', 'x')).text, 'x');
+  await c.close();
+  await server.close();
+  assert.deepEqual(seen, ['onInit', 'onMountingModules /t', 'afterRoutesInit', 'onReady number', 'onShutdown']);
+});
+
+test('a module file that throws: onServerInitError, listen() rejects with RW_ERR_MODULE_LOAD', async () => {
+  const errors: string[] = [];
+  const server = createServer({
+    modules: [tools, fixture('broken.module')],
+    workers: 1,
+    lifecycle: { onServerInitError(err) { errors.push((err as { code?: string }).code ?? 'none'); } },
+  });
+  await assert.rejects(server.listen(0, '127.0.0.1'), (e: { code?: string; message?: string }) =>
+    e.code === 'RW_ERR_MODULE_LOAD' && /broken module on purpose/.test(e.message ?? ''));
+  assert.deepEqual(errors, ['RW_ERR_MODULE_LOAD']);
+  await server.close();
+});
+
+test('a port already taken: onServerInitError, listen() rejects with RW_ERR_LISTEN', async () => {
+  const blocker = createNetServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const taken = (blocker.address() as AddressInfo).port;
+  const errors: string[] = [];
+  const server = createServer({
+    modules: [tools], workers: 1,
+    lifecycle: { onServerInitError(err) { errors.push((err as { code?: string }).code ?? 'none'); } },
+  });
+  try {
+    await assert.rejects(server.listen(taken, '127.0.0.1'), { code: 'RW_ERR_LISTEN' });
+    assert.deepEqual(errors, ['RW_ERR_LISTEN']);
+  } finally {
+    blocker.close();
+    await server.close();
+  }
+});
+
+test('listen() twice is a typed error; close() is idempotent', async () => {
+  const server = createServer({ modules: [tools], workers: 1 });
+  await server.listen(0, '127.0.0.1');
+  await assert.rejects(server.listen(0, '127.0.0.1'), { code: 'RW_ERR_SERVER_STATE' });
+  await Promise.all([server.close(), server.close()]);
+  assert.equal(server.listening, false);
+});
+
+test('invalid options throw TypeError/RangeError naming the option', () => {
+  assert.throws(() => createServer({ modules: [] }), { name: 'TypeError', message: /options\.modules must be/ });
+  assert.throws(() => createServer({ modules: [tools], workers: 0 }), { name: 'RangeError', message: /options\.workers must be/ });
+  assert.throws(() => createServer({ modules: [tools], workers: 1.5 }), { name: 'TypeError', message: /options\.workers must be/ });
+  assert.throws(() => createServer({ modules: [tools], ringBytes: 5000 }), { name: 'RangeError', message: /options\.ringBytes must be a power of two/ });
+  assert.throws(() => createServer({ modules: [tools], codec: 'xml' as never }), { name: 'TypeError', message: /options\.codec must be/ });
+  assert.throws(() => createServer({ modules: [tools], maxConnections: 2 ** 25 }), { name: 'RangeError', message: /options\.maxConnections must be/ });
+  assert.throws(() => createServer({ modules: [tools], lifecycle: { onInit: 3 as never } }), { name: 'TypeError', message: /options\.lifecycle\.onInit must be/ });
+});
+
+test('graceful close with 1,000 connections: every client sees 1001, every onDisconnect runs once, the process exits by itself', async () => {
+  const script = fileURLToPath(new URL('../fixtures/graceful-server.js', import.meta.url));
+  const child = spawn(process.execPath, [script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const lines = createInterface({ input: child.stdout! });
+  const it = lines[Symbol.asyncIterator]();
+  const first = await it.next();
+  const { port } = JSON.parse(String(first.value)) as { port: number };
+  const N = 1000;
+  const clients: Client[] = [];
+  for (let i = 0; i < N; i += 100) {
+    clients.push(...await Promise.all(Array.from({ length: 100 }, () => Client.open(`ws://127.0.0.1:${port}/t`))));
+  }
+  // One request in flight on some connections while closing: its reply must still arrive.
+  const inflight = clients.slice(0, 50).map((c, i) => { c.emit('ECHO', `last ${i}`, 1); return c; });
+  child.stdin!.write('close\n');
+  const replies = await Promise.all(inflight.map((c) => c.next().then((f) => f.text)));
+  assert.deepEqual(replies, inflight.map((_, i) => `last ${i}`));
+  const codes = await Promise.all(clients.map((c) => c.closed.then((x) => x.code)));
+  assert.equal(codes.filter((c) => c === CloseCode.GOING_AWAY).length, N);
+  const report = JSON.parse(String((await it.next()).value)) as { accepted: number; disconnects: number; duplicates: number };
+  assert.deepEqual(report, { accepted: N, disconnects: N, duplicates: 0 });
+  assert.equal(await exited, 0, 'the process exited on its own');
+});
