@@ -1,4 +1,9 @@
 // Package entry (I/O-thread side). Explicit named exports; types exported separately.
+// Module files (worker side) import from 'ringwire/module' instead.
+export { createServer, Server } from './core/server.js';
+export type { ServerOptions, LifecycleHooks, CodecName } from './core/options.js';
+export type { ServerStats, WorkerStats, DropStats } from './core/stats.js';
+export type { ModuleDescriptor } from './shared/tasks.js';
 export { FdAllocator, FD_MAX } from './fd/index.js';
 export type { FdAllocatorOptions } from './fd/index.js';
 export {
@@ -6,4 +11,10 @@ export {
   HandlerError, ModuleLoadError, ListenError, ServerStateError, WorkerDiedError, RecordTooLargeError,
 } from './shared/errors.js';
 export type { ErrorCode } from './shared/errors.js';
+export { CloseCode } from './shared/constants.js';
 export { loadUws, SUPPORTED_NODE_MAJORS } from './core/uws.js';
+export { encodeFrame, decodeFrame, binaryCodec, jsonCodec, rawCodec } from './shared/wire.js';
+export { defineModule, defineHooks } from './workers/define.js';
+export type {
+  Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions, Stage,
+} from './workers/define.js';
