@@ -1,0 +1,16 @@
+/** `--host H --port N` for the baseline servers (default 127.0.0.1, port 0 = any free port). */
+export function parseServerArgs(argv: readonly string[]): { host: string; port: number } {
+  let host = '127.0.0.1';
+  let port = 0;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    if (a === '--host' && v !== undefined) { host = v; i++; }
+    else if (a === '--port' && v !== undefined) {
+      port = Number(v);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError('--port must be an integer in 0..65535');
+      i++;
+    } else throw new TypeError(`unknown argument ${String(a)} (use --host H --port N)`);
+  }
+  return { host, port };
+}

@@ -1,0 +1,63 @@
+/**
+ * Start a benchmark server script in its own process and wait for its `{"port": N}` line.
+ * Servers run in their own process so the load generator and the server never share a thread.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const UWS_ECHO_SCRIPT = fileURLToPath(new URL('./uws-echo.js', import.meta.url));
+export const WS_ECHO_SCRIPT = fileURLToPath(new URL('./ws-echo.js', import.meta.url));
+
+export interface StartedServer {
+  port: number;
+  pid: number;
+  /** SIGTERM, then SIGKILL after 5 s; resolves once the process has exited. */
+  stop(): Promise<void>;
+}
+
+export function startServer(scriptPath: string, args: readonly string[] = [],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<StartedServer> {
+  const child = spawn(process.execPath, [scriptPath, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: opts.env ?? process.env,
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+  };
+  return new Promise<StartedServer>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`startServer: ${scriptPath} printed no {"port"} line within ${opts.timeoutMs ?? 10_000} ms`));
+    }, opts.timeoutMs ?? 10_000);
+    const onExit = (code: number | null, signal: string | null): void => {
+      clearTimeout(timer);
+      reject(new Error(`startServer: ${scriptPath} exited (${code ?? signal}) before listening`));
+    };
+    child.once('exit', onExit);
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', function onData(chunk: string) {
+      out += chunk;
+      const nl = out.indexOf('\n');
+      if (nl < 0) return;
+      child.stdout.off('data', onData);
+      child.stdout.resume(); // keep draining anything else it prints
+      child.off('exit', onExit);
+      clearTimeout(timer);
+      try {
+        const msg = JSON.parse(out.slice(0, nl)) as { port?: unknown };
+        if (typeof msg.port !== 'number') throw new Error('no port');
+        resolve({ port: msg.port, pid: child.pid!, stop });
+      } catch {
+        child.kill('SIGKILL');
+        reject(new Error(`startServer: ${scriptPath} printed ${JSON.stringify(out.slice(0, nl))}, expected {"port": N}`));
+      }
+    });
+  });
+}

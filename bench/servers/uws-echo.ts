@@ -1,0 +1,37 @@
+/**
+ * Raw uWebSockets.js echo server: the ceiling ringwire's I/O thread is measured against.
+ * Loaded through loadUws(), so the slow `ws` fallback can never be what gets benchmarked.
+ *
+ *   node dist/bench/servers/uws-echo.js [--host 127.0.0.1] [--port 0]
+ * Prints one JSON line {"port": N} on stdout once listening; serves until SIGTERM/SIGINT.
+ * Every path upgrades; every message is echoed with its own opcode (uWS corks inside callbacks).
+ */
+import { loadUws } from '../../src/core/uws.js';
+import { parseServerArgs } from './args.js';
+
+const uws = loadUws();
+const { host, port } = parseServerArgs(process.argv.slice(2));
+
+const app = uws.App().ws('/*', {
+  compression: uws.DISABLED,
+  maxPayloadLength: 16 * 1024 * 1024,
+  maxBackpressure: 64 * 1024 * 1024,
+  idleTimeout: 0,
+  message: (ws, message, isBinary) => {
+    ws.send(message, isBinary);
+  },
+});
+
+app.listen(host, port, (listenSocket) => {
+  if (listenSocket === false) {
+    process.stderr.write(`uws-echo: cannot listen on ${host}:${port}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(JSON.stringify({ port: uws.us_socket_local_port(listenSocket) }) + '\n');
+  const stop = (): void => {
+    uws.us_listen_socket_close(listenSocket);
+    process.exit(0);
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+});

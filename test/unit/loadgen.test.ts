@@ -1,0 +1,239 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { WebSocketServer, type RawData } from 'ws';
+import {
+  FrameParser, type FrameSink, Opcode, buildFrameWindow, buildMaskedFrame, buildUpgradeRequest,
+  checkUpgradeResponse, expectedAccept, maskedFrameLength, newWebSocketKey,
+} from '../../bench/loadgen/frames.js';
+import { LatencyHistogram, bucketHighest, bucketIndex } from '../../bench/loadgen/histogram.js';
+import { planLoad, runLoad } from '../../bench/loadgen/index.js';
+import { UWS_ECHO_SCRIPT, startServer } from '../../bench/servers/spawn.js';
+
+/** Records parser events as labels, for deepStrictEqual on the whole sequence. */
+class RecordingSink implements FrameSink {
+  readonly events: string[] = [];
+  onMessage(_c: number, opcode: number, length: number, payload: Buffer | null): void {
+    this.events.push(`msg:${opcode}:${length}:${payload === null ? '-' : payload.toString('hex')}`);
+  }
+  onPing(_c: number, payload: Buffer): void { this.events.push(`ping:${payload.toString('hex')}`); }
+  onPong(): void { this.events.push('pong'); }
+  onClose(_c: number, code: number): void { this.events.push(`close:${code}`); }
+  onProtocolError(_c: number, reason: string): void { this.events.push(`error:${reason}`); }
+}
+
+/** An unmasked server frame; `len64` forces the 8-byte length form. */
+function serverFrame(opcode: number, payload: Uint8Array, fin = true, len64 = false): Buffer {
+  const n = payload.length;
+  let head: number[];
+  if (len64 || n >= 65536) {
+    head = [127, 0, 0, 0, 0, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+  } else if (n >= 126) {
+    head = [126, n >>> 8, n & 0xff];
+  } else {
+    head = [n];
+  }
+  return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, ...head]), payload]);
+}
+
+function parseSplit(stream: Buffer, cuts: readonly number[]): string[] {
+  const sink = new RecordingSink();
+  const p = new FrameParser(sink, 7, true);
+  let prev = 0;
+  for (const c of [...cuts, stream.length]) {
+    p.push(stream.subarray(prev, c));
+    prev = c;
+  }
+  return sink.events;
+}
+
+const p5 = Buffer.from('hello');
+const p10 = randomBytes(10);
+const p126 = randomBytes(126);
+const p300 = randomBytes(300);
+const SMALL_STREAM = Buffer.concat([
+  serverFrame(Opcode.TEXT, p5),
+  serverFrame(Opcode.BINARY, p126), // 16-bit length
+  serverFrame(Opcode.BINARY, p10, true, true), // 64-bit length form
+  serverFrame(Opcode.PING, Buffer.from('pi')),
+  serverFrame(Opcode.BINARY, Buffer.alloc(0)),
+  serverFrame(Opcode.TEXT, Buffer.from('frag'), false), // fragmented message ...
+  serverFrame(Opcode.PONG, Buffer.alloc(0)), // ... with a control frame in between
+  serverFrame(Opcode.CONTINUATION, p300, true), // ... ended by a 16-bit continuation
+  serverFrame(Opcode.CLOSE, Buffer.from([0x03, 0xe8])),
+]);
+const SMALL_EXPECTED = [
+  `msg:1:5:${p5.toString('hex')}`,
+  `msg:2:126:${p126.toString('hex')}`,
+  `msg:2:10:${p10.toString('hex')}`,
+  `ping:${Buffer.from('pi').toString('hex')}`,
+  'msg:2:0:',
+  'pong',
+  `msg:1:304:${Buffer.concat([Buffer.from('frag'), p300]).toString('hex')}`,
+  'close:1000',
+];
+
+test('frame parser: one chunk, every single split point, and byte-at-a-time give the same events', () => {
+  assert.deepStrictEqual(parseSplit(SMALL_STREAM, []), SMALL_EXPECTED);
+  for (let i = 0; i <= SMALL_STREAM.length; i++) {
+    assert.deepStrictEqual(parseSplit(SMALL_STREAM, [i]), SMALL_EXPECTED, `split at ${i}`);
+  }
+  const every = Array.from({ length: SMALL_STREAM.length - 1 }, (_, i) => i + 1);
+  assert.deepStrictEqual(parseSplit(SMALL_STREAM, every), SMALL_EXPECTED);
+});
+
+test('frame parser: 64-bit length frame (70000 B) split around header and payload edges', () => {
+  const big = randomBytes(70_000);
+  const stream = Buffer.concat([serverFrame(Opcode.BINARY, big), serverFrame(Opcode.TEXT, p5)]);
+  const expected = [`msg:2:70000:${big.toString('hex')}`, `msg:1:5:${p5.toString('hex')}`];
+  const cuts: number[] = [];
+  for (let i = 0; i <= 64; i++) cuts.push(i); // inside and right after the 10-byte header
+  for (let i = stream.length - 64; i <= stream.length; i++) cuts.push(i); // payload end, next frame
+  for (let i = 65; i < stream.length - 64; i += 997) cuts.push(i);
+  for (const c of cuts) assert.deepStrictEqual(parseSplit(stream, [c]), expected, `split at ${c}`);
+});
+
+test('frame parser: protocol violations are reported with a reason and stop parsing', () => {
+  const cases: [Buffer, string][] = [
+    [Buffer.from([0x82, 0x81, 1, 2, 3, 4, 0]), 'error:frame:masked-server-frame'],
+    [Buffer.from([0xc2, 0x00]), 'error:frame:rsv-bits'],
+    [Buffer.from([0x80, 0x00]), 'error:frame:unexpected-continuation'],
+    [Buffer.from([0x89, 126, 0, 200]), 'error:frame:bad-control-frame'],
+    [Buffer.from([0x83, 0x00]), 'error:frame:bad-opcode'],
+    [Buffer.from([0x82, 127, 0xff, 0, 0, 0, 0, 0, 0, 0]), 'error:frame:length-too-large'],
+  ];
+  for (const [bytes, want] of cases) {
+    const sink = new RecordingSink();
+    const p = new FrameParser(sink, 0, true);
+    p.push(Buffer.concat([bytes, serverFrame(Opcode.TEXT, p5)]));
+    assert.deepStrictEqual(sink.events, [want]);
+    assert.equal(p.failed, true);
+  }
+});
+
+test('masked frames (7/16/64-bit lengths, text and binary) are decoded by the real ws server', async () => {
+  const received: { data: Buffer; binary: boolean }[] = [];
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  wss.on('connection', (ws) => {
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      received.push({ data: data as Buffer, binary: isBinary });
+      ws.send(data, { binary: isBinary }); // echo back: our parser must read ws's frames too
+    });
+  });
+  await once(wss, 'listening');
+  const port = (wss.address() as net.AddressInfo).port;
+  const sock = net.connect({ host: '127.0.0.1', port });
+  // Bounded waits: a parser that loses sync must fail the test, not hang it.
+  const signal = AbortSignal.timeout(5000);
+  try {
+    const payloads = [0, 1, 5, 125, 126, 127, 300, 65535, 65536, 70_000].map((n) => randomBytes(n));
+    const text = Buffer.from('héllo wörld', 'utf8');
+    await once(sock, 'connect', { signal });
+    const key = newWebSocketKey();
+    sock.write(buildUpgradeRequest(`127.0.0.1:${port}`, '/', key));
+    let buf = Buffer.alloc(0);
+    let headerEnd = -1;
+    while (headerEnd < 0) {
+      const [chunk] = (await once(sock, 'data', { signal })) as [Buffer];
+      buf = Buffer.concat([buf, chunk]);
+      const r = checkUpgradeResponse(buf, expectedAccept(key));
+      assert.notEqual(r.kind, 'error');
+      if (r.kind === 'ok') headerEnd = r.headerEnd;
+    }
+    // Wrong accept value is rejected.
+    assert.deepStrictEqual(checkUpgradeResponse(buf, expectedAccept(newWebSocketKey())), { kind: 'error', reason: 'upgrade:bad-accept' });
+
+    const sink = new RecordingSink();
+    const parser = new FrameParser(sink, 1, true);
+    parser.push(buf, headerEnd);
+    sock.on('data', (chunk: Buffer) => parser.push(chunk));
+    const mask = Uint8Array.of(0xa1, 0x5b, 0x00, 0xff);
+    const frames = payloads.map((p) => buildMaskedFrame(Opcode.BINARY, p, mask));
+    frames.forEach((f, i) => assert.equal(f.length, maskedFrameLength(payloads[i]!.length)));
+    sock.write(Buffer.concat([...frames, buildMaskedFrame(Opcode.TEXT, text, mask)]));
+    // A pre-built window is the same frame repeated.
+    sock.write(buildFrameWindow(Opcode.BINARY, p5, mask, 3));
+    const total = payloads.length + 1 + 3;
+    while (sink.events.length < total) await once(sock, 'data', { signal });
+
+    const expected = [...payloads.map((p) => ({ data: p, binary: true })), { data: text, binary: false },
+      { data: p5, binary: true }, { data: p5, binary: true }, { data: p5, binary: true }];
+    assert.deepStrictEqual(received.map((r) => ({ data: Buffer.from(r.data), binary: r.binary })),
+      expected.map((e) => ({ data: Buffer.from(e.data), binary: e.binary })));
+    assert.deepStrictEqual(sink.events, expected.map((e) =>
+      `msg:${e.binary ? 2 : 1}:${e.data.length}:${Buffer.from(e.data).toString('hex')}`));
+  } finally {
+    sock.destroy();
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+  }
+});
+
+test('histogram: percentiles within bucket precision, buckets merge exactly', () => {
+  for (const v of [0, 1, 255, 256, 257, 511, 512, 1000, 123_456, 2 ** 31 - 1, 2 ** 31, 5e9, 2 ** 39]) {
+    const i = bucketIndex(v);
+    assert.ok(bucketHighest(i) >= v, `highest(${i}) >= ${v}`);
+    assert.ok(i === 0 || bucketHighest(i - 1) < v, `bucket ${i} is the first holding ${v}`);
+  }
+  const a = new LatencyHistogram();
+  const b = new LatencyHistogram();
+  const all: number[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    const v = Math.floor(Math.exp(Math.random() * 16)); // 1 ns .. ~9 ms, log-spread
+    (i % 2 === 0 ? a : b).record(v);
+    all.push(v);
+  }
+  all.sort((x, y) => x - y);
+  const merged = LatencyHistogram.fromSparse(a.toSparse());
+  merged.merge(b.toSparse());
+  assert.equal(merged.total, all.length);
+  for (const p of [50, 90, 99, 99.9]) {
+    const exact = all[Math.ceil((p / 100) * all.length) - 1]!;
+    const got = merged.percentile(p);
+    assert.ok(got >= exact && got <= exact * 1.01 + 1, `p${p}: got ${got}, exact ${exact}`);
+  }
+  assert.equal(merged.max, all[all.length - 1]);
+});
+
+test('planLoad: splits connections over processes and source addresses, rejects over-full processes', () => {
+  const cfgs = planLoad({ url: 'ws://127.0.0.1:9/x?y=1', connections: 5, inflight: 2, payload: p5, durationMs: 10,
+    processes: 2, sourceAddresses: 3 });
+  assert.deepStrictEqual(cfgs.map((c) => [c.connections, c.connectionOffset, c.path]), [[3, 0, '/x?y=1'], [2, 3, '/x?y=1']]);
+  assert.deepStrictEqual(cfgs[0]!.sourceAddresses, ['127.0.0.1', '127.0.0.2', '127.0.0.3']);
+  assert.throws(() => planLoad({ url: 'ws://127.0.0.1:9/', connections: 40_000, inflight: 1, payload: p5, durationMs: 10 }),
+    RangeError);
+  assert.throws(() => planLoad({ url: 'http://127.0.0.1:9/', connections: 1, inflight: 1, payload: p5, durationMs: 10 }),
+    TypeError);
+});
+
+test('runLoad smoke: raw uWS echo, 4 connections over 2 processes and 2 source addresses', async () => {
+  const server = await startServer(UWS_ECHO_SCRIPT);
+  try {
+    const r = await runLoad({
+      url: `ws://127.0.0.1:${server.port}/`, connections: 4, inflight: 4, payload: p5,
+      durationMs: 500, warmupMs: 100, processes: 2, sourceAddresses: 2,
+    });
+    assert.deepStrictEqual(r.errorKinds, {});
+    assert.equal(r.errors, 0);
+    assert.equal(r.established, 4);
+    assert.ok(r.messages > 0, 'messages > 0');
+    assert.equal(r.histogram.total, r.messages);
+    assert.equal(r.processes, 2);
+    assert.equal(r.clientCpuPercent.length, 2);
+    assert.deepStrictEqual(r.closeCodes, { 1000: 4 }); // every connection closed with a clean handshake
+    assert.ok(r.latencyUs !== null && r.latencyUs.p50 > 0 && r.latencyUs.p50 <= r.latencyUs.p99);
+
+    const c = await runLoad({
+      url: `ws://127.0.0.1:${server.port}/`, connections: 2, inflight: 2, payload: p5, binary: false,
+      durationMs: 300, mode: 'count',
+    });
+    assert.equal(c.errors, 0);
+    assert.ok(c.messages > 0);
+    assert.equal(c.latencyUs, null);
+    assert.equal(c.histogram.total, 0);
+  } finally {
+    await server.stop();
+  }
+});
