@@ -37,6 +37,10 @@ export const ECHO_SERVERS: readonly ServerEntry[] = [
   { name: 'ws', start: () => startServer(WS_ECHO_SCRIPT) },
   ringwireEntry(1),
   ringwireEntry(2),
+  ...(process.env['RW_BENCH_VARIANTS'] === '1' ? [
+    { ...ringwireEntry(1, ['--block', '0']), name: 'ringwire (1 worker, no block)' },
+    { ...ringwireEntry(1, ['--spin', '50']), name: 'ringwire (1 worker, spin 50us)' },
+  ] : []),
 ];
 
 const OUT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bench/results/echo.json');

@@ -1,7 +1,7 @@
 /**
  * ringwire echo server for the end-to-end benchmarks (child process).
  *
- *   node dist/bench/e2e/ringwire-echo-server.js [--port 0] [--workers N] [--ring BYTES] [--batch N]
+ *   node dist/bench/e2e/ringwire-echo-server.js [--port 0] [--workers N] [--ring BYTES] [--batch N] [--spin us] [--block ms]
  * Prints one JSON line {"port": N} once listening; graceful close on SIGTERM/SIGINT.
  * The echo module uses the default binary FlatBuffers codec: the load generator sends
  * pre-built WireFrame messages and gets WireFrame replies of the same size.
@@ -22,6 +22,8 @@ const server = createServer({
   workers: arg('workers', 1),
   ringBytes: arg('ring', 1 << 20),
   drainBatch: arg('batch', 4096),
+  idleSpinMicros: arg('spin', 0),
+  idleBlockMs: arg('block', 1),
 });
 const port = await server.listen(arg('port', 0), '127.0.0.1');
 process.stdout.write(JSON.stringify({ port }) + '\n');

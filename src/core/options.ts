@@ -42,6 +42,14 @@ export interface ServerOptions {
   codec?: CodecName;
   /** Records a worker handles per drain batch. Default 4096. */
   drainBatch?: number;
+  /**
+   * Worker idle policy. When its ring is empty a worker spins `idleSpinMicros` (default 0),
+   * then blocks in Atomics.wait for up to `idleBlockMs` (default 1; only while none of its
+   * hooks is awaiting, since it holds the worker's event loop), then sleeps on
+   * Atomics.waitAsync. The blocking step cuts the wake-up latency of request/response traffic.
+   */
+  idleSpinMicros?: number;
+  idleBlockMs?: number;
   /** Graceful close: how long to wait for in-flight work before forcing. Default 10 s. */
   shutdownTimeoutMs?: number;
   lifecycle?: LifecycleHooks;
@@ -57,6 +65,8 @@ export interface ResolvedOptions {
   readonly maxFd: number;
   readonly codec: CodecName;
   readonly drainBatch: number;
+  readonly idleSpinMicros: number;
+  readonly idleBlockMs: number;
   readonly shutdownTimeoutMs: number;
   readonly lifecycle: LifecycleHooks;
 }
@@ -94,11 +104,13 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   const codec = o.codec ?? 'binary';
   if (codec !== 'binary' && codec !== 'json' && codec !== 'raw') throw invalidOption('codec', '"binary", "json" or "raw"');
   const drainBatch = intOption(o.drainBatch, 'drainBatch', Defaults.drainBatch, 1, 1 << 20);
+  const idleSpinMicros = intOption(o.idleSpinMicros, 'idleSpinMicros', 0, 0, 1_000_000);
+  const idleBlockMs = intOption(o.idleBlockMs, 'idleBlockMs', 1, 0, 1000);
   const shutdownTimeoutMs = intOption(o.shutdownTimeoutMs, 'shutdownTimeoutMs', 10_000, 0, 3_600_000);
   const lifecycle = o.lifecycle ?? {};
   if (lifecycle === null || typeof lifecycle !== 'object') throw invalidOption('lifecycle', 'an object of hook functions');
   for (const k of LIFECYCLE) {
     if (lifecycle[k] !== undefined && typeof lifecycle[k] !== 'function') throw invalidOption(`lifecycle.${k}`, 'a function');
   }
-  return { modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, shutdownTimeoutMs, lifecycle };
+  return { modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, lifecycle };
 }

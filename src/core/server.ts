@@ -207,6 +207,7 @@ export class Server {
       type: 'serve', slot: slot.index, generation: slot.generation, inbound: slot.inbound.sab,
       outbound: slot.outbound.sab, modules: this.options.modules, hooks: this.options.hooks,
       codec: this.options.codec, drainBatch: this.options.drainBatch, counters: slot.counterSab,
+      idleSpinMicros: this.options.idleSpinMicros, idleBlockMs: this.options.idleBlockMs,
     };
     const gen = slot.generation;
     const p = this.pool!.run(task);

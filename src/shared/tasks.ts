@@ -35,6 +35,10 @@ export interface ServeTask {
   /** Server default codec for modules that do not name one. */
   readonly codec: 'binary' | 'json' | 'raw';
   readonly drainBatch: number;
+  /** Idle policy: busy-poll this long before sleeping (0 = never spin). */
+  readonly idleSpinMicros: number;
+  /** Idle policy: then block in Atomics.wait up to this long while no async hook is pending (0 = skip). */
+  readonly idleBlockMs: number;
   /** Per-worker counters the I/O thread reads for stats (Float64Array over this SAB). */
   readonly counters: SharedArrayBuffer;
 }

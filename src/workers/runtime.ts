@@ -215,6 +215,15 @@ function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, view
   if (p !== undefined) s.startAsync(conn, p);
 }
 
+/** Busy-poll the ring for up to `us` microseconds; true when data arrived. */
+function spin(ring: Ring, us: number): boolean {
+  const until = performance.now() + us / 1000;
+  for (let i = 0; ; i++) {
+    if (ring.hasData()) return true;
+    if ((i & 63) === 0 && performance.now() >= until) return ring.hasData();
+  }
+}
+
 async function serve(t: ServeTask): Promise<{ ok: true }> {
   const loaded = await loadAll(t.modules, t.hooks, t.codec);
   S = new Serve(t, loaded);
@@ -223,6 +232,8 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
   const inbound = s.inbound;
   const out = s.outbox.ring;
   const batch = t.drainBatch;
+  const spinUs = t.idleSpinMicros;
+  const blockMs = t.idleBlockMs;
   let lastYield = performance.now();
   for (;;) {
     const n = inbound.drain(onRecord, batch);
@@ -237,6 +248,11 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
       continue;
     }
     if (inbound.closed) break;
+    // Idle, in three steps (see README "Tuning"): a short spin, then a blocking futex wait
+    // (fast wake-up, but it holds this thread's event loop, so only while no async hook is
+    // pending and only for `blockMs`), then Atomics.waitAsync for as long as it takes.
+    if (spinUs > 0 && spin(inbound, spinUs)) continue;
+    if (blockMs > 0 && s.inFlight === 0 && inbound.waitForData(blockMs)) continue;
     const p = inbound.waitForDataAsync();
     if (p !== null) await p;
     lastYield = performance.now();
