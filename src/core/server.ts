@@ -65,7 +65,10 @@ export class Server {
     }
     const slot = this.slots[ud.slot]!;
     const r = slot.message(ud.handle, isBinary, new Uint8Array(msg));
-    if (r === 0) return;
+    if (r === 0) {
+      if (!slot.dirty) this.markDirty(slot);
+      return;
+    }
     if (r > 0) {
       if (ud.backlogEpoch !== slot.backlogEpoch) {
         ud.backlogEpoch = slot.backlogEpoch;
@@ -79,6 +82,32 @@ export class Server {
     c.drops.busyCloses++;
     ws.end(CloseCode.TRY_AGAIN, 'server busy');
   };
+  /**
+   * Doorbells are rung once per event-loop turn, after uWS has delivered everything it read:
+   * one futex wake for a whole burst of messages instead of one per message.
+   */
+  private readonly dirtySlots: Slot[] = [];
+  private doorbellScheduled = false;
+  private readonly ringDoorbells = (): void => {
+    this.doorbellScheduled = false;
+    const list = this.dirtySlots;
+    for (let i = 0; i < list.length; i++) {
+      const slot = list[i]!;
+      slot.dirty = false;
+      slot.inbound.notify();
+    }
+    list.length = 0;
+  };
+
+  private markDirty(slot: Slot): void {
+    slot.dirty = true;
+    this.dirtySlots.push(slot);
+    if (!this.doorbellScheduled) {
+      this.doorbellScheduled = true;
+      setImmediate(this.ringDoorbells);
+    }
+  }
+
   private readonly onDrain = (ws: WebSocket<SocketData>): void => {
     const ud = ws.getUserData();
     this.slots[ud.slot]!.drain(ud.handle, ws.getBufferedAmount());

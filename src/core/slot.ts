@@ -50,6 +50,8 @@ export class Slot {
   private flushArmed = false;
   readonly flushBound: () => void;
   barrierSeq = 0;
+  /** Records were written since the last doorbell (see Server.markDirty). */
+  dirty = false;
   /** Token of the current outbound arming (see Server.armOutbound). */
   outboundArm = 0;
   readonly barrierWaiters = new Map<number, () => void>();
@@ -85,10 +87,8 @@ export class Slot {
   message(handle: number, binary: boolean, src: Uint8Array): number {
     const wasBacklog = this.backlog;
     let st = writeMessage(this.target(), handle, binary, src);
-    if (st === RingStatus.OK && !wasBacklog) {
-      this.inbound.notify();
-      return 0;
-    }
+    // No doorbell here: the server rings each dirty slot once per event-loop turn.
+    if (st === RingStatus.OK && !wasBacklog) return 0;
     const o = this.spill(st);
     if (o !== null) st = writeMessage(o, handle, binary, src);
     if (st !== RingStatus.OK) return -1;
