@@ -14,6 +14,7 @@ import type { Ring } from '../shared/ring.js';
 import type { FdAllocator } from '../fd/index.js';
 import type { Counters } from './stats.js';
 import type { Slot } from './slot.js';
+import type { CorkCarrier } from './cork-carrier.js';
 
 export interface SocketData {
   fd: number;
@@ -64,6 +65,8 @@ export class CommandExecutor {
   readonly counters: Counters;
   /** Set by the server: is it shutting down (accepts become 503). */
   closing = false;
+  /** Set by the server once listening: the socket whose cork wraps async upgrades. */
+  carrier: CorkCarrier | null = null;
 
   // State of the corked run (set before ws.cork, read by the bound runner: no closure per send).
   private runRing: Ring | null = null;
@@ -261,7 +264,8 @@ export class CommandExecutor {
       backlogBytes: 0, backlogEpoch: 0,
     };
     this.counters.upgradesAccepted++;
-    p.res.cork(this.corkedAccept);
+    // Not res.cork(): see cork-carrier.ts for the uWS bug that avoids.
+    if (this.carrier === null || !this.carrier.cork(this.corkedAccept)) p.res.cork(this.corkedAccept);
     this.acceptArgs = null;
     this.acceptData = null;
   }

@@ -15,6 +15,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_sock
 import { loadUws } from './uws.js';
 import { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Slot } from './slot.js';
+import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
 import { Counters, type ServerStats } from './stats.js';
 import { FdAllocator } from '../fd/index.js';
@@ -43,6 +44,7 @@ export class Server {
   private readonly counters = new Counters();
   private readonly exec: CommandExecutor;
   private readonly slots: Slot[] = [];
+  private readonly carrier = new CorkCarrier();
   private readonly tasks: (Promise<unknown> | null)[] = [];
   private pool: Piscina | null = null;
   private listenSocket: us_listen_socket | null = null;
@@ -167,6 +169,8 @@ export class Server {
       if (ls === false) throw new ListenError(`cannot listen on ${host}:${port} (address in use or not available)`);
       this.listenSocket = ls;
       this.port = this.uws.us_socket_local_port(ls);
+      await this.carrier.start(this.port, host);
+      this.exec.carrier = this.carrier;
       this.state = 'listening';
       await this.lifecycle('onReady', lc.onReady ? () => lc.onReady!({ port: this.port, host }) : undefined);
       return this.port;
@@ -223,6 +227,7 @@ export class Server {
       (behavior as { closeOnBackpressureLimit?: unknown }).closeOnBackpressureLimit = o['closeOnBackpressureLimit'] === true;
       this.app.ws(m.path, behavior);
     }
+    this.carrier.mount(this.app);
     this.app.any('/*', (res) => {
       res.writeStatus(statusLine(404)).end('no ringwire module on this path');
     });
@@ -449,6 +454,8 @@ export class Server {
   }
 
   private async teardown(): Promise<void> {
+    this.exec.carrier = null;
+    this.carrier.stop();
     for (const slot of this.slots) {
       slot.alive = false;
       slot.inbound.close();
