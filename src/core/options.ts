@@ -32,7 +32,7 @@ export interface ServerOptions {
   workers?: number;
   /** Bytes of each SharedArrayBuffer ring (one inbound, one outbound per worker); power of two. Default 1 MiB. */
   ringBytes?: number;
-  /** Bytes of each worker's I/O-side overflow buffer used when its inbound ring is full. Default 4 MiB. */
+  /** Bytes of each worker's I/O-side overflow buffer used when its inbound ring is full. Default 16 MiB. */
   overflowBytes?: number;
   /** Live connection cap (the fd allocator's maxLive); over it upgrades get 503. */
   maxConnections?: number;

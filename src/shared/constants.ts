@@ -25,7 +25,7 @@ export const ControlKind = {
 export const Defaults = {
   workers: 2,
   ringBytes: 1 << 20, // 1 MiB per direction per worker
-  overflowBytes: 1 << 22, // 4 MiB bounded overflow per worker (I/O thread local)
+  overflowBytes: 1 << 24, // 16 MiB bounded overflow per worker (I/O thread local)
   maxConnections: 1_048_576,
   drainBatch: 4096,
   maxPayloadLength: 64 * 1024,
