@@ -98,7 +98,7 @@ export class CommandExecutor {
       const ws = this.sockets.get(this.alloc.fdOf(handle));
       if (ws !== undefined) return ws;
     }
-    this.counters.drops.staleHandle++;
+    this.counters.drop('staleHandle', handle);
     return undefined;
   }
 
@@ -149,7 +149,7 @@ export class CommandExecutor {
       const m = rd.send(off);
       if (m.handle() !== h) return;
       const st = ws.send(m.dataArray()!, m.binary());
-      if (st === SEND_DROPPED) c.drops.backpressure++;
+      if (st === SEND_DROPPED) c.drop('backpressure', h);
       else c.messagesOut++;
       ring.skip();
       off = ring.peek();
@@ -167,7 +167,7 @@ export class CommandExecutor {
         for (let i = 0; i < n; i++) {
           const ws = this.lookup(m.handles(i)!);
           if (ws === undefined) continue;
-          if (ws.send(bytes, bin) === SEND_DROPPED) this.counters.drops.backpressure++;
+          if (ws.send(bytes, bin) === SEND_DROPPED) this.counters.drop('backpressure');
           else this.counters.messagesOut++;
         }
         return;
@@ -232,7 +232,7 @@ export class CommandExecutor {
       }
       default:
         // A kind the I/O thread does not know: a bug, never client input. Count, do not crash.
-        this.counters.drops.badCommand++;
+        this.counters.drop('badCommand');
     }
   }
 
@@ -240,7 +240,7 @@ export class CommandExecutor {
     const fd = this.alloc.fdOf(handle);
     const p = this.pending.get(fd);
     if (p === undefined || p.handle !== handle) {
-      this.counters.drops.staleHandle++;
+      this.counters.drop('staleHandle');
       return undefined;
     }
     this.pending.delete(fd);
@@ -251,7 +251,7 @@ export class CommandExecutor {
     const p = this.takePending(handle);
     if (p === undefined) return;
     if (p.aborted || this.closing) {
-      if (p.aborted) this.counters.drops.upgradeAborted++;
+      if (p.aborted) this.counters.drop('upgradeAborted');
       else p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('server shutting down'); });
       this.alloc.release(this.alloc.fdOf(handle));
       // The worker holds state for this handle: tell it the connection is gone.
@@ -276,7 +276,7 @@ export class CommandExecutor {
     this.alloc.release(this.alloc.fdOf(handle));
     this.counters.upgradesRejected++;
     if (p.aborted) {
-      this.counters.drops.upgradeAborted++;
+      this.counters.drop('upgradeAborted');
       return;
     }
     p.res.cork(() => {

@@ -50,6 +50,8 @@ export interface ServerOptions {
    */
   idleSpinMicros?: number;
   idleBlockMs?: number;
+  /** Serve Prometheus text metrics on this HTTP path of the same port (e.g. '/metrics'). Off by default. */
+  metricsPath?: string;
   /** Graceful close: how long to wait for in-flight work before forcing. Default 10 s. */
   shutdownTimeoutMs?: number;
   lifecycle?: LifecycleHooks;
@@ -68,6 +70,7 @@ export interface ResolvedOptions {
   readonly idleSpinMicros: number;
   readonly idleBlockMs: number;
   readonly shutdownTimeoutMs: number;
+  readonly metricsPath: string | null;
   readonly lifecycle: LifecycleHooks;
 }
 
@@ -107,10 +110,14 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   const idleSpinMicros = intOption(o.idleSpinMicros, 'idleSpinMicros', 0, 0, 1_000_000);
   const idleBlockMs = intOption(o.idleBlockMs, 'idleBlockMs', 1, 0, 1000);
   const shutdownTimeoutMs = intOption(o.shutdownTimeoutMs, 'shutdownTimeoutMs', 10_000, 0, 3_600_000);
+  const metricsPath = o.metricsPath ?? null;
+  if (metricsPath !== null && (typeof metricsPath !== 'string' || !/^\/[\w./-]*$/.test(metricsPath))) {
+    throw invalidOption('metricsPath', 'an HTTP path such as "/metrics"');
+  }
   const lifecycle = o.lifecycle ?? {};
   if (lifecycle === null || typeof lifecycle !== 'object') throw invalidOption('lifecycle', 'an object of hook functions');
   for (const k of LIFECYCLE) {
     if (lifecycle[k] !== undefined && typeof lifecycle[k] !== 'function') throw invalidOption(`lifecycle.${k}`, 'a function');
   }
-  return { modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, lifecycle };
+  return { modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, lifecycle };
 }

@@ -18,6 +18,8 @@ import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
 import { Counters, type ServerStats } from './stats.js';
+import { prometheusText } from './metrics.js';
+import { workerChannel } from '../shared/diagnostics.js';
 import { FdAllocator } from '../fd/index.js';
 import { BROADCAST_TOPIC_PREFIX, CloseCode, Defaults } from '../shared/constants.js';
 import {
@@ -62,7 +64,7 @@ export class Server {
     c.messagesIn++;
     if (ud.closed) {
       // uWS may still hand over messages parsed from the same read after end(): refused, counted.
-      c.drops.inboundFull++;
+      c.drop('inboundFull', ud.handle);
       return;
     }
     const slot = this.slots[ud.slot]!;
@@ -79,9 +81,9 @@ export class Server {
       ud.backlogBytes += r;
       if (ud.backlogBytes <= slot.overflowShare) return;
     } else {
-      c.drops.inboundFull++;
+      c.drop('inboundFull', ud.handle);
     }
-    c.drops.busyCloses++;
+    c.drop('busyCloses', ud.handle);
     ws.end(CloseCode.TRY_AGAIN, 'server busy');
   };
   /**
@@ -231,6 +233,14 @@ export class Server {
       this.app.ws(m.path, behavior);
     }
     this.carrier.mount(this.app);
+    const metricsPath = this.options.metricsPath;
+    if (metricsPath !== null) {
+      this.app.get(metricsPath, (res) => {
+        res.cork(() => {
+          res.writeHeader('content-type', 'text/plain; version=0.0.4; charset=utf-8').end(prometheusText(this.stats()));
+        });
+      });
+    }
     this.app.any('/*', (res) => {
       res.writeStatus(statusLine(404)).end('no ringwire module on this path');
     });
@@ -240,6 +250,7 @@ export class Server {
 
   private startSlot(slot: Slot): void {
     slot.alive = true;
+    if (workerChannel.hasSubscribers) workerChannel.publish({ slot: slot.index, event: 'started' });
     const task: ServeTask = {
       type: 'serve', slot: slot.index, generation: slot.generation, inbound: slot.inbound.sab,
       outbound: slot.outbound.sab, modules: this.options.modules, hooks: this.options.hooks,
@@ -276,8 +287,9 @@ export class Server {
     else p.then(run, run);
   }
 
-  private workerDied(slot: Slot, _err: unknown): void {
+  private workerDied(slot: Slot, err: unknown): void {
     slot.alive = false;
+    if (workerChannel.hasSubscribers) workerChannel.publish({ slot: slot.index, event: 'died', error: err });
     slot.restarts++;
     this.counters.workerRestarts++;
     // Deliver what the worker produced before it died, then close exactly its connections.
@@ -320,14 +332,14 @@ export class Server {
     }
     const fd = this.alloc.alloc();
     if (fd === 0) {
-      this.counters.drops.connLimit++;
+      this.counters.drop('connLimit');
       res.writeStatus(statusLine(503)).end('too many connections');
       return;
     }
     const slot = this.pickSlot();
     if (slot === null) {
       this.alloc.release(fd);
-      this.counters.drops.workerUnavailable++;
+      this.counters.drop('workerUnavailable');
       res.writeStatus(statusLine(503)).end('no worker available');
       return;
     }
@@ -356,7 +368,7 @@ export class Server {
     });
     if (!ok) {
       this.alloc.release(fd);
-      this.counters.drops.workerUnavailable++;
+      this.counters.drop('workerUnavailable');
       res.writeStatus(statusLine(503)).end('server busy');
       return;
     }

@@ -1,4 +1,5 @@
 /** I/O-thread counters and the `stats()` snapshot shape. */
+import { dropChannel } from '../shared/diagnostics.js';
 
 export interface DropStats {
   /** Commands addressed to a handle that is no longer current (closed or fd recycled). */
@@ -66,4 +67,10 @@ export class Counters {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
     upgradeAborted: 0, shutdown: 0, workerShutdown: 0,
   };
+
+  /** Count a drop, and publish it on 'ringwire:drop' when someone listens. */
+  drop(reason: keyof DropStats, handle = 0): void {
+    this.drops[reason]++;
+    if (dropChannel.hasSubscribers) dropChannel.publish({ reason, handle });
+  }
 }

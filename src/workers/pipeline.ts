@@ -15,6 +15,7 @@ import type { Outbox } from './outbox.js';
 import { CloseCode } from '../shared/constants.js';
 import { ErrorCodes, HandlerError, RingwireError } from '../shared/errors.js';
 import { WorkerCounter } from '../shared/tasks.js';
+import { hookChannel } from '../shared/diagnostics.js';
 
 const utf8 = new TextEncoder();
 
@@ -41,6 +42,7 @@ export function setPipelineHost(h: PipelineHost): void {
 
 /** Run onError hooks (module first, then global); their own failures are counted, never thrown. */
 function reportError(conn: Conn, err: unknown, stage: Stage): void {
+  if (hookChannel.hasSubscribers) hookChannel.publish({ stage, path: conn.module.path, handle: conn.handle, error: err });
   const hooks = conn.module.errors;
   for (let i = 0; i < hooks.length; i++) {
     try {

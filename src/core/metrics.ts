@@ -1,0 +1,64 @@
+/**
+ * Prometheus text exposition (format 0.0.4) of `stats()`, served on the server's own uWS app
+ * when `options.metricsPath` is set. Built on demand from the counters; nothing on the hot path.
+ */
+import type { ServerStats } from './stats.js';
+
+function esc(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+class Writer {
+  private out = '';
+  family(name: string, type: 'gauge' | 'counter', help: string): this {
+    this.out += `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
+    return this;
+  }
+  sample(name: string, value: number, labels?: Record<string, string | number>): this {
+    let l = '';
+    if (labels !== undefined) {
+      l = '{' + Object.entries(labels).map(([k, v]) => `${k}="${esc(String(v))}"`).join(',') + '}';
+    }
+    this.out += `${name}${l} ${Number.isFinite(value) ? value : 0}\n`;
+    return this;
+  }
+  toString(): string {
+    return this.out;
+  }
+}
+
+export function prometheusText(s: ServerStats): string {
+  const w = new Writer();
+  w.family('ringwire_connections', 'gauge', 'Open WebSocket connections.').sample('ringwire_connections', s.connections);
+  w.family('ringwire_upgrades_total', 'counter', 'Upgrade requests answered, by outcome.')
+    .sample('ringwire_upgrades_total', s.upgradesAccepted, { outcome: 'accepted' })
+    .sample('ringwire_upgrades_total', s.upgradesRejected, { outcome: 'rejected' });
+  w.family('ringwire_messages_in_total', 'counter', 'Messages received from clients.').sample('ringwire_messages_in_total', s.messagesIn);
+  w.family('ringwire_messages_out_total', 'counter', 'Messages sent to clients (sends, not publishes).').sample('ringwire_messages_out_total', s.messagesOut);
+  w.family('ringwire_publishes_total', 'counter', 'Publish commands executed.').sample('ringwire_publishes_total', s.publishes);
+  w.family('ringwire_drops_total', 'counter', 'Things refused or dropped, by reason (nothing is dropped silently).');
+  for (const [reason, n] of Object.entries(s.drops)) w.sample('ringwire_drops_total', n, { reason });
+  w.family('ringwire_worker_restarts_total', 'counter', 'Workers that died and were replaced.').sample('ringwire_worker_restarts_total', s.workerRestarts);
+  w.family('ringwire_worker_alive', 'gauge', 'Whether the worker slot has a live worker.');
+  for (const x of s.workers) w.sample('ringwire_worker_alive', x.alive ? 1 : 0, { slot: x.slot });
+  w.family('ringwire_worker_connections', 'gauge', 'Connections owned by each worker.');
+  for (const x of s.workers) w.sample('ringwire_worker_connections', x.connections, { slot: x.slot });
+  w.family('ringwire_ring_capacity_bytes', 'gauge', 'Capacity of each ring.');
+  for (const x of s.workers) w.sample('ringwire_ring_capacity_bytes', x.ringCapacity, { slot: x.slot });
+  w.family('ringwire_ring_used_bytes', 'gauge', 'Bytes in use in each ring (occupancy).');
+  for (const x of s.workers) {
+    w.sample('ringwire_ring_used_bytes', x.inboundUsed, { slot: x.slot, ring: 'inbound' })
+      .sample('ringwire_ring_used_bytes', x.outboundUsed, { slot: x.slot, ring: 'outbound' })
+      .sample('ringwire_ring_used_bytes', x.overflowUsed, { slot: x.slot, ring: 'overflow' });
+  }
+  w.family('ringwire_worker_messages_total', 'counter', 'Messages handled by each worker.');
+  for (const x of s.workers) w.sample('ringwire_worker_messages_total', x.messages, { slot: x.slot });
+  w.family('ringwire_worker_errors_total', 'counter', 'Errors in workers, by kind.');
+  for (const x of s.workers) {
+    w.sample('ringwire_worker_errors_total', x.handlerErrors, { slot: x.slot, kind: 'handler' })
+      .sample('ringwire_worker_errors_total', x.hookErrors, { slot: x.slot, kind: 'hook' })
+      .sample('ringwire_worker_errors_total', x.badFrames, { slot: x.slot, kind: 'bad_frame' })
+      .sample('ringwire_worker_errors_total', x.unknownEvents, { slot: x.slot, kind: 'unknown_event' });
+  }
+  return w.toString();
+}

@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
+import { createServer } from '../../src/core/server.js';
+import { Client, fixture } from '../helpers.js';
+
+/** Minimal Prometheus text-format 0.0.4 parser: families with HELP/TYPE, then samples. */
+function parseExposition(text: string): Map<string, { type: string; samples: { labels: Record<string, string>; value: number }[] }> {
+  const families = new Map<string, { type: string; samples: { labels: Record<string, string>; value: number }[] }>();
+  const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (-?[0-9.eE+]+|NaN|[+-]Inf)$/;
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const t = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
+    if (t) {
+      assert.ok(!families.has(t[1]!), `family ${t[1]} declared twice`);
+      families.set(t[1]!, { type: t[2]!, samples: [] });
+      continue;
+    }
+    if (/^# HELP \S+ .+$/.test(line)) continue;
+    const m = sample.exec(line);
+    assert.ok(m, `not a valid sample line: ${JSON.stringify(line)}`);
+    const fam = families.get(m[1]!);
+    assert.ok(fam, `sample ${m[1]} before its # TYPE line`);
+    const labels: Record<string, string> = {};
+    for (const pair of (m[3] ?? '').split(',').filter(Boolean)) {
+      const lm = /^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"$/.exec(pair);
+      assert.ok(lm, `bad label ${pair}`);
+      labels[lm[1]!] = lm[2]!;
+    }
+    fam.samples.push({ labels, value: Number(m[4]) });
+  }
+  return families;
+}
+
+test('/metrics serves valid Prometheus text with connection, message, drop and ring gauges', async () => {
+  const server = createServer({ modules: [fixture('tools.module')], workers: 2, metricsPath: '/metrics' });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+    for (let i = 1; i <= 5; i++) assert.equal((await c.call('ECHO', 'm', i)).ref, i);
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    const fams = parseExposition(await res.text());
+    const one = (name: string, labels: Record<string, string> = {}): number => {
+      const f = fams.get(name);
+      assert.ok(f, `missing family ${name}`);
+      const s = f.samples.find((x) => Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+      assert.ok(s, `missing sample ${name} ${JSON.stringify(labels)}`);
+      return s.value;
+    };
+    assert.equal(one('ringwire_connections'), 1);
+    assert.equal(fams.get('ringwire_connections')!.type, 'gauge');
+    assert.equal(one('ringwire_messages_in_total'), 5);
+    assert.equal(one('ringwire_messages_out_total'), 5);
+    assert.equal(fams.get('ringwire_messages_in_total')!.type, 'counter');
+    assert.equal(one('ringwire_drops_total', { reason: 'staleHandle' }), 0);
+    assert.equal(fams.get('ringwire_ring_used_bytes')!.samples.length, 2 * 3);
+    assert.equal(one('ringwire_ring_capacity_bytes', { slot: '0' }), 1 << 20);
+    await c.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test("diagnostics_channel 'ringwire:drop' reports drops with their reason", async () => {
+  const seen: unknown[] = [];
+  const onDrop = (msg: unknown): void => { seen.push(msg); };
+  diagnostics.subscribe('ringwire:drop', onDrop);
+  const server = createServer({ modules: [fixture('tools.module')], workers: 1, maxConnections: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const a = await Client.open(`ws://127.0.0.1:${port}/t`);
+    await assert.rejects(Client.open(`ws://127.0.0.1:${port}/t`), { statusCode: 503 });
+    assert.deepEqual(seen, [{ reason: 'connLimit', handle: 0 }]);
+    assert.equal(server.stats().drops.connLimit, 1);
+    await a.close();
+  } finally {
+    diagnostics.unsubscribe('ringwire:drop', onDrop);
+    await server.close();
+  }
+});
