@@ -26,6 +26,9 @@ export interface SocketData {
   /** Overflow bytes charged to this connection in the slot's current backlog epoch. */
   backlogBytes: number;
   backlogEpoch: number;
+  /** Rate limit token bucket (only used when options.rateLimit is set). */
+  tokens: number;
+  refilledAt: number;
 }
 
 export interface PendingUpgrade {
@@ -39,6 +42,7 @@ export interface PendingUpgrade {
   module: number;
   handle: number;
   aborted: boolean;
+  timer: NodeJS.Timeout | null;
 }
 
 /** uWS SendStatus: 0 BACKPRESSURE (buffered), 1 SUCCESS, 2 DROPPED (over maxBackpressure). */
@@ -67,6 +71,8 @@ export class CommandExecutor {
   closing = false;
   /** Set by the server once listening: the socket whose cork wraps async upgrades. */
   carrier: CorkCarrier | null = null;
+  /** Initial tokens of a new connection's rate-limit bucket. */
+  rateBurst = 0;
 
   // State of the corked run (set before ws.cork, read by the bound runner: no closure per send).
   private runRing: Ring | null = null;
@@ -244,6 +250,7 @@ export class CommandExecutor {
       return undefined;
     }
     this.pending.delete(fd);
+    if (p.timer !== null) clearTimeout(p.timer);
     return p;
   }
 
@@ -261,7 +268,7 @@ export class CommandExecutor {
     this.acceptArgs = p;
     this.acceptData = {
       fd: this.alloc.fdOf(handle), handle, slot: p.slot, slotGen: p.slotGen, module: p.module, closed: false,
-      backlogBytes: 0, backlogEpoch: 0,
+      backlogBytes: 0, backlogEpoch: 0, tokens: this.rateBurst, refilledAt: 0,
     };
     this.counters.upgradesAccepted++;
     // Not res.cork(): see cork-carrier.ts for the uWS bug that avoids.

@@ -30,6 +30,7 @@ class Writer {
 export function prometheusText(s: ServerStats): string {
   const w = new Writer();
   w.family('ringwire_connections', 'gauge', 'Open WebSocket connections.').sample('ringwire_connections', s.connections);
+  w.family('ringwire_live_fds', 'gauge', 'fds allocated (connections plus upgrades in progress).').sample('ringwire_live_fds', s.liveFds);
   w.family('ringwire_upgrades_total', 'counter', 'Upgrade requests answered, by outcome.')
     .sample('ringwire_upgrades_total', s.upgradesAccepted, { outcome: 'accepted' })
     .sample('ringwire_upgrades_total', s.upgradesRejected, { outcome: 'rejected' });

@@ -50,6 +50,18 @@ export interface ServerOptions {
    */
   idleSpinMicros?: number;
   idleBlockMs?: number;
+  /** An upgrade whose hooks have not answered after this long gets 408 and its fd back. Default 10 s. */
+  upgradeTimeoutMs?: number;
+  /**
+   * A worker whose current record (hook or handler) has run this long is terminated and
+   * replaced; its connections are closed with 1011. 0 disables. Default 30 s. Only synchronous
+   * work can trip it: an awaiting handler does not hold its worker.
+   */
+  handlerTimeoutMs?: number;
+  /** Only these Origin header values may upgrade (others get 403). Default: any. */
+  allowedOrigins?: readonly string[];
+  /** Per-connection message rate limit (token bucket). Over it the connection is closed with 1008. */
+  rateLimit?: { messagesPerSecond: number; burst?: number };
   /** Serve Prometheus text metrics on this HTTP path of the same port (e.g. '/metrics'). Off by default. */
   metricsPath?: string;
   /** Graceful close: how long to wait for in-flight work before forcing. Default 10 s. */
@@ -71,6 +83,10 @@ export interface ResolvedOptions {
   readonly idleBlockMs: number;
   readonly shutdownTimeoutMs: number;
   readonly metricsPath: string | null;
+  readonly upgradeTimeoutMs: number;
+  readonly handlerTimeoutMs: number;
+  readonly allowedOrigins: ReadonlySet<string> | null;
+  readonly rateLimit: { readonly perMs: number; readonly burst: number } | null;
   readonly lifecycle: LifecycleHooks;
 }
 
@@ -114,10 +130,26 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (metricsPath !== null && (typeof metricsPath !== 'string' || !/^\/[\w./-]*$/.test(metricsPath))) {
     throw invalidOption('metricsPath', 'an HTTP path such as "/metrics"');
   }
+  const upgradeTimeoutMs = intOption(o.upgradeTimeoutMs, 'upgradeTimeoutMs', 10_000, 1, 3_600_000);
+  const handlerTimeoutMs = intOption(o.handlerTimeoutMs, 'handlerTimeoutMs', 30_000, 0, 3_600_000);
+  let allowedOrigins: Set<string> | null = null;
+  if (o.allowedOrigins !== undefined) {
+    if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every((x) => typeof x === 'string')) {
+      throw invalidOption('allowedOrigins', 'an array of Origin strings');
+    }
+    allowedOrigins = new Set(o.allowedOrigins);
+  }
+  let rateLimit: { perMs: number; burst: number } | null = null;
+  if (o.rateLimit !== undefined) {
+    if (o.rateLimit === null || typeof o.rateLimit !== 'object') throw invalidOption('rateLimit', 'an object { messagesPerSecond, burst? }');
+    const rate = intOption(o.rateLimit.messagesPerSecond, 'rateLimit.messagesPerSecond', 0, 1, 10_000_000);
+    const burst = intOption(o.rateLimit.burst, 'rateLimit.burst', rate, 1, 100_000_000);
+    rateLimit = { perMs: rate / 1000, burst };
+  }
   const lifecycle = o.lifecycle ?? {};
   if (lifecycle === null || typeof lifecycle !== 'object') throw invalidOption('lifecycle', 'an object of hook functions');
   for (const k of LIFECYCLE) {
     if (lifecycle[k] !== undefined && typeof lifecycle[k] !== 'function') throw invalidOption(`lifecycle.${k}`, 'a function');
   }
-  return { modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, lifecycle };
+  return { modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, upgradeTimeoutMs, handlerTimeoutMs, allowedOrigins, rateLimit, lifecycle };
 }

@@ -52,6 +52,8 @@ export class Server {
   private listenSocket: us_listen_socket | null = null;
   private rr = 0;
   private modules: readonly ModuleDescriptor[] = [];
+  /** Per module: maxPayloadLength, enforced in onMessage so the client gets 1009. */
+  private payloadLimits: number[] = [];
   private port = -1;
   private closePromise: Promise<void> | null = null;
   private listenPromise: Promise<number> | null = null;
@@ -65,6 +67,18 @@ export class Server {
     if (ud.closed) {
       // uWS may still hand over messages parsed from the same read after end(): refused, counted.
       c.drop('inboundFull', ud.handle);
+      return;
+    }
+    if (msg.byteLength > this.payloadLimits[ud.module]!) {
+      // Enforced here rather than by uWS, which drops the TCP connection (1006) instead of closing with 1009.
+      c.drop('tooBig', ud.handle);
+      ws.end(CloseCode.TOO_BIG, 'message too big');
+      return;
+    }
+    const rl = this.options.rateLimit;
+    if (rl !== null && !takeToken(ud, rl.perMs, rl.burst)) {
+      c.drop('rateLimited', ud.handle);
+      ws.end(CloseCode.POLICY, 'rate limit exceeded');
       return;
     }
     const slot = this.slots[ud.slot]!;
@@ -107,6 +121,7 @@ export class Server {
   };
 
   private markDirty(slot: Slot): void {
+    if (this.watchdog === null && this.options.handlerTimeoutMs > 0) this.armWatchdog();
     slot.dirty = true;
     this.dirtySlots.push(slot);
     if (!this.doorbellScheduled) {
@@ -127,6 +142,7 @@ export class Server {
     this.alloc = new FdAllocator({ maxLive: this.options.maxConnections, maxFd: this.options.maxFd });
     this.app = this.uws.App();
     this.exec = new CommandExecutor(this.app, this.alloc, this.sockets, this.pending, this.counters);
+    this.exec.rateBurst = this.options.rateLimit?.burst ?? 0;
     for (let i = 0; i < this.options.workers; i++) {
       this.slots.push(new Slot(i, this.options.ringBytes, this.options.overflowBytes));
       this.tasks.push(null);
@@ -214,10 +230,13 @@ export class Server {
       if (maxPayloadLength > maxRecord) {
         throw new RangeError(`module ${m.path}: options.maxPayloadLength (${maxPayloadLength}) must fit the ring (at most ${maxRecord}); raise options.ringBytes`);
       }
+      this.payloadLimits[id] = maxPayloadLength;
       const paramCount = m.path.split('/').filter((s) => s.startsWith(':')).length;
       const behavior: WebSocketBehavior<SocketData> = {
         compression: this.uws.DISABLED,
-        maxPayloadLength,
+        // uWS's own cap is the ring's record limit: anything above our per-module limit but
+        // within it gets a proper 1009 close; only larger frames are dropped by uWS (1006).
+        maxPayloadLength: maxRecord,
         idleTimeout: typeof o['idleTimeout'] === 'number' ? o['idleTimeout'] : Defaults.idleTimeout,
         maxBackpressure: typeof o['maxBackpressure'] === 'number' ? o['maxBackpressure'] : Defaults.maxBackpressure,
         sendPingsAutomatically: o['sendPingsAutomatically'] !== false,
@@ -247,6 +266,38 @@ export class Server {
   }
 
   // ------------------------------------------------------------------ workers
+
+  /**
+   * Hung-handler watchdog. Armed by traffic, it re-arms itself only while some worker is
+   * busy, so an idle server has no timer. A worker whose current record started more than
+   * handlerTimeoutMs ago is terminated; piscina reports the death and workerDied() closes its
+   * connections with 1011 and starts a replacement.
+   */
+  private watchdog: NodeJS.Timeout | null = null;
+  private armWatchdog(): void {
+    const period = Math.max(10, this.options.handlerTimeoutMs >>> 2);
+    this.watchdog = setTimeout(this.checkWatchdog, period);
+    this.watchdog.unref();
+  }
+  private readonly checkWatchdog = (): void => {
+    this.watchdog = null;
+    if (this.state !== 'listening' || this.pool === null) return;
+    const now = performance.timeOrigin + performance.now();
+    let busy = false;
+    for (const slot of this.slots) {
+      const since = slot.counters[WorkerCounter.busySince]!;
+      if (!slot.alive || since === 0) continue;
+      busy = true;
+      if (now - since < this.options.handlerTimeoutMs) continue;
+      const tid = slot.counters[WorkerCounter.threadId]!;
+      const worker = this.pool.threads.find((w) => w.threadId === tid);
+      if (worker === undefined) continue;
+      slot.counters[WorkerCounter.busySince] = 0;
+      this.counters.drop('handlerTimeout');
+      void worker.terminate();
+    }
+    if (busy) this.armWatchdog();
+  };
 
   private startSlot(slot: Slot): void {
     slot.alive = true;
@@ -300,6 +351,7 @@ export class Server {
     }
     for (const [fd, p] of this.pending) {
       if (p.slot !== slot.index) continue;
+      if (p.timer !== null) clearTimeout(p.timer);
       this.pending.delete(fd);
       this.alloc.release(fd);
       if (!p.aborted) p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('worker died'); });
@@ -330,6 +382,12 @@ export class Server {
       res.writeStatus(statusLine(503)).end('server not accepting connections');
       return;
     }
+    const origins = this.options.allowedOrigins;
+    if (origins !== null && !origins.has(req.getHeader('origin'))) {
+      this.counters.drop('originRejected');
+      res.writeStatus(statusLine(403)).end('origin not allowed');
+      return;
+    }
     const fd = this.alloc.alloc();
     if (fd === 0) {
       this.counters.drop('connLimit');
@@ -355,7 +413,7 @@ export class Server {
     const params: string[] = [];
     for (let i = 0; i < paramCount; i++) params.push(req.getParameter(i));
     const p: PendingUpgrade = {
-      res, context, module, handle, slot: slot.index, slotGen: slot.generation, aborted: false,
+      res, context, module, handle, slot: slot.index, slotGen: slot.generation, aborted: false, timer: null,
       key: req.getHeader('sec-websocket-key'),
       protocol: req.getHeader('sec-websocket-protocol'),
       extensions: req.getHeader('sec-websocket-extensions'),
@@ -373,7 +431,21 @@ export class Server {
       return;
     }
     this.pending.set(fd, p);
+    p.timer = setTimeout(this.upgradeTimedOut, this.options.upgradeTimeoutMs, p);
   }
+
+  /** Slowloris guard: the upgrade hooks did not answer in time → 408, fd released. */
+  private readonly upgradeTimedOut = (p: PendingUpgrade): void => {
+    const fd = this.alloc.fdOf(p.handle);
+    if (this.pending.get(fd) !== p) return;
+    this.pending.delete(fd);
+    this.alloc.release(fd);
+    this.counters.drop('upgradeTimeout', p.handle);
+    if (!p.aborted) p.res.cork(() => { p.res.writeStatus(statusLine(408)).end('upgrade timed out'); });
+    // The worker still holds the half-made connection: let it forget it once its hook returns.
+    const slot = this.slots[p.slot]!;
+    if (slot.alive && slot.generation === p.slotGen) slot.close(p.handle, CloseCode.ABNORMAL, EMPTY);
+  };
 
   private handleOpen(ws: WebSocket<SocketData>): void {
     const ud = ws.getUserData();
@@ -454,6 +526,7 @@ export class Server {
     // 2. Close every socket with 1001; each close queues the connection's disconnect hooks.
     for (const ws of [...this.sockets.values()]) ws.end(CloseCode.GOING_AWAY, 'server shutdown');
     for (const [fd, p] of this.pending) {
+      if (p.timer !== null) clearTimeout(p.timer);
       this.pending.delete(fd);
       this.alloc.release(fd);
       if (!p.aborted) p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('server shutting down'); });
@@ -469,6 +542,10 @@ export class Server {
   }
 
   private async teardown(): Promise<void> {
+    if (this.watchdog !== null) {
+      clearTimeout(this.watchdog);
+      this.watchdog = null;
+    }
     this.exec.carrier = null;
     this.carrier.stop();
     for (const slot of this.slots) {
@@ -521,11 +598,25 @@ export class Server {
       };
     });
     return {
-      connections: c.connections, upgradesAccepted: c.upgradesAccepted, upgradesRejected: c.upgradesRejected,
+      connections: c.connections, liveFds: this.alloc.live, upgradesAccepted: c.upgradesAccepted, upgradesRejected: c.upgradesRejected,
       messagesIn: c.messagesIn, messagesOut: c.messagesOut, publishes: c.publishes,
       drops: { ...c.drops, workerShutdown }, workerRestarts: c.workerRestarts, workers,
     };
   }
+}
+
+/** Token bucket: refill by elapsed time, take one token; false when empty. */
+function takeToken(ud: SocketData, perMs: number, burst: number): boolean {
+  const now = performance.now();
+  let t = ud.tokens + (now - ud.refilledAt) * perMs;
+  ud.refilledAt = now;
+  if (t > burst) t = burst;
+  if (t < 1) {
+    ud.tokens = t;
+    return false;
+  }
+  ud.tokens = t - 1;
+  return true;
 }
 
 /** Create a ringwire server (nothing starts until `listen()`). */

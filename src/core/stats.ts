@@ -18,6 +18,16 @@ export interface DropStats {
   workerUnavailable: number;
   /** Upgrades whose client went away before the hooks answered. */
   upgradeAborted: number;
+  /** Upgrades whose hooks did not answer within upgradeTimeoutMs (408). */
+  upgradeTimeout: number;
+  /** Upgrades refused with 403: Origin not in allowedOrigins. */
+  originRejected: number;
+  /** Connections closed with 1009: a message over the module's maxPayloadLength. */
+  tooBig: number;
+  /** Connections closed with 1008: over the per-connection rate limit. */
+  rateLimited: number;
+  /** Workers terminated because a record ran past handlerTimeoutMs. */
+  handlerTimeout: number;
   /** Commands dropped because the server was shutting down. */
   shutdown: number;
   /** Commands dropped on the worker side because its outbound ring was closed (shutdown). */
@@ -45,6 +55,8 @@ export interface WorkerStats {
 
 export interface ServerStats {
   connections: number;
+  /** fds currently allocated (open connections plus upgrades in progress). */
+  liveFds: number;
   upgradesAccepted: number;
   upgradesRejected: number;
   messagesIn: number;
@@ -65,7 +77,7 @@ export class Counters {
   workerRestarts = 0;
   readonly drops: DropStats = {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
-    upgradeAborted: 0, shutdown: 0, workerShutdown: 0,
+    upgradeAborted: 0, upgradeTimeout: 0, originRejected: 0, tooBig: 0, rateLimited: 0, handlerTimeout: 0, shutdown: 0, workerShutdown: 0,
   };
 
   /** Count a drop, and publish it on 'ringwire:drop' when someone listens. */

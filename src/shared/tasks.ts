@@ -54,5 +54,9 @@ export const WorkerCounter = {
   outboundFullWaits: 4,
   droppedOnShutdown: 5,
   hookErrors: 6,
-  count: 8,
+  /** performance.timeOrigin-based ms at which the record being handled started; 0 when idle. */
+  busySince: 7,
+  /** worker_threads threadId of the worker serving this slot (so a hung one can be terminated). */
+  threadId: 8,
+  count: 12,
 } as const;

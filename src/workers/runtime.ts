@@ -10,6 +10,7 @@
  * timers). A worker blocked in Atomics.wait could not run their continuations.
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { threadId } from 'node:worker_threads';
 import { Ring } from '../shared/ring.js';
 import { RecordKind, RecordReader } from '../shared/records.js';
 import { ControlKind, CloseCode } from '../shared/constants.js';
@@ -111,6 +112,9 @@ function replayQueue(s: Serve, conn: Conn): void {
 const EMPTY_REC = new Uint8Array(0);
 
 function onRecord(data: Uint8Array, offset: number, length: number): void {
+  // Watchdog stamp: the I/O thread terminates a worker whose current record runs past
+  // options.handlerTimeoutMs (a handler stuck in a synchronous loop).
+  S.counters[WorkerCounter.busySince] = performance.timeOrigin + performance.now();
   dispatch(S, S.reader, data, offset, length);
 }
 
@@ -228,6 +232,8 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
   const loaded = await loadAll(t.modules, t.hooks, t.codec);
   S = new Serve(t, loaded);
   setPipelineHost(S);
+  S.counters[WorkerCounter.threadId] = threadId;
+  S.counters[WorkerCounter.busySince] = 0;
   const s = S;
   const inbound = s.inbound;
   const out = s.outbox.ring;
@@ -247,6 +253,7 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
       }
       continue;
     }
+    s.counters[WorkerCounter.busySince] = 0;
     if (inbound.closed) break;
     // Idle, in three steps (see README "Tuning"): a short spin, then a blocking futex wait
     // (fast wake-up, but it holds this thread's event loop, so only while no async hook is

@@ -1,0 +1,175 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { BroadcastChannel } from 'node:worker_threads';
+import { createServer } from '../../src/core/server.js';
+import { CloseCode } from '../../src/shared/constants.js';
+import { encodeFrame } from '../../src/shared/wire.js';
+import { buildMaskedFrame } from '../../bench/loadgen/frames.js';
+import { Client, LabelSink, fixture } from '../helpers.js';
+
+const tools = fixture('tools.module');
+const limits = fixture('limits.module');
+
+test('over maxPayloadLength: the connection is closed with 1009, others unaffected', async () => {
+  const server = createServer({ modules: [limits], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const other = await Client.open(`ws://127.0.0.1:${port}/lim`);
+    const c = await Client.open(`ws://127.0.0.1:${port}/lim`);
+    c.emit('ECHO', 'x'.repeat(2000));
+    assert.equal((await c.closed).code, CloseCode.TOO_BIG);
+    assert.equal((await other.call('ECHO', 'still here')).text, 'still here');
+    await other.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('origin allow-list: other origins get 403, counted; listed ones are served', async () => {
+  const server = createServer({ modules: [tools], workers: 1, allowedOrigins: ['https://good.example'] });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    await assert.rejects(Client.open(`ws://127.0.0.1:${port}/t`, { origin: 'https://evil.example' }), { statusCode: 403 });
+    await assert.rejects(Client.open(`ws://127.0.0.1:${port}/t`), { statusCode: 403 });
+    const ok = await Client.open(`ws://127.0.0.1:${port}/t`, { origin: 'https://good.example' });
+    assert.equal((await ok.call('ECHO', 'hi')).text, 'hi');
+    assert.equal(server.stats().drops.originRejected, 2);
+    assert.equal(server.stats().liveFds, 1, 'refused upgrades took no fd');
+    await ok.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('rate limit: past the burst the connection is closed with 1008 and counted; others unaffected', async () => {
+  const server = createServer({ modules: [tools], workers: 1, rateLimit: { messagesPerSecond: 1, burst: 20 } });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const quiet = await Client.open(`ws://127.0.0.1:${port}/t`);
+    const noisy = await Client.open(`ws://127.0.0.1:${port}/t`);
+    for (let i = 1; i <= 100; i++) noisy.emit('ECHO', 'spam', i);
+    const closed = await noisy.closed;
+    assert.equal(closed.code, CloseCode.POLICY);
+    assert.equal(closed.reason, 'rate limit exceeded');
+    // Closed at once: replies still in flight for it are dropped as stale (counted), by design.
+    assert.equal(server.stats().drops.rateLimited, 1);
+    assert.equal((await quiet.call('ECHO', 'fine')).text, 'fine');
+    await quiet.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('slowloris: an upgrade hook that never answers times out with 408 and its fd is released', async () => {
+  const go = new BroadcastChannel('rw-test-go');
+  const sink = new LabelSink('rw-test-labels');
+  const server = createServer({ modules: [fixture('slowup.module')], workers: 1, upgradeTimeoutMs: 200 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    await assert.rejects(Client.open(`ws://127.0.0.1:${port}/slow`), { statusCode: 408 });
+    const st = server.stats();
+    assert.equal(st.drops.upgradeTimeout, 1);
+    assert.equal(st.liveFds, 0);
+    // When the hook finally answers, its accept is stale: dropped and counted, nothing opens.
+    go.postMessage('go');
+    await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade released')));
+    const c = new Client(`ws://127.0.0.1:${port}/slow`);
+    await sink.until((l) => l.filter((x) => x.startsWith('/slow upgrade waiting')).length === 2);
+    go.postMessage('go');
+    await c.opened;
+    assert.equal((await c.call('ECHO', 'ok')).text, 'ok');
+    assert.ok(server.stats().drops.staleHandle >= 1);
+    assert.equal(server.stats().connections, 1);
+    await c.close();
+  } finally {
+    go.close();
+    sink.close();
+    await server.close();
+  }
+});
+
+test('hanging handler: the watchdog replaces the worker, its connections get 1011, the others go on', async () => {
+  const server = createServer({ modules: [tools], workers: 2, handlerTimeoutMs: 300 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${port}/t`;
+    const clients = await Promise.all(Array.from({ length: 4 }, () => Client.open(url)));
+    const threads = await Promise.all(clients.map(async (c) => (JSON.parse((await c.call('WHOAMI')).text) as { threadId: number }).threadId));
+    const doomed = clients.filter((_, i) => threads[i] === threads[0]);
+    const spared = clients.filter((_, i) => threads[i] !== threads[0]);
+    doomed[0]!.emit('HANG');
+    const codes = await Promise.all(doomed.map((c) => c.closed.then((x) => x.code)));
+    assert.deepEqual(codes, doomed.map(() => CloseCode.INTERNAL));
+    for (const c of spared) assert.equal((await c.call('ECHO', 'alive')).text, 'alive');
+    const st = server.stats();
+    assert.equal(st.drops.handlerTimeout, 1);
+    assert.equal(st.workerRestarts, 1);
+    const fresh = await Promise.all(Array.from({ length: 2 }, () => Client.open(url)));
+    for (const c of fresh) assert.equal((await c.call('ECHO', 'new')).text, 'new');
+    await Promise.all([...spared, ...fresh].map((c) => c.close()));
+  } finally {
+    await server.close();
+  }
+});
+
+/** A raw WebSocket client that subscribes, then never reads again. */
+async function slowConsumer(port: number): Promise<Socket> {
+  const sock = connect(port, '127.0.0.1');
+  await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+  sock.write('GET /lim HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  let head = '';
+  let body = '';
+  let subscribed = false;
+  await new Promise<void>((resolve) => {
+    const onData = (d: Buffer): void => {
+      if (!subscribed) {
+        head += d.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        assert.match(head, /^HTTP\/1\.1 101/);
+        body = head.slice(end + 4);
+        subscribed = true;
+        sock.write(buildMaskedFrame(2, encodeFrame({ event: 'SUB', ref: 1 })));
+      } else {
+        body += d.toString('latin1');
+      }
+      if (body.includes('ok')) {
+        sock.off('data', onData);
+        sock.pause(); // from now on the kernel buffers fill up and uWS backpressure grows
+        resolve();
+      }
+    };
+    sock.on('data', onData);
+  });
+  return sock;
+}
+
+test('slow consumer: a client that never reads is closed at maxBackpressure; memory stays bounded; others unaffected', async (t) => {
+  const server = createServer({ modules: [limits], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${port}/lim`;
+    const bystander = await Client.open(url);
+    const slow = await slowConsumer(port);
+    const publisher = await Client.open(url);
+    global.gc?.();
+    const rss0 = process.memoryUsage().rss;
+    const STEPS = 1280;
+    const PER = 10;
+    const SIZE = 16 * 1024; // 1280 x 10 x 16 KiB = 200 MiB published at the slow consumer
+    for (let i = 0; i < STEPS; i++) {
+      assert.equal((await publisher.call('FLOOD', `${PER}:${SIZE}`, i + 1)).text, 'flooded');
+    }
+    const rss1 = process.memoryUsage().rss;
+    t.diagnostic(`published ${(STEPS * PER * SIZE / 1048576).toFixed(0)} MiB at a non-reading client; process RSS ${(rss0 / 1048576).toFixed(1)} -> ${(rss1 / 1048576).toFixed(1)} MiB`);
+    assert.equal(server.stats().connections, 2, 'the slow consumer was closed; bystander and publisher remain');
+    assert.ok(rss1 - rss0 < 64 * 1024 * 1024, `RSS grew by ${((rss1 - rss0) / 1048576).toFixed(1)} MiB`);
+    assert.equal((await bystander.call('ECHO', 'unaffected')).text, 'unaffected');
+    slow.destroy();
+    await Promise.all([bystander.close(), publisher.close()]);
+  } finally {
+    await server.close();
+  }
+});
