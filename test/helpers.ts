@@ -17,8 +17,9 @@ export interface Frame { event: string; ref: number; payload: Uint8Array; text: 
 /** A real `ws` client whose messages can be awaited in order. */
 export class Client {
   readonly ws: WebSocket;
-  private readonly queue: { data: Buffer; binary: boolean }[] = [];
+  private queue: ({ data: Buffer; binary: boolean } | null)[] = [];
   private head = 0;
+  private count = 0;
   private waiter: (() => void) | null = null;
   readonly closed: Promise<{ code: number; reason: string }>;
   readonly opened: Promise<void>;
@@ -37,6 +38,7 @@ export class Client {
       this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));
     });
     this.ws.on('message', (data: Buffer, isBinary: boolean) => {
+      this.count++;
       this.queue.push({ data, binary: isBinary });
       const w = this.waiter;
       this.waiter = null;
@@ -51,8 +53,9 @@ export class Client {
     return c;
   }
 
+  /** Messages received so far (consumed or not). */
   get received(): number {
-    return this.queue.length;
+    return this.count;
   }
 
   /** Next raw message (resolves as soon as one is there). */
@@ -61,7 +64,12 @@ export class Client {
       await new Promise<void>((resolve) => { this.waiter = resolve; });
     }
     const m = this.queue[this.head]!;
+    this.queue[this.head] = null; // consumed messages are not retained
     this.head++;
+    if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
     return m;
   }
 
