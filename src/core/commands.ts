@@ -258,8 +258,8 @@ export class CommandExecutor {
     const p = this.takePending(handle);
     if (p === undefined) return;
     if (p.aborted || this.closing) {
-      if (p.aborted) this.counters.drop('upgradeAborted');
-      else p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('server shutting down'); });
+      // (an aborted upgrade was counted when uWS reported the abort)
+      if (!p.aborted) p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('server shutting down'); });
       this.alloc.release(this.alloc.fdOf(handle));
       // The worker holds state for this handle: tell it the connection is gone.
       slot.close(handle, CloseCode.ABNORMAL, new Uint8Array(0));
@@ -282,10 +282,7 @@ export class CommandExecutor {
     if (p === undefined) return;
     this.alloc.release(this.alloc.fdOf(handle));
     this.counters.upgradesRejected++;
-    if (p.aborted) {
-      this.counters.drop('upgradeAborted');
-      return;
-    }
+    if (p.aborted) return;
     p.res.cork(() => {
       p.res.writeStatus(statusLine(status));
       for (let i = 0; i < names.length; i++) p.res.writeHeader(names[i]!, values[i]!);

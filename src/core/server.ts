@@ -418,7 +418,10 @@ export class Server {
       protocol: req.getHeader('sec-websocket-protocol'),
       extensions: req.getHeader('sec-websocket-extensions'),
     };
-    res.onAborted(() => { p.aborted = true; });
+    res.onAborted(() => {
+      p.aborted = true;
+      this.counters.drop('upgradeAborted', handle);
+    });
     const ok = slot.upgrade({
       handle, module, url: req.getUrl(), query: req.getQuery() ?? '',
       remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { BroadcastChannel } from 'node:worker_threads';
+import diagnostics from 'node:diagnostics_channel';
 import { createServer } from '../../src/core/server.js';
 import { Client, LabelSink, fixture } from '../helpers.js';
 
@@ -17,8 +18,18 @@ test('an upgrade aborted by the client while its async hook runs: fd released, c
     sock.write('GET /slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
     await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade waiting')));
+    // Wait until the server has seen the abort (it is published on 'ringwire:drop').
+    const aborted = new Promise<void>((resolve) => {
+      const on = (m: unknown): void => {
+        if ((m as { reason?: string }).reason === 'upgradeAborted') {
+          diagnostics.unsubscribe('ringwire:drop', on);
+          resolve();
+        }
+      };
+      diagnostics.subscribe('ringwire:drop', on);
+    });
     sock.destroy();
-    await new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    await aborted;
     go.postMessage('go');
     await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade released')));
     // A normal client afterwards gets through (its own hook is released the same way) and is served.

@@ -1,0 +1,168 @@
+// The `ringwire` command as users run it: `node bin/ringwire.js ...` in a child process, a real
+// server on port 0, real ws clients, signals for the graceful stop, exit statuses.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SERVE_FLAGS } from '../../src/cli/flags.js';
+import { main } from '../../src/cli/main.js';
+import { Client } from '../helpers.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const BIN = 'bin/ringwire.js';
+
+interface Done { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+function start(args: readonly string[]): { child: ChildProcessWithoutNullStreams; done: Promise<Done> } {
+  // The CLI reads PORT/HOST from the environment as defaults: keep the caller's out.
+  const { PORT: _p, HOST: _h, ...env } = process.env;
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const done = new Promise<Done>((resolve) => {
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+const run = (args: readonly string[]): Promise<Done> => start(args).done;
+
+/** Resolves with the bound port once the CLI printed its "listening on" line. */
+function boundPort(child: ChildProcessWithoutNullStreams): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout });
+    rl.on('line', (line) => {
+      const m = /listening on ws:\/\/127\.0\.0\.1:(\d+)/.exec(line);
+      if (m !== null) {
+        rl.close();
+        resolve(Number(m[1]));
+      }
+    });
+    child.once('close', (code) => reject(new Error(`ringwire exited (${code}) before listening`)));
+  });
+}
+
+test('--help documents every serve flag, tuning flags included; exit 0', async () => {
+  for (const args of [['--help'], ['serve', '--help']]) {
+    const r = await run(args);
+    assert.equal(r.code, 0, r.stderr);
+    for (const f of SERVE_FLAGS) assert.match(r.stdout, new RegExp(`--${f.name}\\b`), `${args.join(' ')} mentions --${f.name}`);
+    assert.match(r.stdout, /--workers/);
+    assert.match(r.stdout, /--ring-bytes/);
+  }
+  const b = await run(['bench', '--help']);
+  assert.equal(b.code, 0);
+  assert.match(b.stdout, /--full/);
+});
+
+test('serve a .ts source path: resolved to dist/, echoes over a real ws client, SIGTERM → graceful exit 0', { timeout: 60_000 }, async () => {
+  const { child, done } = start(['serve', 'examples/echo/echo.module.ts', '--port', '0', '--host', '127.0.0.1', '--workers', '1']);
+  try {
+    const port = await boundPort(child);
+    const c = await Client.open(`ws://127.0.0.1:${port}/echo`);
+    const r = await c.call('ECHO', 'ping over the CLI', 42);
+    assert.equal(r.text, 'ping over the CLI');
+    assert.equal(r.ref, 42);
+    const closed = c.closed;
+    child.kill('SIGTERM');
+    // The graceful close ends every socket with 1001.
+    assert.equal((await closed).code, 1001);
+    const d = await done;
+    assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stdout, /module \/echo \(binary; events ECHO\) from \S*dist\/examples\/echo\/echo\.module\.js/);
+    assert.match(d.stdout, /SIGTERM received/);
+    assert.match(d.stdout, /closed \(messages in 1, out 1; drops none\)/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('serve a compiled .js path with tuning flags; SIGINT → graceful exit 0', { timeout: 60_000 }, async () => {
+  const { child, done } = start(['serve', 'dist/examples/chat/chat.module.js', '--port=0', '--host', '127.0.0.1',
+    '--workers', '1', '--ring-bytes', '64K', '--overflow-bytes', '1M', '--drain-batch', '64', '--max-connections', '10']);
+  try {
+    const port = await boundPort(child);
+    const c = await Client.open(`ws://127.0.0.1:${port}/chat/lobby?name=cli`);
+    // The example announces every arrival to the room (the newcomer included) first.
+    assert.equal((await c.nextJson()).cmd, 'JOIN');
+    c.ws.send(JSON.stringify({ cmd: 'WHO', ref: 1 }));
+    const who = await c.nextJson();
+    assert.equal(who.ref, 1);
+    assert.deepEqual({ ...(who.data as object), handle: 0 }, { room: 'lobby', name: 'cli', handle: 0 });
+    child.kill('SIGINT');
+    const d = await done;
+    assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stdout, /workers 1, ring-bytes 65536, overflow-bytes 1048576, codec binary/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('bad flags and bad values exit 2 with a message naming the flag', async () => {
+  const echo = 'dist/examples/echo/echo.module.js';
+  const cases: [string[], RegExp][] = [
+    [['serve', echo, '--frobnicate'], /unknown option --frobnicate/],
+    [['serve', echo, '--port'], /--port needs a value/],
+    [['serve', echo, '--workers', 'many'], /--workers must be/],
+    [['serve', echo, '--workers', '0'], /--workers must be an integer between 1/],
+    [['serve', echo, '--ring-bytes', '5000'], /--ring-bytes must be a power of two/],
+    [['serve', echo, '--codec', 'xml'], /--codec must be one of binary, json, raw/],
+    [['serve', echo, '--port', '70000'], /--port must be between 0 and 65535/],
+    [['serve', echo, '--hooks', 'no/such.hooks.js'], /--hooks no\/such\.hooks\.js does not exist/],
+    [['serve', 'no/such.module.js'], /module file no\/such\.module\.js does not exist/],
+    [['serve'], /give at least one module file/],
+    [['bench', '--quick', '--full'], /--quick and --full exclude each other/],
+    [['bench', '--fast'], /unknown option --fast/],
+    [['frob'], /unknown command "frob"/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await run(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.equal(r.stdout, '', `${args.join(' ')} prints nothing on stdout`);
+  }
+});
+
+test('a module file that fails to load: the RW_ERR_MODULE_LOAD error is printed, exit 1', { timeout: 60_000 }, async () => {
+  const r = await run(['serve', 'test/fixtures/modules/broken.module.ts', '--port', '0', '--workers', '1']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /cannot start: RW_ERR_MODULE_LOAD: .*broken module on purpose/);
+});
+
+test('bench runs <package>/dist/bench/run.js with the scenario and mode, passing its exit status through', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'rw-cli-bench-'));
+  try {
+    const io = (lines: string[]) => ({
+      out: (l: string) => { lines.push(l); }, err: (l: string) => { lines.push(`ERR ${l}`); },
+      cwd: root, env: {}, packageRoot: root,
+    });
+    const missing: string[] = [];
+    assert.equal(await main(['bench'], io(missing)), 1);
+    assert.match(missing.join('\n'), /ERR ringwire bench: the benchmark runner \S*dist\/bench\/run\.js does not exist/);
+
+    // A stand-in runner: records its arguments in the file named after --out, exits 3.
+    mkdirSync(join(root, 'dist', 'bench'), { recursive: true });
+    writeFileSync(join(root, 'dist', 'bench', 'run.js'),
+      "import { writeFileSync } from 'node:fs';\n" +
+      "const a = process.argv.slice(2);\n" +
+      "writeFileSync(a[a.indexOf('--out') + 1], JSON.stringify(a));\n" +
+      'process.exit(3);\n');
+    writeFileSync(join(root, 'package.json'), '{"type":"module"}');
+    const out = join(root, 'args.json');
+    const lines: string[] = [];
+    assert.equal(await main(['bench', 'echo', '--full', '--', '--out', out], io(lines)), 3);
+    assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), ['echo', '--full', '--out', out]);
+    assert.match(lines.join('\n'), /ERR ringwire bench: the runner exited with status 3/);
+    // No mode given: --quick (as `npm run bench`).
+    assert.equal(await main(['bench', '--', '--out', out], io([])), 3);
+    assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), ['--quick', '--out', out]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
