@@ -1,7 +1,13 @@
+/**
+ * ringwire, the I/O-thread side: `createServer`, options, stats, errors, wire codecs, the fd allocator.
+ * Module and hooks files (worker side) import from `ringwire/module` instead.
+ *
+ * @module ringwire
+ */
 // Package entry (I/O-thread side). Explicit named exports; types exported separately.
 // Module files (worker side) import from 'ringwire/module' instead.
 export { createServer, Server } from './core/server.js';
-export type { ServerOptions, LifecycleHooks, CodecName } from './core/options.js';
+export type { ServerOptions, ResolvedOptions, LifecycleHooks, CodecName } from './core/options.js';
 export type { ServerStats, WorkerStats, DropStats } from './core/stats.js';
 export type { ModuleDescriptor } from './shared/tasks.js';
 export { FdAllocator, FD_MAX } from './fd/index.js';
@@ -14,7 +20,9 @@ export type { ErrorCode } from './shared/errors.js';
 export { CloseCode } from './shared/constants.js';
 export { loadUws, SUPPORTED_NODE_MAJORS } from './core/uws.js';
 export { encodeFrame, decodeFrame, binaryCodec, jsonCodec, rawCodec } from './shared/wire.js';
+export type { Codec, DecodedFrame } from './shared/wire.js';
 export { defineModule, defineHooks } from './workers/define.js';
 export type {
   Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions, Stage,
+  SendOptions, UpgradeHook, ConnectHook, MessageHook, DisconnectHook, ErrorHook, MaybePromise,
 } from './workers/define.js';

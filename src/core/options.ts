@@ -11,6 +11,7 @@ import type { ModuleDescriptor } from '../shared/tasks.js';
 import { FD_MAX } from '../fd/index.js';
 
 export type CodecName = 'binary' | 'json' | 'raw';
+/** @inline */
 type MaybePromise<T> = T | Promise<T>;
 
 /** Server lifecycle hooks (Ts.ED ServerLoader style). They run on the I/O thread, never on the hot path. */

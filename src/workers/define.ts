@@ -77,7 +77,8 @@ export interface UpgradeContext {
 
 export type Stage = 'upgrade' | 'connect' | 'message' | 'route' | 'decode' | 'disconnect';
 
-type MaybePromise<T> = T | Promise<T>;
+/** A value or a promise of it: every hook may be async. */
+export type MaybePromise<T> = T | Promise<T>;
 export type UpgradeHook = (up: UpgradeContext) => MaybePromise<void | Record<string, unknown> | undefined>;
 /** Returning `false` (or replying / closing) stops the message chain. */
 export type MessageHook = (ctx: Context) => MaybePromise<void | boolean | undefined>;
