@@ -5,7 +5,7 @@
 import type { CodecName, ServerOptions } from '../core/options.js';
 import type { OptionSpecs } from './args.js';
 
-export type ServeFlagKind = 'int' | 'bytes' | 'codec' | 'string' | 'file';
+export type ServeFlagKind = 'int' | 'bytes' | 'codec' | 'string' | 'file' | 'list' | 'rate';
 
 export interface ServeFlag {
   /** Long flag name without dashes. */
@@ -36,6 +36,12 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   { name: 'idle-spin-micros', kind: 'int', option: 'idleSpinMicros', arg: 'N', def: '0', help: 'an idle worker busy-polls this long before it sleeps (latency vs CPU)' },
   { name: 'idle-block-ms', kind: 'int', option: 'idleBlockMs', arg: 'N', def: '1', help: 'then blocks in Atomics.wait up to this long before sleeping on waitAsync' },
   { name: 'shutdown-timeout-ms', kind: 'int', option: 'shutdownTimeoutMs', arg: 'N', def: '10000', help: 'graceful close: how long to wait for in-flight work before forcing' },
+  // Hardening and observability (README "Reliability").
+  { name: 'upgrade-timeout-ms', kind: 'int', option: 'upgradeTimeoutMs', arg: 'N', def: '10000', help: 'an upgrade whose hooks have not answered by then gets 408' },
+  { name: 'handler-timeout-ms', kind: 'int', option: 'handlerTimeoutMs', arg: 'N', def: '30000', help: 'a worker stuck this long in one record is replaced (its connections get 1011); 0 = off' },
+  { name: 'allowed-origins', kind: 'list', option: 'allowedOrigins', arg: 'A,B', def: 'any', help: 'comma-separated Origin values allowed to upgrade; others get 403' },
+  { name: 'rate-limit', kind: 'rate', option: 'rateLimit', arg: 'N[/BURST]', def: 'off', help: 'per-connection messages per second (token bucket); over it the connection is closed with 1008' },
+  { name: 'metrics-path', kind: 'string', option: 'metricsPath', arg: 'PATH', def: 'off', help: 'serve Prometheus text metrics on this HTTP path of the same port, e.g. /metrics' },
   // CLI only.
   { name: 'stats', kind: 'int', arg: 'S', def: '0 (off)', help: 'print a stats line (connections, messages/s, ring use, drops) every S seconds' },
 ];

@@ -55,6 +55,15 @@ export function planServe(argv: readonly string[], io: CliIo): ServePlan | 'help
         if (raw.length === 0) throw new UsageError(`${flag} must not be empty`);
         v = raw;
         break;
+      case 'list':
+        v = raw.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+        if ((v as string[]).length === 0) throw new UsageError(`${flag} must list at least one value`);
+        break;
+      case 'rate': {
+        const [rate, burst] = raw.split('/');
+        v = { messagesPerSecond: intValue(flag, rate ?? ''), ...(burst !== undefined ? { burst: intValue(flag, burst) } : {}) };
+        break;
+      }
     }
     if (f.option !== undefined) options[f.option] = v;
     else if (f.name === 'port') port = v as number;
