@@ -18,6 +18,7 @@ if (files.length === 0) {
   console.error('run-tests: no compiled tests found under dist/test; run `npm run build` first');
   process.exit(1);
 }
-const args = ['--test', '--test-reporter=spec', '--test-concurrency=1', ...files];
+// A hung test fails after 5 minutes instead of hanging CI (the soak test sets its own, longer, timeout).
+const args = ['--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=300000', ...files];
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root });
 process.exit(r.status ?? 1);

@@ -17,6 +17,12 @@ import { WorkerCounter } from '../shared/tasks.js';
 export class Outbox {
   readonly ring: Ring;
   readonly counters: Float64Array;
+  /**
+   * True while the serve loop drains a batch: it rings the I/O thread once at the end.
+   * Commands written at any other time (timers, resolved promises, I/O callbacks in a
+   * module) ring it themselves, or the I/O thread would sleep on them.
+   */
+  batching = false;
 
   constructor(ring: Ring, counters: Float64Array) {
     this.ring = ring;
@@ -42,6 +48,10 @@ export class Outbox {
     return true;
   }
 
+  private done(): void {
+    if (!this.batching) this.ring.notify();
+  }
+
   private check(st: RingStatusCode, bytes: number): boolean {
     if (st === RingStatus.OK) return true;
     if (st === RingStatus.TOO_LARGE) {
@@ -52,38 +62,47 @@ export class Outbox {
 
   send(handle: number, binary: boolean, data: Uint8Array): void {
     while (!this.check(writeSend(this.ring, handle, binary, data), data.length));
+    this.done();
   }
 
   sendFrame(handle: number, event: string, ref: number, payload: Uint8Array): void {
     while (!this.check(writeSendFrame(this.ring, handle, event, 0, ref, payload), payload.length + event.length * 3));
+    this.done();
   }
 
   sendMany(handles: ArrayLike<number>, count: number, binary: boolean, data: Uint8Array): void {
     while (!this.check(writeSendMany(this.ring, handles, count, binary, data), data.length + count * 8));
+    this.done();
   }
 
   publish(topic: string, binary: boolean, data: Uint8Array, exclude: number): void {
     while (!this.check(writePublish(this.ring, topic, binary, data, 0, data.length, exclude), data.length + topic.length * 3));
+    this.done();
   }
 
   subscribe(handle: number, topic: string): void {
     while (!this.check(writeSubscribe(this.ring, handle, topic), topic.length * 3));
+    this.done();
   }
 
   unsubscribe(handle: number, topic: string): void {
     while (!this.check(writeUnsubscribe(this.ring, handle, topic), topic.length * 3));
+    this.done();
   }
 
   closeConn(handle: number, code: number, reason: string): void {
     while (!this.check(writeCloseConn(this.ring, handle, code, reason), reason.length * 3));
+    this.done();
   }
 
   accept(handle: number): void {
     while (!this.check(writeAccept(this.ring, handle), 0));
+    this.done();
   }
 
   reject(handle: number, status: number, names: string[], values: string[], body: Uint8Array): void {
     while (!this.check(writeReject(this.ring, handle, status, names, values, body), body.length + 256));
+    this.done();
   }
 
   /** Control record: [u32 kind][u32 seq]. */
@@ -95,6 +114,7 @@ export class Outbox {
         writeU32(d, off, ControlKind.BarrierAck);
         writeU32(d, off + 4, seq);
         this.ring.commit();
+        this.done();
         return;
       }
       if (!this.waitRoom(8)) return;

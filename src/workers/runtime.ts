@@ -242,7 +242,9 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
   const blockMs = t.idleBlockMs;
   let lastYield = performance.now();
   for (;;) {
+    s.outbox.batching = true;
     const n = inbound.drain(onRecord, batch);
+    s.outbox.batching = false;
     if (n > 0) {
       // One doorbell per batch: the I/O thread wakes once for everything this batch wrote.
       out.notify();

@@ -138,6 +138,9 @@ test('publish/subscribe, broadcast (exceptSelf), sendTo and close from a handler
     const hb = (JSON.parse((await b!.call('WHOAMI')).text) as { handle: number }).handle;
     a!.emit('SENDTO', `${hb}:direct`);
     assert.equal((await b!.next()).text, 'direct');
+    // A send from a module timer (outside any handler) still reaches the client.
+    b!.emit('TIMER');
+    assert.equal((await b!.next()).text, 'tick');
     c!.emit('CLOSE');
     assert.deepEqual(await c!.closed, { code: 4000, reason: 'bye' });
     await Promise.all([a!.close(), b!.close()]);

@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import { availableParallelism } from 'node:os';
+import assert from 'node:assert/strict';
+import { runLoad, type LoadResult } from '../../bench/loadgen/index.js';
+import { openConnections } from '../../bench/loadgen/hold.js';
+import { launchServer } from '../../bench/servers/launch.js';
+import { SOCKETIO, RINGWIRE, UWS, WS, type Peer } from '../../bench/suite/peers.js';
+import { echoTable, limitOf, type PeerRow } from '../../bench/suite/measure.js';
+import { parseRunArgs, TIMING } from '../../bench/run.js';
+
+function fakeResult(over: Partial<Omit<LoadResult, 'histogram'>>): Omit<LoadResult, 'histogram'> {
+  return {
+    url: 'ws://127.0.0.1:1/echo', mode: 'echo', processes: 1, connections: 50, established: 50, inflight: 32, payloadBytes: 88,
+    durationMs: 1000, messages: 1000, sent: 1000, messagesPerSec: 1000,
+    latencyUs: { p50: 10, p90: 20, p99: 30, p999: 40, mean: 12, min: 1, max: 50 },
+    errors: 0, errorKinds: {}, closeCodes: {}, clientCpuPercent: [40], clientElu: [0.3], maxClientCpuPercent: 40,
+    clientBound: false, clientSaturated: false, ...over,
+  };
+}
+
+function row(peer: Peer, over: Partial<Omit<LoadResult, 'histogram'>>): PeerRow {
+  return {
+    peer,
+    median: { peer: peer.name, result: fakeResult(over), serverCpuPercent: 90, otherCpuPercent: 0, hostBusyPercent: 130, wireBytes: 88, serverInfo: {} },
+    runsMsgPerSec: [Math.round(over.messagesPerSec ?? 1000)],
+  };
+}
+
+test('echo table: every peer with ratios to uWS and ws, and a client-bound run says so', () => {
+  const md = echoTable([
+    row(UWS, { messagesPerSec: 1_000_000, clientCpuPercent: [97], maxClientCpuPercent: 97, clientBound: true }),
+    row(WS, { messagesPerSec: 100_000 }),
+    row(SOCKETIO, { messagesPerSec: 90_000, clientElu: [0.99], clientSaturated: true }),
+    row(RINGWIRE, { messagesPerSec: 500_000 }),
+  ]);
+  const lines = md.split('\n');
+  assert.equal(lines.length, 6);
+  const cells = (name: string): string[] => lines.find((l) => l.startsWith(`| ${name} |`))!.split('|').map((c) => c.trim());
+  assert.equal(cells('uWS (raw)')[9], '**CLIENT-BOUND**');
+  assert.equal(cells('uWS (raw)')[8], '97');
+  assert.equal(cells('socket.io')[9], 'client busy (ELU>0.95)');
+  assert.equal(cells('ringwire')[9], 'server');
+  assert.equal(cells('ringwire')[10], '0.50x'); // vs uWS
+  assert.equal(cells('ringwire')[11], '5.00x'); // vs ws
+  const cpu = (server: number, other: number, host: number) => ({ serverCpuPercent: server, otherCpuPercent: other, hostBusyPercent: host });
+  const cores = availableParallelism();
+  assert.equal(limitOf(fakeResult({}), cpu(90, 60, 150)), 'host shared (others 60%)');
+  assert.equal(limitOf(fakeResult({}), cpu(90, 0, cores * 95)), 'host CPU full (server 90%)');
+  assert.equal(limitOf(fakeResult({}), cpu(20, 0, 100)), 'not server CPU (server 20%)');
+  assert.equal(limitOf(fakeResult({ clientBound: true }), cpu(90, 60, cores * 100)), '**CLIENT-BOUND**');
+});
+
+test('parseRunArgs: modes, scenario names and groups, timing overrides, unknown names rejected', () => {
+  const q = parseRunArgs([]);
+  assert.equal(q.mode, 'quick');
+  assert.deepStrictEqual(q.timing, TIMING.quick);
+  assert.ok(q.scenarios.includes('echo-32b') && q.scenarios.includes('micro-hooks') && q.scenarios.includes('sweep'));
+  const f = parseRunArgs(['--full', '--scenario', 'fanout,micro-fd', '--runs', '2']);
+  assert.equal(f.mode, 'full');
+  assert.deepStrictEqual(f.scenarios, ['micro-fd', 'fanout']); // suite order
+  assert.equal(f.timing.runs, 2);
+  assert.equal(f.timing.durationMs, TIMING.full.durationMs);
+  assert.deepStrictEqual(parseRunArgs(['--scenario', 'micro']).scenarios, ['micro-fd', 'micro-ring', 'micro-protocol', 'micro-hooks']);
+  assert.throws(() => parseRunArgs(['--scenario', 'nope']), TypeError);
+  assert.throws(() => parseRunArgs(['--bogus']), TypeError);
+  assert.throws(() => parseRunArgs(['--runs', '0']), RangeError);
+});
+
+test('load generator speaks the socket.io handshake: echo and held connections against the bench socket.io server', async () => {
+  const server = await launchServer(SOCKETIO.script);
+  try {
+    const url = `ws://127.0.0.1:${server.port}${SOCKETIO.path('echo')}`;
+    const msg = SOCKETIO.message('echo', 32);
+    const hs = SOCKETIO.handshake('echo')!;
+    assert.deepStrictEqual(hs, { sendText: ['40'], expectMessages: 2 });
+    const r = await runLoad({ url, connections: 3, inflight: 4, payload: msg.payload, binary: false, durationMs: 300, handshake: hs });
+    assert.deepStrictEqual(r.errorKinds, {});
+    assert.equal(r.established, 3);
+    assert.ok(r.messages > 0, 'echo replies counted');
+    assert.equal(r.histogram.total, r.messages);
+
+    // Without the handshake the server's open packet arrives unasked and nothing is echoed.
+    const bad = await runLoad({ url, connections: 1, inflight: 1, payload: msg.payload, binary: false, durationMs: 200 });
+    assert.equal(bad.messages, 0);
+    assert.ok((bad.errorKinds['echo:unsolicited-message'] ?? 0) >= 1, JSON.stringify(bad.errorKinds));
+
+    // The /fanout namespace: `40/fanout,` and a namespaced event.
+    assert.deepStrictEqual(SOCKETIO.handshake('fanout'), { sendText: ['40/fanout,'], expectMessages: 2 });
+    const fan = SOCKETIO.message('fanout', 4);
+    assert.equal(new TextDecoder().decode(fan.payload), '42/fanout,["pub","abcd"]');
+    const c = await runLoad({ url, connections: 3, inflight: 2, payload: fan.payload, binary: false, durationMs: 300, mode: 'count',
+      senders: 1, handshake: SOCKETIO.handshake('fanout')! });
+    assert.deepStrictEqual(c.errorKinds, {});
+    assert.ok(c.messages > 0, 'fan-out deliveries counted');
+
+    const held = await openConnections({ url, connections: 20, processes: 2, sourceAddresses: 2, handshake: hs });
+    assert.equal(held.result.established, 20);
+    assert.equal(held.result.errors, 0);
+    assert.ok(held.result.upgradesPerSec > 0);
+    assert.equal(held.result.latencyUs.p50 <= held.result.latencyUs.p99, true);
+    assert.equal(await held.close(), 0, 'no connection was dropped while held');
+  } finally {
+    await server.stop();
+  }
+});
