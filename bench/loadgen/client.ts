@@ -12,6 +12,9 @@
  * - one clock read per socket read; latency = read time − send time (FIFO per connection).
  * It reports its own CPU use and event-loop utilisation over the measured window.
  *
+ * With `handshake` (socket.io), each connection sends the handshake's text frames right after
+ * the upgrade and swallows `expectMessages` server messages before it counts as established.
+ *
  * IPC protocol: parent → {config}; child connects, → {ready}; parent → {start}; child runs
  * warm-up + window, closes with 1000, → {result}; exits. With argv config it starts as soon
  * as it is connected and prints the result as one JSON line on stdout.
@@ -32,6 +35,7 @@ const C_UPGRADING = 1;
 const C_OPEN = 2;
 const C_CLOSING = 3; // we sent close, waiting for the server
 const C_CLOSED = 4;
+const C_HANDSHAKE = 5; // upgraded, application handshake (config.handshake) not finished yet
 
 // Process phases.
 const P_CONNECTING = 0;
@@ -58,6 +62,9 @@ class LoadClient implements FrameSink {
   readonly frameLen: number;
   readonly window: Buffer;
   readonly closeFrame: Buffer;
+  /** Pre-built masked handshake frames (null: no handshake). */
+  readonly handshakeFrames: Buffer | null;
+  readonly handshakeExpect: number;
   readonly maskKey = randomBytes(4);
   readonly hostHeader: string;
 
@@ -65,6 +72,8 @@ class LoadClient implements FrameSink {
   readonly parsers: (FrameParser | null)[];
   readonly state: Uint8Array;
   readonly isSender: Uint8Array;
+  /** Handshake messages still to swallow per connection. */
+  readonly handshakeLeft: Uint8Array;
   readonly upgradeBuf: (Buffer | null)[];
   readonly accept: (string | null)[];
   /** FIFO of send timestamps (ms, performance.now()) per connection, capacity fifoCap each. */
@@ -113,12 +122,17 @@ class LoadClient implements FrameSink {
     this.frameLen = maskedFrameLength(payload.length);
     this.window = buildFrameWindow(opcode, payload, this.maskKey, Math.max(1, this.inflight));
     this.closeFrame = buildCloseFrame(1000, this.maskKey);
+    const hs = cfg.handshake;
+    this.handshakeExpect = hs === undefined ? 0 : hs.expectMessages;
+    this.handshakeFrames = hs === undefined || hs.expectMessages === 0 ? null
+      : Buffer.concat(hs.sendText.map((t) => buildMaskedFrame(Opcode.TEXT, Buffer.from(t, 'utf8'), this.maskKey)));
     this.hostHeader = cfg.host.includes(':') ? `[${cfg.host}]:${cfg.port}` : `${cfg.host}:${cfg.port}`;
     this.sockets = new Array<IdSocket | null>(n).fill(null);
     this.parsers = new Array<FrameParser | null>(n).fill(null);
     this.upgradeBuf = new Array<Buffer | null>(n).fill(null);
     this.accept = new Array<string | null>(n).fill(null);
     this.state = new Uint8Array(n);
+    this.handshakeLeft = new Uint8Array(n);
     this.isSender = new Uint8Array(n);
     const offset = cfg.connectionOffset ?? 0;
     const senders = cfg.senders ?? Infinity;
@@ -187,8 +201,9 @@ class LoadClient implements FrameSink {
     this.connectTimer = null;
     this.nextToConnect = this.n; // stop opening more
     for (let id = 0; id < this.n; id++) {
-      if (this.state[id] === C_UPGRADING) {
-        this.error('connect:timeout');
+      const st = this.state[id];
+      if (st === C_UPGRADING || st === C_HANDSHAKE) {
+        this.error(st === C_UPGRADING ? 'connect:timeout' : 'handshake:timeout');
         this.state[id] = C_CLOSED;
         this.pendingConnects--;
         this.sockets[id]!.destroy();
@@ -215,15 +230,32 @@ class LoadClient implements FrameSink {
       this.connectSettled();
       return;
     }
-    this.state[id] = C_OPEN;
-    this.established++;
     const parser = new FrameParser(this, id);
     this.parsers[id] = parser;
+    if (this.handshakeFrames !== null) {
+      // Established (and settled) once the handshake's messages arrived: see handshakeMessage.
+      this.state[id] = C_HANDSHAKE;
+      this.handshakeLeft[id] = this.handshakeExpect;
+      sock.write(this.handshakeFrames);
+    } else {
+      this.state[id] = C_OPEN;
+      this.established++;
+    }
     if (r.headerEnd < buf.length) {
       this.now = performance.now();
       this.replies = 0;
       parser.push(buf, r.headerEnd, buf.length);
     }
+    if (this.handshakeFrames === null) this.connectSettled();
+  }
+
+  /** A server message during the handshake: swallowed; the last one establishes the connection. */
+  handshakeMessage(id: number): void {
+    const left = this.handshakeLeft[id]! - 1;
+    this.handshakeLeft[id] = left;
+    if (left > 0) return;
+    this.state[id] = C_OPEN;
+    this.established++;
     this.connectSettled();
   }
 
@@ -271,7 +303,7 @@ class LoadClient implements FrameSink {
       if (st === C_OPEN) {
         this.state[id] = C_CLOSING;
         sock.write(this.closeFrame);
-      } else if (st === C_UPGRADING) {
+      } else if (st === C_UPGRADING || st === C_HANDSHAKE) {
         sock.destroy();
       }
     }
@@ -345,6 +377,7 @@ class LoadClient implements FrameSink {
   // -------------------------------------------------------------------------------- FrameSink
 
   onMessage(conn: number, _opcode: number, _length: number, _payload: Buffer | null): void {
+    if (this.state[conn] === C_HANDSHAKE) return this.handshakeMessage(conn);
     const measuring = this.phase === P_MEASURING;
     if (this.mode === 'echo') {
       const len = this.fifoLen[conn]!;
@@ -373,7 +406,7 @@ class LoadClient implements FrameSink {
 
   onPing(conn: number, payload: Buffer): void {
     const st = this.state[conn];
-    if (st === C_OPEN || st === C_CLOSING) this.sockets[conn]!.write(buildMaskedFrame(Opcode.PONG, payload, this.maskKey));
+    if (st === C_OPEN || st === C_CLOSING || st === C_HANDSHAKE) this.sockets[conn]!.write(buildMaskedFrame(Opcode.PONG, payload, this.maskKey));
   }
 
   onPong(_conn: number): void {
@@ -405,8 +438,8 @@ class LoadClient implements FrameSink {
 
   socketClosed(id: number): void {
     const st = this.state[id];
-    if (st === C_UPGRADING) {
-      this.error('upgrade:closed');
+    if (st === C_UPGRADING || st === C_HANDSHAKE) {
+      this.error(st === C_UPGRADING ? 'upgrade:closed' : 'handshake:closed');
       this.state[id] = C_CLOSED;
       this.connectSettled();
     } else if (st === C_OPEN && this.phase !== P_DONE) {
@@ -422,10 +455,10 @@ class LoadClient implements FrameSink {
   socketError(id: number, err: NodeJS.ErrnoException): void {
     const st = this.state[id];
     // Errors after we started closing (e.g. ECONNRESET on a torn-down socket) are not run errors.
-    if (st !== C_UPGRADING && st !== C_OPEN) return;
+    if (st !== C_UPGRADING && st !== C_OPEN && st !== C_HANDSHAKE) return;
     // Mark CLOSED so the 'close' event that follows does not count the same failure twice.
     this.state[id] = C_CLOSED;
-    if (st === C_UPGRADING) {
+    if (st === C_UPGRADING || st === C_HANDSHAKE) {
       this.error(`connect:${err.code ?? 'error'}`);
       this.connectSettled();
     } else {
@@ -442,7 +475,7 @@ function onSocketRead(this: IdSocket, nread: number, _buf: Uint8Array): boolean 
   const id = this[kId];
   const st = c.state[id];
   if (st === C_UPGRADING) c.upgradeData(id, this, nread);
-  else if (st === C_OPEN || st === C_CLOSING) c.frameData(id, nread);
+  else if (st === C_OPEN || st === C_CLOSING || st === C_HANDSHAKE) c.frameData(id, nread);
   return true;
 }
 

@@ -10,9 +10,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { LatencyHistogram, type SparseHistogram } from './histogram.js';
-import type { ChildMessage, ClientConfig, ClientResult, LoadMode, ParentMessage } from './types.js';
+import type { ChildMessage, ClientConfig, ClientResult, Handshake, LoadMode, ParentMessage } from './types.js';
 
-export type { LoadMode, ClientConfig, ClientResult } from './types.js';
+export type { LoadMode, ClientConfig, ClientResult, Handshake } from './types.js';
 export { LatencyHistogram, type SparseHistogram } from './histogram.js';
 
 export const CLIENT_SCRIPT = fileURLToPath(new URL('./client.js', import.meta.url));
@@ -44,12 +44,20 @@ export interface RunLoadOptions {
   processes?: number;
   /** Loopback source addresses 127.0.0.1 .. 127.0.0.N (default: 1 per 25,000 connections; loopback only). */
   sourceAddresses?: number;
+  /**
+   * First loopback source address (default 1: 127.0.0.1). A benchmark that runs many loads in a
+   * row moves on to fresh addresses, because each address's ports left in TIME_WAIT make the
+   * kernel's bind() port search (bind-before-connect) slower and slower.
+   */
+  firstSourceAddress?: number;
   /** `echo` (default): one reply per message, latency measured. `count`: count received messages only. */
   mode?: LoadMode;
   /** Only the first `senders` connections send (default all); count mode fan-out uses this. */
   senders?: number;
   connectConcurrency?: number;
   connectTimeoutMs?: number;
+  /** Application handshake after the upgrade (socket.io's `40`), see Handshake. */
+  handshake?: Handshake;
 }
 
 export interface LatencySummaryUs {
@@ -103,6 +111,15 @@ function checkInt(name: string, v: unknown, min: number): number {
   return v;
 }
 
+function checkHandshake(h: Handshake): Handshake {
+  if (h === null || typeof h !== 'object' || !Array.isArray(h.sendText) || !h.sendText.every((t) => typeof t === 'string')) {
+    throw new TypeError('options.handshake.sendText must be an array of strings');
+  }
+  const n = checkInt('handshake.expectMessages', h.expectMessages, 1);
+  if (n > 255) throw new RangeError('options.handshake.expectMessages must be an integer in 1..255');
+  return { sendText: [...h.sendText], expectMessages: n };
+}
+
 /** Validate options and split them into one ClientConfig per process. */
 export function planLoad(opts: RunLoadOptions): ClientConfig[] {
   let url: URL;
@@ -131,10 +148,11 @@ export function planLoad(opts: RunLoadOptions): ClientConfig[] {
   if (opts.sourceAddresses !== undefined || isLoopback(host)) {
     const nSrc = opts.sourceAddresses ?? Math.ceil(connections / CONNECTIONS_PER_SOURCE);
     checkInt('sourceAddresses', nSrc, 1);
-    if (nSrc > 254) throw new RangeError('options.sourceAddresses must be an integer in 1..254');
+    const first = checkInt('firstSourceAddress', opts.firstSourceAddress ?? 1, 1);
+    if (first + nSrc - 1 > 254) throw new RangeError('options.sourceAddresses must be an integer in 1..254 (counted from firstSourceAddress)');
     if (!isLoopback(host) && nSrc > 0) throw new RangeError('options.sourceAddresses needs a loopback url host');
     sourceAddresses = [];
-    for (let i = 1; i <= nSrc; i++) sourceAddresses.push(`127.0.0.${i}`);
+    for (let i = first; i < first + nSrc; i++) sourceAddresses.push(`127.0.0.${i}`);
   }
   const payloadBase64 = Buffer.from(opts.payload.buffer, opts.payload.byteOffset, opts.payload.byteLength).toString('base64');
   const configs: ClientConfig[] = [];
@@ -159,6 +177,7 @@ export function planLoad(opts: RunLoadOptions): ClientConfig[] {
     if (opts.senders !== undefined) cfg.senders = checkInt('senders', opts.senders, 0);
     if (opts.connectConcurrency !== undefined) cfg.connectConcurrency = checkInt('connectConcurrency', opts.connectConcurrency, 1);
     if (opts.connectTimeoutMs !== undefined) cfg.connectTimeoutMs = checkInt('connectTimeoutMs', opts.connectTimeoutMs, 1);
+    if (opts.handshake !== undefined) cfg.handshake = checkHandshake(opts.handshake);
     configs.push(cfg);
     offset += n;
   }

@@ -6,6 +6,18 @@ import type { SparseHistogram } from './histogram.js';
 
 export type LoadMode = 'echo' | 'count';
 
+/**
+ * An application handshake spoken right after the WebSocket upgrade, before the connection
+ * counts as established (socket.io: send `40`, then swallow the engine.io open packet `0{...}`
+ * and the namespace ack `40{...}`). Messages swallowed here are never counted or timed.
+ */
+export interface Handshake {
+  /** Text frames sent (masked, in this order) as soon as the upgrade succeeded. */
+  sendText: string[];
+  /** Server data messages to swallow before the connection is established (1..255). */
+  expectMessages: number;
+}
+
 /** Configuration of one client process (argv[2] as JSON, or `{ type: 'config', config }` over IPC). */
 export interface ClientConfig {
   host: string;
@@ -34,6 +46,8 @@ export interface ClientConfig {
   connectConcurrency?: number;
   /** Give up on connections not upgraded after this long (default 30000 ms). */
   connectTimeoutMs?: number;
+  /** Application handshake after the upgrade (default none). */
+  handshake?: Handshake;
   /** After the run, wait this long for close handshakes before destroying sockets (default 2000 ms). */
   closeTimeoutMs?: number;
 }
