@@ -28,7 +28,7 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   { name: 'hooks', kind: 'file', option: 'hooks', arg: 'FILE', def: 'none', help: 'global hooks file (default-exports defineHooks); runs before each module\'s hooks' },
   { name: 'codec', kind: 'codec', option: 'codec', arg: 'binary|json|raw', def: 'binary', help: 'wire codec for modules that do not name one' },
   // Tuning: threads and buffers (README "Tuning").
-  { name: 'workers', kind: 'int', option: 'workers', arg: 'N', def: '2 (at most the core count)', help: 'worker threads running hooks and handlers; a connection stays on one worker' },
+  { name: 'workers', kind: 'int', option: 'workers', arg: 'N', def: 'cores - 1 (at least 1)', help: 'worker threads running hooks and handlers; a connection stays on one worker' },
   { name: 'ring-bytes', kind: 'bytes', option: 'ringBytes', arg: 'N', def: '1M', help: 'bytes of each SharedArrayBuffer ring (one in, one out per worker); power of two; must hold the largest message' },
   { name: 'overflow-bytes', kind: 'bytes', option: 'overflowBytes', arg: 'N', def: '16M', help: 'per-worker I/O-side overflow used while its inbound ring is full; power of two; past it connections close with 1013' },
   { name: 'drain-batch', kind: 'int', option: 'drainBatch', arg: 'N', def: '4096', help: 'records a worker handles per batch before it rings the I/O thread' },

@@ -23,7 +23,6 @@ export const ControlKind = {
 } as const;
 
 export const Defaults = {
-  workers: 2,
   ringBytes: 1 << 20, // 1 MiB per direction per worker
   overflowBytes: 1 << 24, // 16 MiB bounded overflow per worker (I/O thread local)
   maxConnections: 1_048_576,

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 /**
  * Tuning sweep: ringwire `workers` × `ringBytes` × `drainBatch` on the pipelined (50 × 32) and
  * ping-pong (50 × 1) 32 B echo, then the idle policy (`idleBlockMs`, `idleSpinMicros`) on the
@@ -19,9 +20,9 @@ export interface SweepConfig {
   idleSpinMicros: number;
 }
 
-/** Defaults of src/core/options.ts (on a machine with >= 2 cores). */
+/** Defaults of src/core/options.ts (workers: cores - 1, at least 1). */
 export const DEFAULT_CONFIG: SweepConfig = {
-  workers: Defaults.workers, ringBytes: Defaults.ringBytes, drainBatch: Defaults.drainBatch, idleBlockMs: 1, idleSpinMicros: 0,
+  workers: Math.max(1, availableParallelism() - 1), ringBytes: Defaults.ringBytes, drainBatch: Defaults.drainBatch, idleBlockMs: 1, idleSpinMicros: 0,
 };
 
 export function configLabel(c: SweepConfig): string {
