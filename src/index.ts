@@ -8,7 +8,7 @@
 // Module files (worker side) import from 'ringwire/module' instead.
 export { createServer, Server } from './core/server.js';
 export type { ServerOptions, ResolvedOptions, LifecycleHooks, CodecName } from './core/options.js';
-export type { ServerStats, WorkerStats, DropStats } from './core/stats.js';
+export type { ServerStats, WorkerStats, DropStats, ConnectionInfo } from './core/stats.js';
 export type { ModuleDescriptor } from './shared/tasks.js';
 export { FdAllocator, FD_MAX } from './fd/index.js';
 export type { FdAllocatorOptions } from './fd/index.js';

@@ -29,6 +29,11 @@ export interface SocketData {
   /** Rate limit token bucket (only used when options.rateLimit is set). */
   tokens: number;
   refilledAt: number;
+  /** Connection record (server.connections()). */
+  remoteAddress: string;
+  url: string;
+  connectedAt: number;
+  handshakeMs: number;
 }
 
 export interface PendingUpgrade {
@@ -43,6 +48,10 @@ export interface PendingUpgrade {
   handle: number;
   aborted: boolean;
   timer: NodeJS.Timeout | null;
+  remoteAddress: string;
+  url: string;
+  /** performance.now() when the upgrade request arrived. */
+  startedAt: number;
 }
 
 /** uWS SendStatus: 0 BACKPRESSURE (buffered), 1 SUCCESS, 2 DROPPED (over maxBackpressure). */
@@ -269,6 +278,7 @@ export class CommandExecutor {
     this.acceptData = {
       fd: this.alloc.fdOf(handle), handle, slot: p.slot, slotGen: p.slotGen, module: p.module, closed: false,
       backlogBytes: 0, backlogEpoch: 0, tokens: this.rateBurst, refilledAt: 0,
+      remoteAddress: p.remoteAddress, url: p.url, connectedAt: Date.now(), handshakeMs: performance.now() - p.startedAt,
     };
     this.counters.upgradesAccepted++;
     // Not res.cork(): see cork-carrier.ts for the uWS bug that avoids.

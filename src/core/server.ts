@@ -17,7 +17,7 @@ import { resolveOptions, type ResolvedOptions, type ServerOptions } from './opti
 import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
-import { Counters, type ServerStats } from './stats.js';
+import { Counters, type ConnectionInfo, type ServerStats } from './stats.js';
 import { prometheusText } from './metrics.js';
 import { workerChannel } from '../shared/diagnostics.js';
 import { FdAllocator } from '../fd/index.js';
@@ -412,8 +412,12 @@ export class Server {
     });
     const params: string[] = [];
     for (let i = 0; i < paramCount; i++) params.push(req.getParameter(i));
+    const url = req.getUrl();
+    const query = req.getQuery() ?? '';
+    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
     const p: PendingUpgrade = {
       res, context, module, handle, slot: slot.index, slotGen: slot.generation, aborted: false, timer: null,
+      remoteAddress, url, startedAt: performance.now(),
       key: req.getHeader('sec-websocket-key'),
       protocol: req.getHeader('sec-websocket-protocol'),
       extensions: req.getHeader('sec-websocket-extensions'),
@@ -423,9 +427,7 @@ export class Server {
       this.counters.drop('upgradeAborted', handle);
     });
     const ok = slot.upgrade({
-      handle, module, url: req.getUrl(), query: req.getQuery() ?? '',
-      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
-      headerNames, headerValues, params,
+      handle, module, url, query, remoteAddress, headerNames, headerValues, params,
     });
     if (!ok) {
       this.alloc.release(fd);
@@ -583,6 +585,20 @@ export class Server {
 
   get moduleDescriptors(): readonly ModuleDescriptor[] {
     return this.modules;
+  }
+
+  /** The open connections, as records (a snapshot; iterate freely). */
+  connections(): ConnectionInfo[] {
+    const out: ConnectionInfo[] = [];
+    for (const ws of this.sockets.values()) {
+      const ud = ws.getUserData();
+      out.push({
+        fd: ud.fd, handle: ud.handle, remoteAddress: ud.remoteAddress, url: ud.url,
+        module: this.modules[ud.module]?.path ?? '', worker: ud.slot, connectedAt: ud.connectedAt,
+        handshakeMs: ud.handshakeMs, bufferedAmount: ws.getBufferedAmount(),
+      });
+    }
+    return out;
   }
 
   stats(): ServerStats {

@@ -86,3 +86,22 @@ export class Counters {
     if (dropChannel.hasSubscribers) dropChannel.publish({ reason, handle });
   }
 }
+
+/** One open connection as `server.connections()` reports it. */
+export interface ConnectionInfo {
+  fd: number;
+  handle: number;
+  remoteAddress: string;
+  /** The request URL the connection upgraded on. */
+  url: string;
+  /** The module's route pattern, e.g. '/chat/:room'. */
+  module: string;
+  /** Worker slot that owns the connection. */
+  worker: number;
+  /** Date.now() when the WebSocket opened. */
+  connectedAt: number;
+  /** Upgrade request to open, including the upgrade hooks in the worker, in ms. */
+  handshakeMs: number;
+  /** Bytes uWS holds for this connection (backpressure). */
+  bufferedAmount: number;
+}

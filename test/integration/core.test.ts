@@ -168,3 +168,31 @@ test('json and raw codecs', async () => {
     await server.close();
   }
 });
+
+test('server.connections() lists the open connections as records', async () => {
+  const server = createServer({ modules: [tools, fixture('order-b.module')], workers: 2 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const a = await Client.open(`ws://127.0.0.1:${port}/t?x=1`);
+    const b = await Client.open(`ws://127.0.0.1:${port}/b/lobby`);
+    const ida = JSON.parse((await a.call('WHOAMI')).text) as { fd: number; handle: number };
+    const list = server.connections().sort((x, y) => x.fd - y.fd);
+    assert.equal(list.length, 2);
+    const ra = list.find((c) => c.handle === ida.handle);
+    assert.ok(ra, 'the record carries the same handle the worker sees');
+    assert.equal(ra.fd, ida.fd);
+    assert.equal(ra.url, '/t');
+    assert.equal(ra.module, '/t');
+    assert.equal(ra.remoteAddress, '127.0.0.1');
+    assert.ok(ra.handshakeMs >= 0 && ra.connectedAt <= Date.now());
+    const rb = list.find((c) => c.handle !== ida.handle)!;
+    assert.deepEqual({ url: rb.url, module: rb.module }, { url: '/b/lobby', module: '/b/:room' });
+    assert.notEqual(ra.worker, rb.worker, 'round-robin put them on different workers');
+    await a.close();
+    assert.deepEqual(server.connections().map((c) => c.handle), [rb.handle]);
+    await b.close();
+    assert.deepEqual(server.connections(), []);
+  } finally {
+    await server.close();
+  }
+});
