@@ -7,7 +7,7 @@
 // Seeded PRNG (override with FUZZ_SEED=n); failures print the seed, case and bytes to reproduce.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as flatbuffers from 'flatbuffers';
+import { FencedByteBuffer, OutOfFrame, prng } from '../support/fuzz.js';
 import { Ring, RingStatus } from '../../src/shared/ring.js';
 import {
   RecordKind, RecordReader, writeAccept, writeClose, writeCloseConn, writeDrain, writeMessage, writeOpen,
@@ -21,35 +21,6 @@ const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed1234) >>> 0;
 const CANARY = 0xa5;
 const PAD = 64;
 
-function prng(seed: number): () => number {
-  let s = seed || 1;
-  return () => {
-    // xorshift32
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
-
-class OutOfFrame extends Error {}
-
-/** A ByteBuffer that refuses any read outside [lo, hi). */
-class FencedByteBuffer extends flatbuffers.ByteBuffer {
-  lo = 0;
-  hi = 0;
-  private check(p: number, n: number): void {
-    if (!(p >= this.lo && p + n <= this.hi)) throw new OutOfFrame(`read of ${n} at ${p} outside [${this.lo}, ${this.hi})`);
-  }
-  override readUint8(p: number): number { this.check(p, 1); return super.readUint8(p); }
-  override readUint16(p: number): number { this.check(p, 2); return super.readUint16(p); }
-  override readInt32(p: number): number { this.check(p, 4); return super.readInt32(p); }
-  override __string(p: number, enc?: flatbuffers.Encoding): string | Uint8Array {
-    const s = p + this.readInt32(p);
-    this.check(s, 4 + this.readInt32(s));
-    return super.__string(p, enc);
-  }
-}
 
 function sampleRecords(rand: () => number): Uint8Array[] {
   const ring = Ring.create(1 << 16);

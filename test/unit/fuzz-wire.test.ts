@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as flatbuffers from 'flatbuffers';
+import { FencedByteBuffer, OutOfFrame, prng } from '../support/fuzz.js';
 import { fb } from '../../src/shared/records.js';
 import { BadFrameError } from '../../src/shared/errors.js';
 import { binaryCodec, createDecodedFrame, encodeFrame, jsonCodec } from '../../src/shared/wire.js';
@@ -18,33 +19,6 @@ const SEED = Number(process.env.FUZZ_SEED ?? 0xf00dcafe) >>> 0;
 const CANARY = 0xa5;
 const PAD = 64;
 
-function prng(seed: number): () => number {
-  let s = seed || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
-
-class OutOfFrame extends Error {}
-
-class FencedByteBuffer extends flatbuffers.ByteBuffer {
-  lo = 0;
-  hi = 0;
-  private check(p: number, n: number): void {
-    if (!(p >= this.lo && p + n <= this.hi)) throw new OutOfFrame(`read of ${n} at ${p} outside [${this.lo}, ${this.hi})`);
-  }
-  override readUint8(p: number): number { this.check(p, 1); return super.readUint8(p); }
-  override readUint16(p: number): number { this.check(p, 2); return super.readUint16(p); }
-  override readInt32(p: number): number { this.check(p, 4); return super.readInt32(p); }
-  override __string(p: number, enc?: flatbuffers.Encoding): string | Uint8Array {
-    const s = p + this.readInt32(p);
-    this.check(s, 4 + this.readInt32(s));
-    return super.__string(p, enc);
-  }
-}
 
 const INTERESTING32 = [0, 1, 2, 3, 4, -1, -4, 0x7fffffff, -0x80000000, 0xffff, 0x8000, 64, 1 << 20];
 const INTERESTING16 = [0, 1, 2, 3, 4, 6, 0xffff, 0x8000, 0x7fff, 200];
