@@ -7,7 +7,7 @@
  * current (closed, or its fd was recycled for a new connection) is dropped and counted:
  * a late reply can never reach the new owner of a recycled fd.
  */
-import type { HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
+import type { HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js';
 import { RecordKind, type RecordReader } from '../shared/records.js';
 import { ControlKind, CloseCode } from '../shared/constants.js';
 import type { Ring } from '../shared/ring.js';
@@ -15,6 +15,9 @@ import type { FdAllocator } from '../fd/index.js';
 import type { Counters } from './stats.js';
 import type { Slot } from './slot.js';
 import type { CorkCarrier } from './cork-carrier.js';
+import type { Sock, TopicRegistry } from './client-sock.js';
+import type { SessionManager, Session } from './sessions.js';
+import type { AddClientResult, ConnectorClient } from './connector.js';
 
 export interface SocketData {
   fd: number;
@@ -34,14 +37,28 @@ export interface SocketData {
   url: string;
   connectedAt: number;
   handshakeMs: number;
+  /** 'websocket' or the connector's name. */
+  transport: string;
+  /** ctx.bind() uid, rooms joined, resumable session (see sessions.ts). */
+  uid: string | null;
+  rooms: Set<string> | null;
+  session: Session | null;
+  /** Resume upgrade: the session this socket takes over when it opens. */
+  resumeOf: Session | null;
 }
 
 export interface PendingUpgrade {
-  res: HttpResponse;
+  /** uWS upgrades: the HTTP response to upgrade or reject; null for connector clients. */
+  res: HttpResponse | null;
+  /** Connector clients: the client and the addClient() promise's resolver. */
+  client: ConnectorClient | null;
+  resolve: ((r: AddClientResult) => void) | null;
+  /** Resume upgrade: the session it asked for. */
+  resume: Session | null;
   key: string;
   protocol: string;
   extensions: string;
-  context: us_socket_context_t;
+  context: us_socket_context_t | null;
   slot: number;
   slotGen: number;
   module: number;
@@ -70,10 +87,39 @@ export function statusLine(status: number): string {
 
 const utf8d = new TextDecoder();
 
+/** Answer a pending upgrade that will not be accepted (HTTP response or addClient() result). */
+export function refusePending(p: PendingUpgrade, status: number, body: string, code = 'RW_ERR_UPGRADE_REFUSED',
+  names: readonly string[] = [], values: readonly string[] = []): void {
+  if (p.resolve !== null) {
+    p.resolve({ ok: false, status, code, message: body });
+    p.resolve = null;
+    return;
+  }
+  const res = p.res;
+  if (res === null || p.aborted) return;
+  res.cork(() => {
+    res.writeStatus(statusLine(status));
+    for (let i = 0; i < names.length; i++) res.writeHeader(names[i]!, values[i]!);
+    res.end(body);
+  });
+}
+
+/** What the executor needs from the server for connector clients and sessions. */
+export interface ExecutorHost {
+  readonly registry: TopicRegistry;
+  readonly sessions: SessionManager;
+  /** A connector client's upgrade was accepted: make it live. */
+  acceptClient(p: PendingUpgrade, ud: SocketData): void;
+  /** A resume upgrade ended without opening: the session's grace period goes on. */
+  pendingGone(p: PendingUpgrade): void;
+  /** Cross-node publish (cluster), null when not clustered. */
+  clusterPublish: ((topic: string, data: Uint8Array, binary: boolean) => void) | null;
+}
+
 export class CommandExecutor {
   readonly app: TemplatedApp;
   readonly alloc: FdAllocator;
-  readonly sockets: Map<number, WebSocket<SocketData>>;
+  readonly sockets: Map<number, Sock>;
   readonly pending: Map<number, PendingUpgrade>;
   readonly counters: Counters;
   /** Set by the server: is it shutting down (accepts become 503). */
@@ -86,14 +132,15 @@ export class CommandExecutor {
   // State of the corked run (set before ws.cork, read by the bound runner: no closure per send).
   private runRing: Ring | null = null;
   private runReader: RecordReader | null = null;
-  private runWs: WebSocket<SocketData> | null = null;
+  private runWs: Sock | null = null;
+  host: ExecutorHost | null = null;
   private runHandle = 0;
   private readonly corkedRun: () => void;
   private acceptArgs: PendingUpgrade | null = null;
   private acceptData: SocketData | null = null;
   private readonly corkedAccept: () => void;
 
-  constructor(app: TemplatedApp, alloc: FdAllocator, sockets: Map<number, WebSocket<SocketData>>,
+  constructor(app: TemplatedApp, alloc: FdAllocator, sockets: Map<number, Sock>,
     pending: Map<number, PendingUpgrade>, counters: Counters) {
     this.app = app;
     this.alloc = alloc;
@@ -103,12 +150,12 @@ export class CommandExecutor {
     this.corkedRun = () => this.sendRun();
     this.corkedAccept = () => {
       const p = this.acceptArgs!;
-      p.res.upgrade(this.acceptData!, p.key, p.protocol, p.extensions, p.context);
+      p.res!.upgrade(this.acceptData!, p.key, p.protocol, p.extensions, p.context!);
     };
   }
 
   /** The live socket a handle names, or undefined (counted as a stale-handle drop). */
-  lookup(handle: number): WebSocket<SocketData> | undefined {
+  lookup(handle: number): Sock | undefined {
     if (this.alloc.isCurrent(handle)) {
       const ws = this.sockets.get(this.alloc.fdOf(handle));
       if (ws !== undefined) return ws;
@@ -127,9 +174,12 @@ export class CommandExecutor {
     while ((off = ring.peek()) >= 0) {
       const kind = data[off]! | (data[off + 1]! << 8) | (data[off + 2]! << 16) | (data[off + 3]! << 24);
       if (kind === RecordKind.Send) {
-        const h = rd.send(off).handle();
-        const ws = this.lookup(h);
+        const m = rd.send(off);
+        const h = m.handle();
+        const ws = this.alloc.isCurrent(h) ? this.sockets.get(this.alloc.fdOf(h)) : undefined;
         if (ws === undefined) {
+          // A detached session buffers it; anything else is a stale handle.
+          if (this.host === null || !this.host.sessions.deliver(h, m.dataArray()!, m.binary())) this.counters.drop('staleHandle', h);
           ring.skip();
         } else {
           this.runRing = ring;
@@ -180,8 +230,12 @@ export class CommandExecutor {
         const bin = m.binary();
         const n = m.handlesLength();
         for (let i = 0; i < n; i++) {
-          const ws = this.lookup(m.handles(i)!);
-          if (ws === undefined) continue;
+          const h = m.handles(i)!;
+          const ws = this.alloc.isCurrent(h) ? this.sockets.get(this.alloc.fdOf(h)) : undefined;
+          if (ws === undefined) {
+            if (this.host === null || !this.host.sessions.deliver(h, bytes, bin)) this.counters.drop('staleHandle', h);
+            continue;
+          }
           if (ws.send(bytes, bin) === SEND_DROPPED) this.counters.drop('backpressure');
           else this.counters.messagesOut++;
         }
@@ -192,28 +246,34 @@ export class CommandExecutor {
         const topic = p.topic()!;
         const bytes = p.dataArray() ?? new Uint8Array(0);
         const ex = p.exclude();
-        this.counters.publishes++;
-        if (ex !== 0) {
-          const ws = this.alloc.isCurrent(ex) ? this.sockets.get(this.alloc.fdOf(ex)) : undefined;
-          // uWS ws.publish reaches every subscriber except that socket.
-          if (ws !== undefined) {
-            ws.publish(topic, bytes, p.binary());
-            return;
-          }
-        }
-        this.app.publish(topic, bytes, p.binary());
+        this.publish(topic, bytes, p.binary(), ex);
+        const h = this.host;
+        if (h !== null && h.clusterPublish !== null && topic.charCodeAt(0) !== 0) h.clusterPublish(topic, bytes, p.binary());
         return;
       }
       case RecordKind.Subscribe: {
         const s = rd.subscribe(off);
-        this.lookup(s.handle())?.subscribe(s.topic()!);
+        const ws = this.lookup(s.handle());
+        if (ws !== undefined) {
+          const t = s.topic()!;
+          ws.subscribe(t);
+          this.host?.sessions.subscribed(ws.getUserData(), t);
+        }
         return;
       }
       case RecordKind.Unsubscribe: {
         const s = rd.unsubscribe(off);
-        this.lookup(s.handle())?.unsubscribe(s.topic()!);
+        const ws = this.lookup(s.handle());
+        if (ws !== undefined) {
+          const t = s.topic()!;
+          ws.unsubscribe(t);
+          this.host?.sessions.unsubscribed(ws.getUserData(), t);
+        }
         return;
       }
+      case RecordKind.Request:
+        this.host?.sessions.request(slot, rd.request(off), this.subscribers);
+        return;
       case RecordKind.CloseConn: {
         const c = rd.closeConn(off);
         const ws = this.lookup(c.handle());
@@ -251,6 +311,34 @@ export class CommandExecutor {
     }
   }
 
+  /** Topic subscribers on this node: uWS sockets and connector clients. */
+  readonly subscribers = (topic: string): number =>
+    (this.app as unknown as { numSubscribers(t: string): number }).numSubscribers(topic) + (this.host?.registry.count(topic) ?? 0);
+
+  /**
+   * Publish to every local subscriber (uWS and connector clients) except handle `exclude`
+   * (0 = nobody), and buffer it for detached sessions subscribed to the topic.
+   */
+  publish(topic: string, bytes: Uint8Array, binary: boolean, exclude: number): void {
+    this.counters.publishes++;
+    const ex = exclude !== 0 && this.alloc.isCurrent(exclude) ? this.sockets.get(this.alloc.fdOf(exclude)) : undefined;
+    const h = this.host;
+    if (ex !== undefined && h !== null && h.registry.topics.size !== 0) {
+      // Excluding a connector client: uWS's tree does not know it, so publish to all there.
+      this.app.publish(topic, bytes, binary);
+      h.registry.publish(topic, bytes, binary, ex, this.onDropped);
+    } else if (ex !== undefined) {
+      // uWS ws.publish reaches every subscriber except that socket.
+      ex.publish(topic, bytes, binary);
+    } else {
+      this.app.publish(topic, bytes, binary);
+      if (h !== null && h.registry.topics.size !== 0) h.registry.publish(topic, bytes, binary, null, this.onDropped);
+    }
+    if (h !== null && h.sessions.hasDetached) h.sessions.capturePublish(topic, bytes, binary, exclude);
+  }
+
+  private readonly onDropped = (): void => { this.counters.drop('backpressure'); };
+
   private takePending(handle: number): PendingUpgrade | undefined {
     const fd = this.alloc.fdOf(handle);
     const p = this.pending.get(fd);
@@ -267,24 +355,33 @@ export class CommandExecutor {
     const p = this.takePending(handle);
     if (p === undefined) return;
     if (p.aborted || this.closing) {
-      // (an aborted upgrade was counted when uWS reported the abort)
-      if (!p.aborted) p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('server shutting down'); });
+      // (an aborted upgrade was counted when it was reported)
+      refusePending(p, 503, 'server shutting down');
       this.alloc.release(this.alloc.fdOf(handle));
+      this.host?.pendingGone(p);
       // The worker holds state for this handle: tell it the connection is gone.
       slot.close(handle, CloseCode.ABNORMAL, new Uint8Array(0));
       return;
     }
-    this.acceptArgs = p;
-    this.acceptData = {
+    const ud: SocketData = {
       fd: this.alloc.fdOf(handle), handle, slot: p.slot, slotGen: p.slotGen, module: p.module, closed: false,
       backlogBytes: 0, backlogEpoch: 0, tokens: this.rateBurst, refilledAt: 0,
       remoteAddress: p.remoteAddress, url: p.url, connectedAt: Date.now(), handshakeMs: performance.now() - p.startedAt,
+      transport: p.client === null ? 'websocket' : '', uid: null, rooms: null, session: null, resumeOf: p.resume,
     };
     this.counters.upgradesAccepted++;
+    if (p.client !== null) {
+      this.host!.acceptClient(p, ud);
+      return;
+    }
+    this.acceptArgs = p;
+    this.acceptData = ud;
     // Not res.cork(): see cork-carrier.ts for the uWS bug that avoids.
-    if (this.carrier === null || !this.carrier.cork(this.corkedAccept)) p.res.cork(this.corkedAccept);
+    if (this.carrier === null || !this.carrier.cork(this.corkedAccept)) p.res!.cork(this.corkedAccept);
     this.acceptArgs = null;
     this.acceptData = null;
+    // uWS runs the open handler inside upgrade(); a resume that did not open (client gone) must not stay pending.
+    if (p.resume !== null && p.resume.resuming) this.host?.pendingGone(p);
   }
 
   reject(_slot: Slot, handle: number, status: number, names: string[], values: string[], body: string): void {
@@ -292,11 +389,7 @@ export class CommandExecutor {
     if (p === undefined) return;
     this.alloc.release(this.alloc.fdOf(handle));
     this.counters.upgradesRejected++;
-    if (p.aborted) return;
-    p.res.cork(() => {
-      p.res.writeStatus(statusLine(status));
-      for (let i = 0; i < names.length; i++) p.res.writeHeader(names[i]!, values[i]!);
-      p.res.end(body);
-    });
+    this.host?.pendingGone(p);
+    refusePending(p, status, body, 'RW_ERR_UPGRADE_REJECTED', names, values);
   }
 }

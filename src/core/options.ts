@@ -9,6 +9,7 @@ import { intOption, invalidOption } from '../shared/errors.js';
 import { Defaults } from '../shared/constants.js';
 import type { ModuleDescriptor } from '../shared/tasks.js';
 import { FD_MAX } from '../fd/index.js';
+import type { Connector } from './connector.js';
 
 export type CodecName = 'binary' | 'json' | 'raw';
 /** @inline */
@@ -68,6 +69,24 @@ export interface ServerOptions {
   /** Graceful close: how long to wait for in-flight work before forcing. Default 10 s. */
   shutdownTimeoutMs?: number;
   lifecycle?: LifecycleHooks;
+  /**
+   * uid affinity (Swoole dispatch_mode 5): read the uid from this query parameter or header of
+   * the upgrade request and serve every connection of one uid by the same worker.
+   */
+  uidAffinity?: { query?: string; header?: string };
+  /** Extra transports next to the built-in uWS WebSocket one (see src/core/connector.ts). */
+  connectors?: readonly Connector[];
+  /** Join a cluster of ringwire servers through Redis pub/sub (see src/core/cluster.ts). Off by default. */
+  cluster?: ClusterOptions;
+}
+
+export interface ClusterOptions {
+  /** redis://host:port URL of the Redis server. */
+  url: string;
+  /** This node's id (unique in the cluster); default: random. Handles are unique across nodes as `${nodeId}:${handle}`. */
+  nodeId?: string;
+  /** Redis key and channel prefix. Default 'rw'. */
+  prefix?: string;
 }
 
 export interface ResolvedOptions {
@@ -89,6 +108,9 @@ export interface ResolvedOptions {
   readonly allowedOrigins: ReadonlySet<string> | null;
   readonly rateLimit: { readonly perMs: number; readonly burst: number } | null;
   readonly lifecycle: LifecycleHooks;
+  readonly uidAffinity: { readonly query: string | null; readonly header: string | null } | null;
+  readonly connectors: readonly Connector[];
+  readonly cluster: ClusterOptions | null;
 }
 
 const LIFECYCLE = ['onInit', 'onMountingModules', 'afterRoutesInit', 'onReady', 'onServerInitError', 'onShutdown'] as const;
@@ -154,5 +176,27 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   for (const k of LIFECYCLE) {
     if (lifecycle[k] !== undefined && typeof lifecycle[k] !== 'function') throw invalidOption(`lifecycle.${k}`, 'a function');
   }
-  return { modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, upgradeTimeoutMs, handlerTimeoutMs, allowedOrigins, rateLimit, lifecycle };
+  let uidAffinity: { query: string | null; header: string | null } | null = null;
+  if (o.uidAffinity !== undefined) {
+    const a = o.uidAffinity;
+    if (a === null || typeof a !== 'object' || (typeof a.query !== 'string' && typeof a.header !== 'string')) {
+      throw invalidOption('uidAffinity', 'an object { query?: string, header?: string } naming at least one');
+    }
+    uidAffinity = { query: a.query ?? null, header: a.header?.toLowerCase() ?? null };
+  }
+  const connectors = o.connectors ?? [];
+  if (!Array.isArray(connectors) || !connectors.every((c) => c !== null && typeof c === 'object' && typeof c.start === 'function' && typeof c.stop === 'function' && typeof c.name === 'string')) {
+    throw invalidOption('connectors', 'an array of Connector objects ({ name, start(manager), stop() })');
+  }
+  let cluster: ClusterOptions | null = null;
+  if (o.cluster !== undefined) {
+    if (o.cluster === null || typeof o.cluster !== 'object' || typeof o.cluster.url !== 'string' || !o.cluster.url.startsWith('redis://')) {
+      throw invalidOption('cluster', 'an object { url: "redis://host:port", nodeId?, prefix? }');
+    }
+    if (o.cluster.nodeId !== undefined && (typeof o.cluster.nodeId !== 'string' || !/^[\w-]{1,64}$/.test(o.cluster.nodeId))) {
+      throw invalidOption('cluster.nodeId', 'a string of 1-64 letters, digits, _ or -');
+    }
+    cluster = o.cluster;
+  }
+  return { uidAffinity, connectors, cluster, modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, upgradeTimeoutMs, handlerTimeoutMs, allowedOrigins, rateLimit, lifecycle };
 }

@@ -16,14 +16,19 @@ import { loadUws } from './uws.js';
 import { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
-import { CommandExecutor, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
+import { CommandExecutor, refusePending, statusLine, type ExecutorHost, type PendingUpgrade, type SocketData } from './commands.js';
+import { ClientSock, TopicRegistry, asSock, type ClientSockHost, type Sock } from './client-sock.js';
+import { SessionManager, type ResumeOptions, type SessionHost } from './sessions.js';
+import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
+import { dropChannel } from '../shared/diagnostics.js';
+import { createHash } from 'node:crypto';
 import { Counters, type ConnectionInfo, type ServerStats } from './stats.js';
 import { prometheusText } from './metrics.js';
 import { workerChannel } from '../shared/diagnostics.js';
 import { FdAllocator } from '../fd/index.js';
 import { BROADCAST_TOPIC_PREFIX, CloseCode, Defaults } from '../shared/constants.js';
 import {
-  HandlerError, ListenError, ModuleLoadError, RingwireError, ServerStateError,
+  ErrorCodes, HandlerError, ListenError, ModuleLoadError, RingwireError, ServerStateError,
 } from '../shared/errors.js';
 import { WorkerCounter, type DescribeResult, type ModuleDescriptor, type ServeTask } from '../shared/tasks.js';
 
@@ -32,20 +37,31 @@ const WORKER_FILE = new URL('../workers/runtime.js', import.meta.url).href;
 const MAX_HEADERS = 64;
 const MAX_HEADER_VALUE = 4096;
 const EMPTY = new Uint8Array(0);
+const utf8e = new TextEncoder();
 
 type State = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
 
-export class Server {
+export class Server implements ExecutorHost, SessionHost, ClientSockHost {
   readonly options: ResolvedOptions;
   private state: State = 'new';
   private readonly uws = loadUws();
   private readonly app: TemplatedApp;
-  private readonly alloc: FdAllocator;
-  private readonly sockets = new Map<number, WebSocket<SocketData>>();
+  readonly alloc: FdAllocator;
+  readonly sockets = new Map<number, Sock>();
+  readonly registry = new TopicRegistry();
+  readonly sessions: SessionManager;
+  clusterPublish: ((topic: string, data: Uint8Array, binary: boolean) => void) | null = null;
+  /** Connector clients → their socket face (accepted ones) or pending upgrade. */
+  private readonly clientSocks = new Map<ConnectorClient, ClientSock>();
+  private readonly clientPending = new Map<ConnectorClient, PendingUpgrade>();
+  private routeTables: RouteTable[] = [];
+  private startedConnectors: Connector[] = [];
+  private matchers: { id: number; segs: string[] }[] = [];
+  private resumeOpts: (ResumeOptions | null)[] = [];
   private readonly pending = new Map<number, PendingUpgrade>();
-  private readonly counters = new Counters();
+  readonly counters = new Counters();
   private readonly exec: CommandExecutor;
-  private readonly slots: Slot[] = [];
+  readonly slots: Slot[] = [];
   private readonly carrier = new CorkCarrier();
   private readonly tasks: (Promise<unknown> | null)[] = [];
   private pool: Piscina | null = null;
@@ -59,8 +75,12 @@ export class Server {
   private listenPromise: Promise<number> | null = null;
 
   // uWS handlers bound once (no closure per connection or message).
-  private readonly onOpen = (ws: WebSocket<SocketData>): void => this.handleOpen(ws);
   private readonly onMessage = (ws: WebSocket<SocketData>, msg: ArrayBuffer, isBinary: boolean): void => {
+    this.inbound(asSock(ws), new Uint8Array(msg), isBinary);
+  };
+
+  /** One client message, from any transport. */
+  private inbound(ws: Sock, msg: Uint8Array, isBinary: boolean): void {
     const ud = ws.getUserData();
     const c = this.counters;
     c.messagesIn++;
@@ -82,7 +102,7 @@ export class Server {
       return;
     }
     const slot = this.slots[ud.slot]!;
-    const r = slot.message(ud.handle, isBinary, new Uint8Array(msg));
+    const r = slot.message(ud.handle, isBinary, msg);
     if (r === 0) {
       if (!slot.dirty) this.markDirty(slot);
       return;
@@ -99,7 +119,7 @@ export class Server {
     }
     c.drop('busyCloses', ud.handle);
     ws.end(CloseCode.TRY_AGAIN, 'server busy');
-  };
+  }
   /**
    * Doorbells are rung once per event-loop turn, after uWS has delivered everything it read:
    * one futex wake for a whole burst of messages instead of one per message.
@@ -131,17 +151,20 @@ export class Server {
   }
 
   private readonly onDrain = (ws: WebSocket<SocketData>): void => {
+    if (ws.getUserData().closed) return;
     const ud = ws.getUserData();
     this.slots[ud.slot]!.drain(ud.handle, ws.getBufferedAmount());
   };
   private readonly onClose = (ws: WebSocket<SocketData>, code: number, message: ArrayBuffer): void =>
-    this.handleClose(ws, code, message);
+    this.handleClose(asSock(ws), code, message.byteLength === 0 ? EMPTY : new Uint8Array(message));
 
   constructor(options: ServerOptions) {
     this.options = resolveOptions(options);
     this.alloc = new FdAllocator({ maxLive: this.options.maxConnections, maxFd: this.options.maxFd });
     this.app = this.uws.App();
     this.exec = new CommandExecutor(this.app, this.alloc, this.sockets, this.pending, this.counters);
+    this.exec.host = this;
+    this.sessions = new SessionManager(this);
     this.exec.rateBurst = this.options.rateLimit?.burst ?? 0;
     for (let i = 0; i < this.options.workers; i++) {
       this.slots.push(new Slot(i, this.options.ringBytes, this.options.overflowBytes));
@@ -193,6 +216,10 @@ export class Server {
       await this.carrier.start(this.port, host);
       this.exec.carrier = this.carrier;
       this.state = 'listening';
+      for (const c of this.options.connectors) {
+        this.startedConnectors.push(c);
+        await c.start(this.manager);
+      }
       await this.lifecycle('onReady', lc.onReady ? () => lc.onReady!({ port: this.port, host }) : undefined);
       return this.port;
     } catch (err) {
@@ -231,6 +258,14 @@ export class Server {
         throw new RangeError(`module ${m.path}: options.maxPayloadLength (${maxPayloadLength}) must fit the ring (at most ${maxRecord}); raise options.ringBytes`);
       }
       this.payloadLimits[id] = maxPayloadLength;
+      this.resumeOpts[id] = m.resume;
+      const routes: Record<string, number> = {};
+      m.events.forEach((e, i) => { routes[e] = i + 1; });
+      this.routeTables[id] = {
+        path: m.path, codec: m.codec, routes,
+        hash: createHash('sha256').update(JSON.stringify([m.path, m.codec, m.events])).digest('hex').slice(0, 16),
+      };
+      this.matchers.push({ id, segs: m.path.split('/').filter((x) => x !== '') });
       const paramCount = m.path.split('/').filter((s) => s.startsWith(':')).length;
       const behavior: WebSocketBehavior<SocketData> = {
         compression: this.uws.DISABLED,
@@ -354,8 +389,11 @@ export class Server {
       if (p.timer !== null) clearTimeout(p.timer);
       this.pending.delete(fd);
       this.alloc.release(fd);
-      if (!p.aborted) p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('worker died'); });
+      this.pendingGone(p);
+      refusePending(p, 503, 'worker died', ErrorCodes.RW_ERR_WORKER_DIED);
     }
+    // Detached sessions lived in that worker: they end now (their disconnect hooks died with it).
+    this.sessions.expireAll(slot.index, 'worker died');
     for (const w of slot.barrierWaiters.values()) w();
     slot.barrierWaiters.clear();
     slot.reset();
@@ -388,20 +426,6 @@ export class Server {
       res.writeStatus(statusLine(403)).end('origin not allowed');
       return;
     }
-    const fd = this.alloc.alloc();
-    if (fd === 0) {
-      this.counters.drop('connLimit');
-      res.writeStatus(statusLine(503)).end('too many connections');
-      return;
-    }
-    const slot = this.pickSlot();
-    if (slot === null) {
-      this.alloc.release(fd);
-      this.counters.drop('workerUnavailable');
-      res.writeStatus(statusLine(503)).end('no worker available');
-      return;
-    }
-    const handle = this.alloc.handle(fd);
     const headerNames: string[] = [];
     const headerValues: string[] = [];
     req.forEach((k, v) => {
@@ -412,31 +436,95 @@ export class Server {
     });
     const params: string[] = [];
     for (let i = 0; i < paramCount; i++) params.push(req.getParameter(i));
-    const url = req.getUrl();
-    const query = req.getQuery() ?? '';
-    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
     const p: PendingUpgrade = {
-      res, context, module, handle, slot: slot.index, slotGen: slot.generation, aborted: false, timer: null,
-      remoteAddress, url, startedAt: performance.now(),
+      res, client: null, resolve: null, resume: null, context, module, handle: 0, slot: 0, slotGen: 0, aborted: false, timer: null,
+      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(), url: req.getUrl(), startedAt: performance.now(),
       key: req.getHeader('sec-websocket-key'),
       protocol: req.getHeader('sec-websocket-protocol'),
       extensions: req.getHeader('sec-websocket-extensions'),
     };
     res.onAborted(() => {
       p.aborted = true;
-      this.counters.drop('upgradeAborted', handle);
+      this.counters.drop('upgradeAborted', p.handle);
     });
+    this.beginUpgrade(p, req.getQuery() ?? '', headerNames, headerValues, params);
+  }
+
+  /**
+   * The transport-independent part of an upgrade: resume token, fd, worker, Upgrade record,
+   * upgrade timeout. Refusals answer through refusePending (HTTP or addClient() result).
+   */
+  private beginUpgrade(p: PendingUpgrade, query: string, headerNames: string[], headerValues: string[], params: string[]): void {
+    let slot: Slot | null = null;
+    if (this.resumeOpts[p.module] != null && query.includes('rw_resume=')) {
+      const t = this.sessions.resumeTarget(new URLSearchParams(query).get('rw_resume') ?? '');
+      const s = typeof t === 'string' ? null : this.slots[t.ud.slot]!;
+      if (typeof t === 'string' || !s!.alive || s!.generation !== t.ud.slotGen) {
+        this.counters.drop('resumeRefused');
+        refusePending(p, 410, JSON.stringify({ code: ErrorCodes.RW_ERR_RESUME_TOKEN, message: typeof t === 'string' ? t : 'session lost' }),
+          ErrorCodes.RW_ERR_RESUME_TOKEN, ['content-type'], ['application/json']);
+        return;
+      }
+      p.resume = t;
+      slot = s;
+    }
+    const fd = this.alloc.alloc();
+    if (fd === 0) {
+      this.counters.drop('connLimit');
+      refusePending(p, 503, 'too many connections', 'RW_ERR_CONN_LIMIT');
+      return;
+    }
+    if (slot === null) slot = this.affinitySlot(query, headerNames, headerValues) ?? this.pickSlot();
+    if (slot === null) {
+      this.alloc.release(fd);
+      this.counters.drop('workerUnavailable');
+      refusePending(p, 503, 'no worker available', 'RW_ERR_WORKER_UNAVAILABLE');
+      return;
+    }
+    const handle = this.alloc.handle(fd);
+    p.handle = handle;
+    p.slot = slot.index;
+    p.slotGen = slot.generation;
     const ok = slot.upgrade({
-      handle, module, url, query, remoteAddress, headerNames, headerValues, params,
+      handle, module: p.module, url: p.url, query, remoteAddress: p.remoteAddress, headerNames, headerValues, params,
     });
     if (!ok) {
       this.alloc.release(fd);
       this.counters.drop('workerUnavailable');
-      res.writeStatus(statusLine(503)).end('server busy');
+      refusePending(p, 503, 'server busy', 'RW_ERR_WORKER_UNAVAILABLE');
       return;
     }
+    if (p.resume !== null) this.sessions.beginResume(p.resume);
     this.pending.set(fd, p);
     p.timer = setTimeout(this.upgradeTimedOut, this.options.upgradeTimeoutMs, p);
+  }
+
+  /** uid affinity: the worker of the uid named by the configured query parameter or header. */
+  private affinitySlot(query: string, names: string[], values: string[]): Slot | null {
+    const a = this.options.uidAffinity;
+    if (a === null) return null;
+    let uid: string | null = null;
+    if (a.query !== null && query !== '') uid = new URLSearchParams(query).get(a.query);
+    if (uid === null && a.header !== null) {
+      const i = names.indexOf(a.header);
+      if (i >= 0) uid = values[i]!;
+    }
+    if (uid === null || uid === '') return null;
+    // FNV-1a over the uid's UTF-16 units: stable, cheap, spreads short ids well.
+    let h = 0x811c9dc5;
+    for (let i = 0; i < uid.length; i++) h = Math.imul(h ^ uid.charCodeAt(i), 0x01000193);
+    const n = this.slots.length;
+    for (let i = 0; i < n; i++) {
+      const s = this.slots[((h >>> 0) + i) % n]!;
+      if (s.alive) return s;
+    }
+    return null;
+  }
+
+  /** A resume upgrade ended without opening: its session's grace period goes on. */
+  pendingGone(p: PendingUpgrade): void {
+    if (p.resume !== null && p.resume.resuming) this.sessions.abortResume(p.resume);
+    if (p.client !== null) this.clientPending.delete(p.client);
   }
 
   /** Slowloris guard: the upgrade hooks did not answer in time → 408, fd released. */
@@ -446,39 +534,209 @@ export class Server {
     this.pending.delete(fd);
     this.alloc.release(fd);
     this.counters.drop('upgradeTimeout', p.handle);
-    if (!p.aborted) p.res.cork(() => { p.res.writeStatus(statusLine(408)).end('upgrade timed out'); });
+    this.pendingGone(p);
+    refusePending(p, 408, 'upgrade timed out', 'RW_ERR_UPGRADE_TIMEOUT');
     // The worker still holds the half-made connection: let it forget it once its hook returns.
     const slot = this.slots[p.slot]!;
     if (slot.alive && slot.generation === p.slotGen) slot.close(p.handle, CloseCode.ABNORMAL, EMPTY);
   };
 
-  private handleOpen(ws: WebSocket<SocketData>): void {
+  private readonly onOpen = (ws: WebSocket<SocketData>): void => this.handleOpen(asSock(ws));
+
+  private handleOpen(ws: Sock): void {
     const ud = ws.getUserData();
     const slot = this.slots[ud.slot]!;
-    this.sockets.set(ud.fd, ws);
+    const resume = ud.resumeOf;
+    ud.resumeOf = null;
     this.counters.connections++;
-    if (!slot.alive || slot.generation !== ud.slotGen) {
-      ws.end(CloseCode.INTERNAL, 'worker died');
+    if (!slot.alive || slot.generation !== ud.slotGen || (resume !== null && !resume.resuming)) {
+      this.sockets.set(ud.fd, ws);
+      ws.end(CloseCode.INTERNAL, resume !== null ? 'session lost' : 'worker died');
       return;
     }
     slot.connections++;
     ws.subscribe(BROADCAST_TOPIC_PREFIX + String(ud.module));
-    if (!slot.open(ud.handle)) ws.end(CloseCode.TRY_AGAIN, 'server busy');
+    if (resume !== null) {
+      this.sessions.attach(ws, ud, resume);
+      return;
+    }
+    this.sockets.set(ud.fd, ws);
+    if (!slot.open(ud.handle)) {
+      ws.end(CloseCode.TRY_AGAIN, 'server busy');
+      return;
+    }
+    const r = this.resumeOpts[ud.module];
+    if (r != null) this.sessions.opened(ws, ud, r);
   }
 
-  private handleClose(ws: WebSocket<SocketData>, code: number, message: ArrayBuffer): void {
+  private handleClose(ws: Sock, code: number, reason: Uint8Array): void {
     const ud = ws.getUserData();
     if (ud.closed) return;
     ud.closed = true;
     this.sockets.delete(ud.fd);
-    this.alloc.release(ud.fd);
     this.counters.connections--;
     const slot = this.slots[ud.slot]!;
-    if (slot.alive && slot.generation === ud.slotGen) {
-      slot.connections--;
-      slot.close(ud.handle, code, message.byteLength === 0 ? EMPTY : new Uint8Array(message));
-    }
+    const live = slot.alive && slot.generation === ud.slotGen;
+    if (live) slot.connections--;
+    if (ws instanceof ClientSock) this.forgetClient(ws);
+    if ((ud.session !== null || ud.uid !== null || ud.rooms !== null)
+      && this.sessions.closing(ud, code, this.state !== 'listening' || !live)) return; // detached: fd and worker state kept
+    this.alloc.release(ud.fd);
+    if (live) slot.close(ud.handle, code, reason);
   }
+
+  private forgetClient(s: ClientSock): void {
+    this.registry.removeAll(s);
+    if (this.clientSocks.get(s.client) === s) this.clientSocks.delete(s.client);
+    s.client.session = null;
+  }
+
+  /** SessionHost: a detached session ended for good (fd released, the worker runs the disconnect hooks). */
+  finishClose(ud: SocketData, code: number, reason: string): void {
+    this.alloc.release(ud.fd);
+    const slot = this.slots[ud.slot]!;
+    if (slot.alive && slot.generation === ud.slotGen) slot.close(ud.handle, code, utf8e.encode(reason));
+  }
+
+  /** SessionHost: close a socket whose connection lives on on another socket (a resume replaced it). */
+  retire(ud: SocketData, code: number, reason: string): void {
+    const sock = this.sockets.get(ud.fd);
+    if (sock === undefined || ud.closed) return;
+    ud.closed = true;
+    this.sockets.delete(ud.fd);
+    this.counters.connections--;
+    const slot = this.slots[ud.slot]!;
+    if (slot.alive && slot.generation === ud.slotGen) slot.connections--;
+    if (sock instanceof ClientSock) this.forgetClient(sock);
+    sock.end(code, reason);
+  }
+
+  /** ClientSockHost: a connector client was closed by the core (ClientSock.end). */
+  closed(s: ClientSock, code: number, reason: string): void {
+    this.handleClose(s, code, reason === '' ? EMPTY : utf8e.encode(reason));
+  }
+
+  /** ClientSockHost: publish on behalf of a connector client (it does not receive its own message). */
+  publishFrom(from: Sock, topic: string, data: Uint8Array, binary: boolean): void {
+    this.exec.publish(topic, data, binary, from.getUserData().handle);
+  }
+
+  // ------------------------------------------------------------------ connectors
+
+  /** The module serving `path` (route patterns with :params and a trailing *), and its params. */
+  private matchPath(path: string): { id: number; params: string[] } | null {
+    const q = path.indexOf('?');
+    const segs = (q >= 0 ? path.slice(0, q) : path).split('/').filter((x) => x !== '');
+    for (const m of this.matchers) {
+      const params: string[] = [];
+      let ok = true;
+      let i = 0;
+      for (; i < m.segs.length; i++) {
+        const pat = m.segs[i]!;
+        if (pat === '*') break;
+        const seg = segs[i];
+        if (seg === undefined) {
+          ok = false;
+          break;
+        }
+        if (pat.startsWith(':')) params.push(decodeURIComponent(seg));
+        else if (pat !== seg) {
+          ok = false;
+          break;
+        }
+      }
+      if (ok && (i < m.segs.length || segs.length === m.segs.length)) return { id: m.id, params };
+    }
+    return null;
+  }
+
+  private addClient(client: ConnectorClient, req: ClientRequest): Promise<AddClientResult> {
+    return new Promise<AddClientResult>((resolve) => {
+      if (this.state !== 'listening') {
+        resolve({ ok: false, status: 503, code: ErrorCodes.RW_ERR_SERVER_STATE, message: 'server not accepting connections' });
+        return;
+      }
+      const path = typeof req?.path === 'string' ? req.path : '';
+      const m = this.matchPath(path);
+      if (m === null) {
+        resolve({ ok: false, status: 404, code: ErrorCodes.RW_ERR_NO_MODULE, message: `no module on path ${JSON.stringify(path)}` });
+        return;
+      }
+      const names: string[] = [];
+      const values: string[] = [];
+      for (const [k, v] of Object.entries(req.headers ?? {})) {
+        if (names.length >= MAX_HEADERS) break;
+        names.push(k.toLowerCase());
+        values.push(String(v).slice(0, MAX_HEADER_VALUE));
+      }
+      const query = typeof req.query === 'string' ? req.query : '';
+      const p: PendingUpgrade = {
+        res: null, client, resolve, resume: null, context: null, module: m.id, handle: 0, slot: 0, slotGen: 0, aborted: false,
+        timer: null, remoteAddress: client.remoteAddress, url: query === '' ? path : `${path}?${query}`, startedAt: performance.now(),
+        key: '', protocol: '', extensions: '',
+      };
+      this.beginUpgrade(p, query, names, values, m.params);
+      if (p.handle !== 0 && this.pending.get(this.alloc.fdOf(p.handle)) === p) this.clientPending.set(client, p);
+    });
+  }
+
+  /** ExecutorHost: the hooks accepted a connector client. */
+  acceptClient(p: PendingUpgrade, ud: SocketData): void {
+    const client = p.client!;
+    this.clientPending.delete(client);
+    ud.transport = client.transport ?? 'connector';
+    const sock = new ClientSock(client, ud, this);
+    this.clientSocks.set(client, sock);
+    // Opens first (a resume may hand it another fd and handle); sends made meanwhile are held
+    // by the ClientSock until the connector has answered its client (see ClientSock.send).
+    this.handleOpen(sock);
+    const resolve = p.resolve;
+    p.resolve = null;
+    if (ud.closed) {
+      resolve?.({ ok: false, status: 503, code: ErrorCodes.RW_ERR_WORKER_UNAVAILABLE, message: 'connection closed while opening' });
+      return;
+    }
+    const session = { fd: ud.fd, handle: ud.handle, path: this.modules[ud.module]?.path ?? '' };
+    client.session = session;
+    resolve?.({ ok: true, session });
+  }
+
+  private readonly manager: ClientManager = {
+    addClient: (client, req) => this.addClient(client, req),
+    handleMsg: (client, data, binary) => {
+      const s = this.clientSocks.get(client);
+      if (s === undefined) {
+        this.counters.drop('staleHandle');
+        return;
+      }
+      this.inbound(s, data, binary);
+    },
+    removeClient: (client, code, reason) => {
+      const s = this.clientSocks.get(client);
+      if (s !== undefined) {
+        this.handleClose(s, code, reason === '' ? EMPTY : utf8e.encode(reason));
+        return;
+      }
+      const p = this.clientPending.get(client);
+      if (p !== undefined) {
+        this.clientPending.delete(client);
+        p.aborted = true;
+        p.resolve = null;
+        this.counters.drop('upgradeAborted', p.handle);
+      }
+    },
+    routes: (path) => {
+      const m = this.matchPath(path);
+      return m === null ? null : this.routeTables[m.id] ?? null;
+    },
+    reportError: (client, code, message) => {
+      const handle = client?.session?.handle ?? 0;
+      const c = this.counters;
+      c.connectorErrors[code] = (c.connectorErrors[code] ?? 0) + 1;
+      c.drops.connector++;
+      if (dropChannel.hasSubscribers) dropChannel.publish({ reason: 'connector', handle, code, message });
+    },
+  };
 
   // ------------------------------------------------------------------ shutdown
 
@@ -522,6 +780,7 @@ export class Server {
       this.uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = null;
     }
+    await this.stopConnectors();
     // 1. Replies to everything already accepted reach their clients (repeat while messages still arrive).
     for (let round = 0; round < 8 && Date.now() < deadline; round++) {
       const before = this.counters.messagesIn;
@@ -534,8 +793,11 @@ export class Server {
       if (p.timer !== null) clearTimeout(p.timer);
       this.pending.delete(fd);
       this.alloc.release(fd);
-      if (!p.aborted) p.res.cork(() => { p.res.writeStatus(statusLine(503)).end('server shutting down'); });
+      this.pendingGone(p);
+      refusePending(p, 503, 'server shutting down', ErrorCodes.RW_ERR_SERVER_STATE);
     }
+    // Detached sessions end too: their disconnect hooks run before the barrier below.
+    this.sessions.expireAll(null, 'server shutdown');
     // 3. Every disconnect hook has run.
     await this.barrierAll(deadline);
     try {
@@ -546,7 +808,20 @@ export class Server {
     await this.teardown();
   }
 
+  private async stopConnectors(): Promise<void> {
+    const list = this.startedConnectors;
+    this.startedConnectors = [];
+    for (const c of list) {
+      try {
+        await c.stop();
+      } catch {
+        // a connector that fails to stop must not keep the server from closing
+      }
+    }
+  }
+
   private async teardown(): Promise<void> {
+    await this.stopConnectors();
     if (this.watchdog !== null) {
       clearTimeout(this.watchdog);
       this.watchdog = null;
@@ -596,9 +871,29 @@ export class Server {
         fd: ud.fd, handle: ud.handle, remoteAddress: ud.remoteAddress, url: ud.url,
         module: this.modules[ud.module]?.path ?? '', worker: ud.slot, connectedAt: ud.connectedAt,
         handshakeMs: ud.handshakeMs, bufferedAmount: ws.getBufferedAmount(),
+        transport: ud.transport, uid: ud.uid, rooms: ud.rooms === null ? [] : [...ud.rooms],
       });
     }
     return out;
+  }
+
+  /** Subscribers of a topic on this node (uWS sockets and connector clients). */
+  subscribers(topic: string): number {
+    return this.exec.subscribers(topic);
+  }
+
+  /** Members of a room on this node (see ctx.join), or null when nobody joined it. */
+  roomMembers(room: string): { handle: number; uid: string | null; meta: unknown }[] | null {
+    return this.sessions.roomInfo(room).members;
+  }
+
+  /** Handles bound to a uid on this node (live or detached). */
+  uidHandles(uid: string): number[] {
+    return [...(this.sessions.uids.get(uid) ?? [])];
+  }
+
+  private clusterStats(): ServerStats['cluster'] {
+    return null;
   }
 
   stats(): ServerStats {
@@ -620,6 +915,8 @@ export class Server {
       connections: c.connections, liveFds: this.alloc.live, upgradesAccepted: c.upgradesAccepted, upgradesRejected: c.upgradesRejected,
       messagesIn: c.messagesIn, messagesOut: c.messagesOut, publishes: c.publishes,
       drops: { ...c.drops, workerShutdown }, workerRestarts: c.workerRestarts, workers,
+      resumes: c.resumes, detached: this.sessions.detached.size, connectorErrors: { ...c.connectorErrors },
+      cluster: this.clusterStats(),
     };
   }
 }

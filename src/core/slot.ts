@@ -14,13 +14,14 @@
  * number of connections, flushed after the overflow, so ordering per connection holds.
  */
 import { Ring, RingStatus, type RingStatusCode } from '../shared/ring.js';
-import { RecordReader, writeClose, writeDrain, writeMessage, writeOpen, writeUpgrade } from '../shared/records.js';
+import { RecordReader, writeClose, writeDrain, writeMessage, writeNotice, writeOpen, writeUpgrade } from '../shared/records.js';
 import { ControlKind } from '../shared/constants.js';
 import { WorkerCounter } from '../shared/tasks.js';
 
 interface PendingClose { kind: 0; handle: number; code: number; reason: Uint8Array }
 interface PendingBarrier { kind: 1; seq: number }
-type Pending = PendingClose | PendingBarrier;
+interface PendingNotice { kind: 2; op: number; id: number; status: number; handle: number; data: Uint8Array }
+type Pending = PendingClose | PendingBarrier | PendingNotice;
 
 export interface UpgradeFields {
   handle: number; module: number; url: string; query: string; remoteAddress: string;
@@ -132,6 +133,19 @@ export class Slot {
     this.pending.push({ kind: 0, handle, code, reason: reason.slice() });
   }
 
+  /** Session events and request replies; never dropped (a worker may be awaiting the reply). */
+  notice(op: number, id: number, status: number, handle: number, data: Uint8Array): void {
+    if (!this.backlog && this.pending.length === 0) {
+      if (writeNotice(this.inbound, op, id, status, handle, data) === RingStatus.OK) {
+        this.inbound.notify();
+        return;
+      }
+      this.backlog = true;
+      this.armFlush();
+    }
+    this.pending.push({ kind: 2, op, id, status, handle, data: data.slice() });
+  }
+
   barrier(seq: number): void {
     if (!this.backlog && this.pending.length === 0 && writeBarrier(this.inbound, seq)) {
       this.inbound.notify();
@@ -176,7 +190,9 @@ export class Slot {
       const p = this.pending;
       for (; i < p.length; i++) {
         const r = p[i]!;
-        const ok = r.kind === 0 ? writeClose(ring, r.handle, r.code, r.reason) === RingStatus.OK : writeBarrier(ring, r.seq);
+        const ok = r.kind === 0 ? writeClose(ring, r.handle, r.code, r.reason) === RingStatus.OK
+          : r.kind === 1 ? writeBarrier(ring, r.seq)
+            : writeNotice(ring, r.op, r.id, r.status, r.handle, r.data) === RingStatus.OK;
         if (!ok) break;
         moved = true;
       }

@@ -32,6 +32,16 @@ export interface DropStats {
   shutdown: number;
   /** Commands dropped on the worker side because its outbound ring was closed (shutdown). */
   workerShutdown: number;
+  /** Messages for a detached session past its buffer bounds (the resume then reports recovered: false). */
+  resumeOverflow: number;
+  /** Resume upgrades refused (HTTP 410): unknown or expired token. */
+  resumeRefused: number;
+  /** sendToUid to a uid no connection is bound to. */
+  uidOffline: number;
+  /** Transport-level errors reported by connectors (bad or oversized frames, heartbeat/handshake timeouts); by code in `connectorErrors`. */
+  connector: number;
+  /** Cross-node messages that could not be published because the cluster bus was down. */
+  cluster: number;
 }
 
 export interface WorkerStats {
@@ -64,6 +74,14 @@ export interface ServerStats {
   publishes: number;
   drops: DropStats;
   workerRestarts: number;
+  /** Sessions resumed on a new socket. */
+  resumes: number;
+  /** Connections detached (socket dropped) and waiting for a resume. */
+  detached: number;
+  /** Connector error counts by code (RW_ERR_TCP_BAD_FRAME, ...). */
+  connectorErrors: Record<string, number>;
+  /** Cluster bus state, when the server runs with `cluster` options. */
+  cluster: { nodeId: string; connected: boolean; published: number; received: number; dropped: number; reconnects: number } | null;
   workers: WorkerStats[];
 }
 
@@ -75,9 +93,12 @@ export class Counters {
   messagesOut = 0;
   publishes = 0;
   workerRestarts = 0;
+  resumes = 0;
+  readonly connectorErrors: Record<string, number> = {};
   readonly drops: DropStats = {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
     upgradeAborted: 0, upgradeTimeout: 0, originRejected: 0, tooBig: 0, rateLimited: 0, handlerTimeout: 0, shutdown: 0, workerShutdown: 0,
+    resumeOverflow: 0, resumeRefused: 0, uidOffline: 0, connector: 0, cluster: 0,
   };
 
   /** Count a drop, and publish it on 'ringwire:drop' when someone listens. */
@@ -104,4 +125,10 @@ export interface ConnectionInfo {
   handshakeMs: number;
   /** Bytes uWS holds for this connection (backpressure). */
   bufferedAmount: number;
+  /** 'websocket', or the name of the connector that accepted it ('tcp', 'memory', ...). */
+  transport: string;
+  /** The uid bound with ctx.bind(), or null. */
+  uid: string | null;
+  /** Rooms joined with ctx.join(). */
+  rooms: string[];
 }

@@ -70,6 +70,7 @@ export const RecordKind = {
   Message: 3,
   Close: 4,
   Drain: 5,
+  Notice: 6,
   // outbound commands (worker -> I/O thread)
   Send: 16,
   SendMany: 17,
@@ -79,6 +80,34 @@ export const RecordKind = {
   CloseConn: 21,
   Accept: 22,
   Reject: 23,
+  Request: 24,
+} as const;
+
+/** Request ops (worker -> I/O thread, cold path: sessions, uids, rooms, paged sends). */
+export const RequestOp = {
+  /** text = uid, data = JSON { onDuplicate, code }; replies. */
+  Bind: 1,
+  Unbind: 2,
+  /** text = uid, data = encoded message. */
+  SendToUid: 3,
+  /** text = room, data = JSON meta; replies with the presence snapshot. */
+  Join: 4,
+  /** text = room. */
+  Leave: 5,
+  /** text = topic; replies { subscribers, members? }. */
+  RoomInfo: 6,
+  /** Paged send to every connection of module `handle` (-1: all modules) except `handles`; data = message. */
+  SendAll: 7,
+} as const;
+
+/** Notice ops (I/O thread -> worker). */
+export const NoticeOp = {
+  /** Answer to Request `id`: status 0 = ok (data = JSON result), else data = JSON { code, message }. */
+  Reply: 1,
+  /** The connection's socket dropped; its session waits for a resume until the grace period ends. */
+  Detach: 2,
+  /** The session resumed on a new socket; data = JSON { tempHandle, recovered, replayed }. */
+  Resume: 3,
 } as const;
 export type RecordKindCode = (typeof RecordKind)[keyof typeof RecordKind];
 
@@ -603,6 +632,54 @@ export function writeReject(
   return copyBuilt(ring, RecordKind.Reject);
 }
 
+export interface RequestFields {
+  op: number;
+  id: number;
+  handle: number;
+  text: string;
+  handles: ArrayLike<number> | null;
+  binary: boolean;
+  data: Uint8Array | null;
+}
+
+/** A session/room command (cold path: Builder + copy). */
+export function writeRequest(ring: RecordRing, q: RequestFields): RingStatusCode {
+  builder.clear();
+  const text = builder.createString(q.text);
+  let handles = 0;
+  if (q.handles !== null) {
+    const n = q.handles.length;
+    builder.startVector(8, n, 8);
+    for (let i = n - 1; i >= 0; i--) builder.addFloat64(q.handles[i]!);
+    handles = builder.endVector();
+  }
+  const data = q.data === null ? 0 : builder.createByteVector(q.data);
+  fb.Request.startRequest(builder);
+  fb.Request.addOp(builder, q.op);
+  fb.Request.addId(builder, q.id);
+  fb.Request.addHandle(builder, q.handle);
+  fb.Request.addText(builder, text);
+  if (handles !== 0) fb.Request.addHandles(builder, handles);
+  fb.Request.addBinary(builder, q.binary);
+  if (data !== 0) fb.Request.addData(builder, data);
+  builder.finish(fb.Request.endRequest(builder));
+  return copyBuilt(ring, RecordKind.Request);
+}
+
+/** A Notice to a worker (cold path). `data` is UTF-8 JSON. */
+export function writeNotice(ring: RecordRing, op: number, id: number, status: number, handle: number, data: Uint8Array): RingStatusCode {
+  builder.clear();
+  const d = builder.createByteVector(data);
+  fb.Notice.startNotice(builder);
+  fb.Notice.addOp(builder, op);
+  fb.Notice.addId(builder, id);
+  fb.Notice.addStatus(builder, status);
+  fb.Notice.addHandle(builder, handle);
+  fb.Notice.addData(builder, d);
+  builder.finish(fb.Notice.endNotice(builder));
+  return copyBuilt(ring, RecordKind.Notice);
+}
+
 // ------------------------------------------------------------------------------------------
 // readers
 // ------------------------------------------------------------------------------------------
@@ -654,6 +731,8 @@ export class RecordReader {
   private readonly _accept = new fb.Accept();
   private readonly _reject = new fb.Reject();
   private readonly _frame = new fb.WireFrame();
+  private readonly _request = new fb.Request();
+  private readonly _notice = new fb.Notice();
 
   constructor(data: Uint8Array) {
     this.data = data;
@@ -684,6 +763,8 @@ export class RecordReader {
   closeConn(offset: number): fb.CloseConn { return this._closeConn.__init(this.root(offset + 4), this.bb); }
   accept(offset: number): fb.Accept { return this._accept.__init(this.root(offset + 4), this.bb); }
   reject(offset: number): fb.Reject { return this._reject.__init(this.root(offset + 4), this.bb); }
+  request(offset: number): fb.Request { return this._request.__init(this.root(offset + 4), this.bb); }
+  notice(offset: number): fb.Notice { return this._notice.__init(this.root(offset + 4), this.bb); }
 
   /**
    * A WireFrame buffer starting at `start` (e.g. vectorStart(send, Slot.SendData)). Not a

@@ -17,6 +17,8 @@ export interface ModuleDescriptor {
   readonly codec: 'binary' | 'json' | 'raw';
   readonly events: readonly string[];
   readonly options: Readonly<Record<string, number | boolean>>;
+  /** Resumable sessions (defineModule({ resume })), with defaults filled in; null when off. */
+  readonly resume: { readonly graceMs: number; readonly maxMessages: number; readonly maxBytes: number } | null;
 }
 
 export type DescribeResult =

@@ -53,6 +53,8 @@ KIND_FIELDS[RecordKind.Unsubscribe] = Uint8Array.of(F64, STR);
 KIND_FIELDS[RecordKind.CloseConn] = Uint8Array.of(F64, U32, STR);
 KIND_FIELDS[RecordKind.Accept] = Uint8Array.of(F64, VEC_U8);
 KIND_FIELDS[RecordKind.Reject] = Uint8Array.of(F64, U16, VEC_STR, VEC_STR, VEC_U8);
+KIND_FIELDS[RecordKind.Notice] = Uint8Array.of(U16, U32, U32, F64, VEC_U8);
+KIND_FIELDS[RecordKind.Request] = Uint8Array.of(U16, U32, F64, STR, VEC_F64, U8, VEC_U8);
 
 /** Exposed for the schema consistency test only. */
 export const _schemaFields = { WIRE_FRAME, KIND_FIELDS, U8, U16, U32, F64, STR, VEC_U8, VEC_F64, VEC_STR } as const;

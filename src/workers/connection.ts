@@ -5,7 +5,9 @@
  * payload, data) are overwritten for each message; messages of one connection run one at
  * a time, so that is safe even with async handlers.
  */
-import type { Context, SendOptions, UpgradeContext } from './define.js';
+import type { Context, PresenceMember, SendOptions, UpgradeContext } from './define.js';
+import { RequestOp } from '../shared/records.js';
+import { ErrorCodes, RingwireError } from '../shared/errors.js';
 import type { ModuleRt } from './loader.js';
 import type { Outbox } from './outbox.js';
 import { CloseCode } from '../shared/constants.js';
@@ -18,6 +20,7 @@ export const ConnState = { Upgrading: 0, Open: 1, Closed: 2 } as const;
 export class Conn implements Context, UpgradeContext {
   readonly fd: number;
   readonly handle: number;
+  uid: string | null = null;
   readonly module: ModuleRt;
   readonly outbox: Outbox;
   readonly url: string;
@@ -112,15 +115,97 @@ export class Conn implements Context, UpgradeContext {
     this.outbox.publish(topic, codec.binary, bytes, options?.exceptSelf === true ? this.handle : 0);
   }
 
-  broadcast(payload: unknown, options?: SendOptions & { exceptSelf?: boolean }): void {
+  broadcast(payload: unknown, options?: SendOptions & { exceptSelf?: boolean; except?: readonly number[] }): void {
+    if (options?.except !== undefined) {
+      const except = options.exceptSelf === true ? [...options.except, this.handle] : options.except;
+      this.sendAll(payload, { ...options, except });
+      return;
+    }
     const codec = this.module.codec;
     const bytes = codec.encode(options?.event ?? this.event, 0, payload);
     this.outbox.publish(this.module.broadcastTopic, codec.binary, bytes, options?.exceptSelf === true ? this.handle : 0);
   }
 
-  subscribe(topic: string): void {
+  /** Subscribe to a topic; false when an onSubscribe hook refused it. */
+  subscribe(topic: string): boolean {
     checkTopic(topic);
+    const hooks = this.module.subscribe;
+    for (let i = 0; i < hooks.length; i++) {
+      const r = hooks[i]!(this, topic);
+      if (r !== null && typeof r === 'object' && typeof (r as { then?: unknown }).then === 'function') {
+        throw new TypeError('an onSubscribe hook returned a promise: subscribe() is synchronous, use join() for async checks');
+      }
+      if (r === false) return false;
+    }
     this.outbox.subscribe(this.handle, topic);
+    return true;
+  }
+
+  // ---- uids ----
+  async bind(uid: string, options?: { onDuplicate?: 'allow' | 'reject' | 'kick'; code?: number }): Promise<void> {
+    if (typeof uid !== 'string' || uid.length === 0 || uid.length > 256) throw new TypeError('bind(uid) needs a string of 1 to 256 characters');
+    const onDuplicate = options?.onDuplicate ?? 'allow';
+    if (onDuplicate !== 'allow' && onDuplicate !== 'reject' && onDuplicate !== 'kick') {
+      throw new TypeError('bind() options.onDuplicate must be "allow", "reject" or "kick"');
+    }
+    const code = options?.code ?? 4001;
+    if (!Number.isInteger(code) || code < 1000 || code > 4999) throw new RangeError('bind() options.code must be a close code between 1000 and 4999');
+    await this.outbox.request(RequestOp.Bind, this.handle, uid, null, false, utf8.encode(JSON.stringify({ onDuplicate, code })), true);
+    this.uid = uid;
+  }
+
+  unbind(): void {
+    if (this.uid === null) return;
+    this.uid = null;
+    this.outbox.request(RequestOp.Unbind, this.handle, '', null, false, null, false);
+  }
+
+  sendToUid(uid: string, payload: unknown, options?: SendOptions): void {
+    if (typeof uid !== 'string' || uid.length === 0) throw new TypeError('sendToUid(uid) needs a non-empty string');
+    const codec = this.module.codec;
+    const bytes = codec.encode(options?.event ?? this.event, 0, payload);
+    this.outbox.request(RequestOp.SendToUid, this.handle, uid, null, codec.binary, bytes, false);
+  }
+
+  sendMany(handles: readonly number[], payload: unknown, options?: SendOptions): void {
+    if (!Array.isArray(handles)) throw new TypeError('sendMany(handles) needs an array of handles');
+    if (handles.length === 0) return;
+    const codec = this.module.codec;
+    const bytes = codec.encode(options?.event ?? this.event, 0, payload);
+    this.outbox.sendMany(handles, handles.length, codec.binary, bytes);
+  }
+
+  sendAll(payload: unknown, options?: SendOptions & { except?: readonly number[]; allModules?: boolean }): void {
+    const codec = this.module.codec;
+    const bytes = codec.encode(options?.event ?? this.event, 0, payload);
+    this.outbox.request(RequestOp.SendAll, options?.allModules === true ? -1 : this.module.id, '', options?.except ?? null,
+      codec.binary, bytes, false);
+  }
+
+  // ---- rooms ----
+  async join(room: string, meta?: unknown): Promise<PresenceMember[]> {
+    checkTopic(room);
+    const hooks = this.module.subscribe;
+    for (let i = 0; i < hooks.length; i++) {
+      if ((await hooks[i]!(this, room)) === false) {
+        throw new RingwireError(ErrorCodes.RW_ERR_JOIN_REFUSED, `joining ${JSON.stringify(room)} was refused`);
+      }
+    }
+    const data = meta === undefined ? null : utf8.encode(JSON.stringify(meta));
+    const r = await this.outbox.request(RequestOp.Join, this.handle, room, null, false, data, true) as { members: PresenceMember[] };
+    return r.members;
+  }
+
+  leave(room: string): void {
+    checkTopic(room);
+    this.outbox.request(RequestOp.Leave, this.handle, room, null, false, null, false);
+  }
+
+  async room(topic: string): Promise<{ subscribers: number; members: PresenceMember[] | null }> {
+    checkTopic(topic);
+    return await this.outbox.request(RequestOp.RoomInfo, this.handle, topic, null, false, null, true) as {
+      subscribers: number; members: PresenceMember[] | null;
+    };
   }
 
   unsubscribe(topic: string): void {

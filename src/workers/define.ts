@@ -52,10 +52,54 @@ export interface Context {
   send(payload: unknown, options?: SendOptions): void;
   sendTo(handle: number, payload: unknown, options?: SendOptions): void;
   publish(topic: string, payload: unknown, options?: SendOptions & { exceptSelf?: boolean }): void;
-  subscribe(topic: string): void;
+  /** Subscribe to a topic; false when an onSubscribe hook refused it. */
+  subscribe(topic: string): boolean;
   unsubscribe(topic: string): void;
-  broadcast(payload: unknown, options?: SendOptions & { exceptSelf?: boolean }): void;
+  broadcast(payload: unknown, options?: SendOptions & { exceptSelf?: boolean; except?: readonly number[] }): void;
   close(code?: number, reason?: string): void;
+
+  // ---- uids (see README "Sessions, uids and rooms") ----
+  /** The uid bound with bind(), or null. */
+  readonly uid: string | null;
+  /**
+   * Bind this connection to a uid. onDuplicate: 'allow' (default: several connections per uid),
+   * 'reject' (rejects with RW_ERR_UID_TAKEN while another connection holds it), 'kick' (closes
+   * the others with `code`, default 4001).
+   */
+  bind(uid: string, options?: { onDuplicate?: 'allow' | 'reject' | 'kick'; code?: number }): Promise<void>;
+  unbind(): void;
+  /** Send to every connection bound to `uid` (live, or buffered while detached). */
+  sendToUid(uid: string, payload: unknown, options?: SendOptions): void;
+  /** Send the same message to several connections (one command). */
+  sendMany(handles: readonly number[], payload: unknown, options?: SendOptions): void;
+  /** Send to every connection of this module (all modules with `allModules`) in pages that never stall the I/O thread. */
+  sendAll(payload: unknown, options?: SendOptions & { except?: readonly number[]; allModules?: boolean }): void;
+
+  // ---- rooms and presence ----
+  /**
+   * Join a room (a topic with presence): the onSubscribe hooks may refuse it (RW_ERR_JOIN_REFUSED).
+   * Resolves with the members after the join (this connection included); this client also gets a
+   * `presence_state` frame, the other members a `presence_diff`.
+   */
+  join(room: string, meta?: unknown): Promise<PresenceMember[]>;
+  leave(room: string): void;
+  /** Subscribers of a topic on this node, and its presence members when it is a room. */
+  room(topic: string): Promise<{ subscribers: number; members: PresenceMember[] | null }>;
+}
+
+/** A room member as presence reports it. */
+export interface PresenceMember {
+  readonly handle: number;
+  readonly uid: string | null;
+  readonly meta: unknown;
+}
+
+/** What onResume hooks get. */
+export interface ResumeInfo {
+  /** Every message addressed to the connection while it was away was replayed. */
+  readonly recovered: boolean;
+  /** How many were replayed. */
+  readonly replayed: number;
 }
 
 /** What an upgrade hook sees: the request, the userData being built, and `reject()`. */
@@ -75,7 +119,7 @@ export interface UpgradeContext {
   readonly rejected: boolean;
 }
 
-export type Stage = 'upgrade' | 'connect' | 'message' | 'route' | 'decode' | 'disconnect';
+export type Stage = 'upgrade' | 'connect' | 'message' | 'route' | 'decode' | 'disconnect' | 'away' | 'resume';
 
 /** A value or a promise of it: every hook may be async. */
 export type MaybePromise<T> = T | Promise<T>;
@@ -84,6 +128,11 @@ export type UpgradeHook = (up: UpgradeContext) => MaybePromise<void | Record<str
 export type MessageHook = (ctx: Context) => MaybePromise<void | boolean | undefined>;
 export type ConnectHook = (ctx: Context) => MaybePromise<void>;
 export type DisconnectHook = (ctx: Context, code: number, reason: string) => MaybePromise<void>;
+/** The connection's socket dropped; its session waits for a resume (modules with `resume`). */
+export type AwayHook = (ctx: Context) => MaybePromise<void>;
+export type ResumeHook = (ctx: Context, info: ResumeInfo) => MaybePromise<void>;
+/** Runs before ctx.subscribe()/ctx.join(); returning false refuses it (must be synchronous for subscribe). */
+export type SubscribeHook = (ctx: Context, topic: string) => MaybePromise<void | boolean>;
 export type ErrorHook = (err: unknown, stage: Stage, ctx: Context | UpgradeContext | undefined) => MaybePromise<void>;
 
 export interface EventDefinition {
@@ -97,6 +146,9 @@ export interface HooksDefinition {
   onReceived?: MessageHook;
   onDisconnect?: DisconnectHook;
   onError?: ErrorHook;
+  onAway?: AwayHook;
+  onResume?: ResumeHook;
+  onSubscribe?: SubscribeHook;
 }
 
 export interface ModuleDefinition extends HooksDefinition {
@@ -109,12 +161,19 @@ export interface ModuleDefinition extends HooksDefinition {
   events?: Record<string, EventDefinition>;
   /** Single handler (raw codec modules, or a catch-all for other codecs). */
   handler?: MessageHook;
+  /**
+   * Resumable sessions: a connection whose socket drops (no close frame) keeps its handle,
+   * uid, rooms and topics for `graceMs`; messages to it are buffered (at most `maxMessages`,
+   * default 1000, and `maxBytes`, default 1 MiB) and replayed when the client reconnects with
+   * `?rw_resume=<token>`. See README "Resume".
+   */
+  resume?: { graceMs: number; maxMessages?: number; maxBytes?: number };
 }
 
 const MODULE_BRAND = Symbol.for('ringwire.module');
 const HOOKS_BRAND = Symbol.for('ringwire.hooks');
 
-const HOOK_NAMES = ['onUpgrade', 'onConnect', 'onReceived', 'onDisconnect', 'onError'] as const;
+const HOOK_NAMES = ['onUpgrade', 'onConnect', 'onReceived', 'onDisconnect', 'onError', 'onAway', 'onResume', 'onSubscribe'] as const;
 const SOCKET_OPTION_NAMES = ['maxPayloadLength', 'idleTimeout', 'maxBackpressure',
   'closeOnBackpressureLimit', 'sendPingsAutomatically', 'maxLifetime'] as const;
 
@@ -166,6 +225,13 @@ export function defineModule<T extends ModuleDefinition>(def: T): T {
         throw new TypeError(`module.options.${k} is not a known socket option (${SOCKET_OPTION_NAMES.join(', ')})`);
       }
     }
+  }
+  if (def.resume !== undefined) {
+    const r = def.resume;
+    if (r === null || typeof r !== 'object') throw new TypeError('module.resume must be an object { graceMs, maxMessages?, maxBytes? }');
+    if (!Number.isInteger(r.graceMs) || r.graceMs < 1 || r.graceMs > 86_400_000) throw new RangeError('module.resume.graceMs must be an integer between 1 and 86400000');
+    if (r.maxMessages !== undefined && (!Number.isInteger(r.maxMessages) || r.maxMessages < 0)) throw new RangeError('module.resume.maxMessages must be a non-negative integer');
+    if (r.maxBytes !== undefined && (!Number.isInteger(r.maxBytes) || r.maxBytes < 0)) throw new RangeError('module.resume.maxBytes must be a non-negative integer');
   }
   Object.defineProperty(def, MODULE_BRAND, { value: true });
   return def;

@@ -9,7 +9,8 @@ import { BROADCAST_TOPIC_PREFIX } from '../shared/constants.js';
 import type { ModuleDescriptor } from '../shared/tasks.js';
 import {
   asHooks, asModule, type ConnectHook, type DisconnectHook, type ErrorHook, type HooksDefinition,
-  type MessageHook, type ModuleDefinition, type UpgradeHook, type CodecName,
+  type MessageHook, type ModuleDefinition, type UpgradeHook, type CodecName, type AwayHook, type ResumeHook,
+  type SubscribeHook,
 } from './define.js';
 
 export interface RouteRt {
@@ -30,6 +31,9 @@ export interface ModuleRt {
   readonly upgrade: readonly UpgradeHook[];
   readonly connect: readonly ConnectHook[];
   readonly disconnect: readonly DisconnectHook[];
+  readonly away: readonly AwayHook[];
+  readonly resume: readonly ResumeHook[];
+  readonly subscribe: readonly SubscribeHook[];
   /** Module onError first (more specific), then the global one. */
   readonly errors: readonly ErrorHook[];
   readonly routes: ReadonlyMap<string, RouteRt>;
@@ -75,6 +79,15 @@ function buildModule(id: number, file: string, def: ModuleDefinition, hooks: Hoo
   const disconnect: DisconnectHook[] = [];
   push(disconnect, hooks.onDisconnect);
   push(disconnect, def.onDisconnect);
+  const away: AwayHook[] = [];
+  push(away, hooks.onAway);
+  push(away, def.onAway);
+  const resume: ResumeHook[] = [];
+  push(resume, hooks.onResume);
+  push(resume, def.onResume);
+  const subscribe: SubscribeHook[] = [];
+  push(subscribe, hooks.onSubscribe);
+  push(subscribe, def.onSubscribe);
   const errors: ErrorHook[] = [];
   push(errors, def.onError);
   push(errors, hooks.onError);
@@ -95,7 +108,7 @@ function buildModule(id: number, file: string, def: ModuleDefinition, hooks: Hoo
   if (codecName === 'raw' && fallback === null) fallback = routeById[1] ?? null;
   return {
     id, file, def, path: def.path, paramNames: paramNamesOf(def.path), codec: codecByName(codecName),
-    upgrade, connect, disconnect, errors, routes, routeById, fallback,
+    upgrade, connect, disconnect, away, resume, subscribe, errors, routes, routeById, fallback,
     broadcastTopic: BROADCAST_TOPIC_PREFIX + String(id),
   };
 }
@@ -123,5 +136,9 @@ export function describeModule(m: ModuleRt): ModuleDescriptor {
   for (const [k, v] of Object.entries(m.def.options ?? {})) {
     if (typeof v === 'number' || typeof v === 'boolean') options[k] = v;
   }
-  return { path: m.path, codec: m.codec.name, events: [...m.routes.keys()], options };
+  const r = m.def.resume;
+  const resume = r === undefined ? null : {
+    graceMs: r.graceMs, maxMessages: r.maxMessages ?? 1000, maxBytes: r.maxBytes ?? 1024 * 1024,
+  };
+  return { path: m.path, codec: m.codec.name, events: [...m.routes.keys()], options, resume };
 }

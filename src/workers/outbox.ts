@@ -8,10 +8,10 @@
 import { Ring, RingStatus, type RingStatusCode } from '../shared/ring.js';
 import {
   writeSend, writeSendFrame, writeSendMany, writePublish, writeSubscribe, writeUnsubscribe,
-  writeCloseConn, writeAccept, writeReject,
+  writeCloseConn, writeAccept, writeReject, writeRequest, type RequestFields,
 } from '../shared/records.js';
 import { ControlKind } from '../shared/constants.js';
-import { RecordTooLargeError } from '../shared/errors.js';
+import { RecordTooLargeError, RingwireError, type ErrorCode } from '../shared/errors.js';
 import { WorkerCounter } from '../shared/tasks.js';
 
 export class Outbox {
@@ -105,6 +105,54 @@ export class Outbox {
     this.done();
   }
 
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly fields: RequestFields = { op: 0, id: 0, handle: 0, text: '', handles: null, binary: false, data: null };
+
+  /**
+   * A session/room command. With `reply`, resolves with the I/O thread's answer (parsed JSON)
+   * or rejects with a RingwireError carrying its code.
+   */
+  request(op: number, handle: number, text: string, handles: readonly number[] | null, binary: boolean,
+    data: Uint8Array | null, reply: boolean): Promise<unknown> | undefined {
+    const f = this.fields;
+    f.op = op;
+    f.id = reply ? this.nextId++ : 0;
+    if (this.nextId > 0xfffffff0) this.nextId = 1;
+    f.handle = handle;
+    f.text = text;
+    f.handles = handles;
+    f.binary = binary;
+    f.data = data;
+    const size = (data?.length ?? 0) + (handles?.length ?? 0) * 8 + text.length * 3 + 64;
+    const id = f.id;
+    let p: Promise<unknown> | undefined;
+    if (reply) p = new Promise((resolve, reject) => { this.waiting.set(id, { resolve, reject }); });
+    while (!this.check(writeRequest(this.ring, f), size));
+    f.data = null;
+    f.handles = null;
+    this.done();
+    return p;
+  }
+
+  /** A Reply notice arrived. */
+  settle(id: number, status: number, data: Uint8Array | null): void {
+    const w = this.waiting.get(id);
+    if (w === undefined) return;
+    this.waiting.delete(id);
+    let v: unknown = null;
+    try {
+      v = data === null || data.length === 0 ? null : JSON.parse(utf8d.decode(data));
+    } catch {
+      v = null;
+    }
+    if (status === 0) w.resolve(v);
+    else {
+      const e = (v ?? {}) as { code?: string; message?: string };
+      w.reject(new RingwireError((e.code ?? 'RW_ERR_HANDLER') as ErrorCode, e.message ?? 'request failed'));
+    }
+  }
+
   /** Control record: [u32 kind][u32 seq]. */
   barrierAck(seq: number): void {
     for (;;) {
@@ -121,6 +169,8 @@ export class Outbox {
     }
   }
 }
+
+const utf8d = new TextDecoder();
 
 export function writeU32(d: Uint8Array, off: number, v: number): void {
   d[off] = v & 0xff;

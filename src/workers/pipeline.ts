@@ -204,6 +204,31 @@ function finishDisconnect(conn: Conn, next: number, code: number, reason: string
   return runDisconnect(conn, next, code, reason);
 }
 
+/** onAway / onResume hooks: run in order; a failure is reported and the next hook still runs. */
+export function runSession(conn: Conn, stage: 'away' | 'resume', info: unknown, i: number): PromiseLike<unknown> | undefined {
+  const hooks = (stage === 'away' ? conn.module.away : conn.module.resume) as readonly ((c: Conn, x: unknown) => unknown)[];
+  for (; i < hooks.length; i++) {
+    let r: unknown;
+    try {
+      r = hooks[i]!(conn, info);
+    } catch (err) {
+      sessionHookFailed(conn, stage, err);
+      continue;
+    }
+    if (isThenable(r)) {
+      const next = i + 1;
+      return r.then(() => runSession(conn, stage, info, next),
+        (err) => { sessionHookFailed(conn, stage, err); return runSession(conn, stage, info, next); });
+    }
+  }
+  return undefined;
+}
+
+function sessionHookFailed(conn: Conn, stage: 'away' | 'resume', err: unknown): void {
+  host.counters[WorkerCounter.hookErrors]! += 1;
+  reportError(conn, new HandlerError(stage, err), stage);
+}
+
 function disconnectFailed(conn: Conn, err: unknown): void {
   host.counters[WorkerCounter.hookErrors]! += 1;
   reportError(conn, new HandlerError('disconnect', err), 'disconnect');

@@ -12,7 +12,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { threadId } from 'node:worker_threads';
 import { Ring } from '../shared/ring.js';
-import { RecordKind, RecordReader } from '../shared/records.js';
+import { NoticeOp, RecordKind, RecordReader } from '../shared/records.js';
 import { ControlKind, CloseCode } from '../shared/constants.js';
 import { BadFrameError, ModuleLoadError, RingwireError, UnknownEventError } from '../shared/errors.js';
 import type { DecodedFrame } from '../shared/wire.js';
@@ -22,7 +22,7 @@ import { Conn, ConnState } from './connection.js';
 import { describeModule, loadAll, type Loaded, type RouteRt } from './loader.js';
 import { Outbox, readU32 } from './outbox.js';
 import {
-  frameFailed, runConnect, runDisconnect, runMessage, runUpgrade, setPipelineHost, type PipelineHost,
+  frameFailed, runConnect, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
 } from './pipeline.js';
 
 const utf8d = new TextDecoder();
@@ -175,6 +175,34 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
     }
     case RecordKind.Drain:
       return;
+    case RecordKind.Notice: {
+      const n = reader.notice(offset);
+      const op = n.op();
+      if (op === NoticeOp.Reply) {
+        s.outbox.settle(n.id(), n.status(), n.dataArray());
+        return;
+      }
+      const conn = s.conns.get(n.handle());
+      if (conn === undefined || conn.state !== ConnState.Open) return;
+      if (conn.busy) return enqueue(conn, data, offset, length);
+      let p: PromiseLike<unknown> | undefined;
+      if (op === NoticeOp.Detach) {
+        p = runSession(conn, 'away', undefined, 0);
+      } else if (op === NoticeOp.Resume) {
+        const d = n.dataArray();
+        const info = JSON.parse(d === null ? '{}' : utf8d.decode(d)) as { tempHandle: number; recovered: boolean; replayed: number };
+        // The resumed socket's upgrade built a temporary connection: its upgrade userData
+        // (fresh auth, say) is merged into the session's, then it is forgotten.
+        const temp = s.conns.get(info.tempHandle);
+        if (temp !== undefined) {
+          Object.assign(conn.userData, temp.userData);
+          s.conns.delete(info.tempHandle);
+        }
+        p = runSession(conn, 'resume', { recovered: info.recovered, replayed: info.replayed }, 0);
+      }
+      if (p !== undefined) s.startAsync(conn, p);
+      return;
+    }
     case ControlKind.Barrier: {
       const seq = readU32(data, offset + 4);
       if (s.inFlight === 0) s.outbox.barrierAck(seq);

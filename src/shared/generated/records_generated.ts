@@ -455,6 +455,111 @@ static createDrain(builder:flatbuffers.Builder, handle:number, buffered:number):
 }
 }
 
+export class Notice {
+  bb: flatbuffers.ByteBuffer|null = null;
+  bb_pos = 0;
+  __init(i:number, bb:flatbuffers.ByteBuffer):Notice {
+  this.bb_pos = i;
+  this.bb = bb;
+  return this;
+}
+
+static getRootAsNotice(bb:flatbuffers.ByteBuffer, obj?:Notice):Notice {
+  return (obj || new Notice()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+static getSizePrefixedRootAsNotice(bb:flatbuffers.ByteBuffer, obj?:Notice):Notice {
+  bb.setPosition(bb.position() + flatbuffers.SIZE_PREFIX_LENGTH);
+  return (obj || new Notice()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+op():number {
+  const offset = this.bb!.__offset(this.bb_pos, 4);
+  return offset ? this.bb!.readUint16(this.bb_pos + offset) : 0;
+}
+
+id():number {
+  const offset = this.bb!.__offset(this.bb_pos, 6);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
+}
+
+status():number {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? this.bb!.readInt32(this.bb_pos + offset) : 0;
+}
+
+handle():number {
+  const offset = this.bb!.__offset(this.bb_pos, 10);
+  return offset ? this.bb!.readFloat64(this.bb_pos + offset) : 0.0;
+}
+
+data(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readUint8(this.bb!.__vector(this.bb_pos + offset) + index) : 0;
+}
+
+dataLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+dataArray():Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
+static startNotice(builder:flatbuffers.Builder) {
+  builder.startObject(5);
+}
+
+static addOp(builder:flatbuffers.Builder, op:number) {
+  builder.addFieldInt16(0, op, 0);
+}
+
+static addId(builder:flatbuffers.Builder, id:number) {
+  builder.addFieldInt32(1, id, 0);
+}
+
+static addStatus(builder:flatbuffers.Builder, status:number) {
+  builder.addFieldInt32(2, status, 0);
+}
+
+static addHandle(builder:flatbuffers.Builder, handle:number) {
+  builder.addFieldFloat64(3, handle, 0.0);
+}
+
+static addData(builder:flatbuffers.Builder, dataOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(4, dataOffset, 0);
+}
+
+static createDataVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset {
+  builder.startVector(1, data.length, 1);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt8(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startDataVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(1, numElems, 1);
+}
+
+static endNotice(builder:flatbuffers.Builder):flatbuffers.Offset {
+  const offset = builder.endObject();
+  return offset;
+}
+
+static createNotice(builder:flatbuffers.Builder, op:number, id:number, status:number, handle:number, dataOffset:flatbuffers.Offset):flatbuffers.Offset {
+  Notice.startNotice(builder);
+  Notice.addOp(builder, op);
+  Notice.addId(builder, id);
+  Notice.addStatus(builder, status);
+  Notice.addHandle(builder, handle);
+  Notice.addData(builder, dataOffset);
+  return Notice.endNotice(builder);
+}
+}
+
 export class Send {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -996,6 +1101,160 @@ static createAccept(builder:flatbuffers.Builder, handle:number, userDataOffset:f
   Accept.addHandle(builder, handle);
   Accept.addUserData(builder, userDataOffset);
   return Accept.endAccept(builder);
+}
+}
+
+export class Request {
+  bb: flatbuffers.ByteBuffer|null = null;
+  bb_pos = 0;
+  __init(i:number, bb:flatbuffers.ByteBuffer):Request {
+  this.bb_pos = i;
+  this.bb = bb;
+  return this;
+}
+
+static getRootAsRequest(bb:flatbuffers.ByteBuffer, obj?:Request):Request {
+  return (obj || new Request()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+static getSizePrefixedRootAsRequest(bb:flatbuffers.ByteBuffer, obj?:Request):Request {
+  bb.setPosition(bb.position() + flatbuffers.SIZE_PREFIX_LENGTH);
+  return (obj || new Request()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+op():number {
+  const offset = this.bb!.__offset(this.bb_pos, 4);
+  return offset ? this.bb!.readUint16(this.bb_pos + offset) : 0;
+}
+
+id():number {
+  const offset = this.bb!.__offset(this.bb_pos, 6);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
+}
+
+handle():number {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? this.bb!.readFloat64(this.bb_pos + offset) : 0.0;
+}
+
+text():string|null
+text(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
+text(optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 10);
+  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
+}
+
+handles(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readFloat64(this.bb!.__vector(this.bb_pos + offset) + index * 8) : 0;
+}
+
+handlesLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+handlesArray():Float64Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? new Float64Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
+binary():boolean {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
+}
+
+data(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? this.bb!.readUint8(this.bb!.__vector(this.bb_pos + offset) + index) : 0;
+}
+
+dataLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+dataArray():Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
+static startRequest(builder:flatbuffers.Builder) {
+  builder.startObject(7);
+}
+
+static addOp(builder:flatbuffers.Builder, op:number) {
+  builder.addFieldInt16(0, op, 0);
+}
+
+static addId(builder:flatbuffers.Builder, id:number) {
+  builder.addFieldInt32(1, id, 0);
+}
+
+static addHandle(builder:flatbuffers.Builder, handle:number) {
+  builder.addFieldFloat64(2, handle, 0.0);
+}
+
+static addText(builder:flatbuffers.Builder, textOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(3, textOffset, 0);
+}
+
+static addHandles(builder:flatbuffers.Builder, handlesOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(4, handlesOffset, 0);
+}
+
+static createHandlesVector(builder:flatbuffers.Builder, data:number[]|Float64Array):flatbuffers.Offset;
+/**
+ * @deprecated This Uint8Array overload will be removed in the future.
+ */
+static createHandlesVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset;
+static createHandlesVector(builder:flatbuffers.Builder, data:number[]|Float64Array|Uint8Array):flatbuffers.Offset {
+  builder.startVector(8, data.length, 8);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addFloat64(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startHandlesVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(8, numElems, 8);
+}
+
+static addBinary(builder:flatbuffers.Builder, binary:boolean) {
+  builder.addFieldInt8(5, +binary, +false);
+}
+
+static addData(builder:flatbuffers.Builder, dataOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(6, dataOffset, 0);
+}
+
+static createDataVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset {
+  builder.startVector(1, data.length, 1);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt8(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startDataVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(1, numElems, 1);
+}
+
+static endRequest(builder:flatbuffers.Builder):flatbuffers.Offset {
+  const offset = builder.endObject();
+  return offset;
+}
+
+static createRequest(builder:flatbuffers.Builder, op:number, id:number, handle:number, textOffset:flatbuffers.Offset, handlesOffset:flatbuffers.Offset, binary:boolean, dataOffset:flatbuffers.Offset):flatbuffers.Offset {
+  Request.startRequest(builder);
+  Request.addOp(builder, op);
+  Request.addId(builder, id);
+  Request.addHandle(builder, handle);
+  Request.addText(builder, textOffset);
+  Request.addHandles(builder, handlesOffset);
+  Request.addBinary(builder, binary);
+  Request.addData(builder, dataOffset);
+  return Request.endRequest(builder);
 }
 }
 

@@ -1,0 +1,163 @@
+/**
+ * Connector clients behind the same face as a uWS WebSocket, so the command executor, the
+ * session manager and shutdown drive every transport through one code path.
+ *
+ * `Sock` is the part of uWS's WebSocket the core uses. A ClientSock implements it over a
+ * ConnectorClient; pub/sub for such clients goes through a TopicRegistry (uWS's own topic
+ * tree only knows uWS sockets), and every publish reaches both.
+ */
+import type { WebSocket } from 'uWebSockets.js';
+import type { ConnectorClient } from './connector.js';
+import type { SocketData } from './commands.js';
+
+/** The subset of a uWS WebSocket the core calls. */
+export interface Sock {
+  getUserData(): SocketData;
+  send(message: Uint8Array, isBinary?: boolean): number;
+  cork(cb: () => void): unknown;
+  end(code?: number, shortMessage?: string): void;
+  subscribe(topic: string): boolean;
+  unsubscribe(topic: string): boolean;
+  publish(topic: string, message: Uint8Array, isBinary?: boolean): boolean;
+  getBufferedAmount(): number;
+}
+
+/** Type check: a uWS socket is a Sock. */
+export function asSock(ws: WebSocket<SocketData>): Sock {
+  return ws as unknown as Sock;
+}
+
+/** Topics of connector clients: topic → subscribers. */
+export class TopicRegistry {
+  readonly topics = new Map<string, Set<ClientSock>>();
+
+  subscribe(topic: string, s: ClientSock): boolean {
+    let set = this.topics.get(topic);
+    if (set === undefined) {
+      set = new Set();
+      this.topics.set(topic, set);
+    }
+    if (set.has(s)) return false;
+    set.add(s);
+    s.topics.add(topic);
+    return true;
+  }
+
+  unsubscribe(topic: string, s: ClientSock): boolean {
+    const set = this.topics.get(topic);
+    if (set === undefined || !set.delete(s)) return false;
+    s.topics.delete(topic);
+    if (set.size === 0) this.topics.delete(topic);
+    return true;
+  }
+
+  /** Deliver to every subscriber but `except`; returns how many got it. */
+  publish(topic: string, data: Uint8Array, binary: boolean, except: Sock | null, onDropped: () => void): number {
+    const set = this.topics.get(topic);
+    if (set === undefined) return 0;
+    let n = 0;
+    for (const s of set) {
+      if (s === except) continue;
+      if (s.send(data, binary) === 2) onDropped();
+      else n++;
+    }
+    return n;
+  }
+
+  count(topic: string): number {
+    return this.topics.get(topic)?.size ?? 0;
+  }
+
+  removeAll(s: ClientSock): void {
+    for (const t of s.topics) {
+      const set = this.topics.get(t);
+      if (set !== undefined) {
+        set.delete(s);
+        if (set.size === 0) this.topics.delete(t);
+      }
+    }
+    s.topics.clear();
+  }
+}
+
+/** What a ClientSock needs from the server. */
+export interface ClientSockHost {
+  readonly registry: TopicRegistry;
+  /** Publish to uWS subscribers and connector subscribers except `from`. */
+  publishFrom(from: Sock, topic: string, data: Uint8Array, binary: boolean): void;
+  /** The core-side close (disconnect bookkeeping) of a connector client. */
+  closed(s: ClientSock, code: number, reason: string): void;
+}
+
+export class ClientSock implements Sock {
+  readonly client: ConnectorClient;
+  readonly ud: SocketData;
+  readonly topics = new Set<string>();
+  private readonly host: ClientSockHost;
+  private ended = false;
+  /**
+   * Sends made before the connector has answered its client's handshake (the session frame,
+   * a quick reply) are held here and flushed on the next turn of the event loop, after the
+   * connector's addClient() continuation has written its handshake reply.
+   */
+  private held: { data: Uint8Array; binary: boolean }[] | null = [];
+
+  constructor(client: ConnectorClient, ud: SocketData, host: ClientSockHost) {
+    this.client = client;
+    this.ud = ud;
+    this.host = host;
+    setImmediate(this.activate);
+  }
+
+  private readonly activate = (): void => {
+    const h = this.held;
+    this.held = null;
+    if (h === null || this.ended) return;
+    for (let i = 0; i < h.length; i++) this.client.send(h[i]!.data, h[i]!.binary);
+  };
+
+  getUserData(): SocketData {
+    return this.ud;
+  }
+
+  send(message: Uint8Array, isBinary = false): number {
+    if (this.held !== null) {
+      this.held.push({ data: message.slice(), binary: isBinary });
+      return 1;
+    }
+    return this.client.send(message, isBinary);
+  }
+
+  cork(cb: () => void): this {
+    cb();
+    return this;
+  }
+
+  /**
+   * Like uWS's end(): the core's close bookkeeping runs now (synchronously, as uWS calls its
+   * close handler inside end()), then the connector is told to close its transport.
+   */
+  end(code = 1000, shortMessage = ''): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (!this.ud.closed) this.host.closed(this, code, shortMessage);
+    this.client.close(code, shortMessage);
+  }
+
+  subscribe(topic: string): boolean {
+    return this.host.registry.subscribe(topic, this);
+  }
+
+  unsubscribe(topic: string): boolean {
+    return this.host.registry.unsubscribe(topic, this);
+  }
+
+  publish(topic: string, message: Uint8Array, isBinary = false): boolean {
+    this.host.publishFrom(this, topic, message, isBinary);
+    return true;
+  }
+
+  getBufferedAmount(): number {
+    return this.client.bufferedAmount();
+  }
+}

@@ -1,0 +1,600 @@
+/**
+ * Sessions, uids, rooms and presence: state that spans connections and workers, so it lives on
+ * the I/O thread (Swoft's connection/session manager, mydog's session bind, Phoenix presence).
+ * Workers drive it with Request records and get answers as Notice records.
+ *
+ * uid binding   `ctx.bind(uid, { onDuplicate })`: 'allow' (several connections per uid, the
+ *               default), 'reject' (RW_ERR_UID_TAKEN while another connection holds it) or
+ *               'kick' (the others are closed with `code`, default 4001). `sendToUid` reaches
+ *               every connection of the uid, live or detached.
+ * rooms         a room is a topic plus a member list: `join` subscribes, sends the joiner a
+ *               `presence_state` frame (the snapshot, itself included) and every other member a
+ *               `presence_diff` { joins }. Leaving, closing or a session expiring sends
+ *               `presence_diff` { leaves }. Diffs go out in the order the I/O thread executes the
+ *               commands, which is the order every member sees.
+ * resume        a module with `resume: { graceMs }` gets a `session` frame { token } when a
+ *               connection opens. When its socket drops without a close frame (1006), the
+ *               connection is *detached*: its fd, handle, uid, rooms and topics stay, the worker
+ *               gets onAway, and every message addressed to it (direct sends, uid sends, topic
+ *               publishes, presence) is buffered, bounded by maxMessages and maxBytes. A client
+ *               that upgrades with `?rw_resume=<token>` within graceMs gets the same handle back,
+ *               a `session` frame { resumed: true, recovered, replayed, firstSeq, lastSeq }, then
+ *               the buffered messages in order; the worker runs onResume. If the buffer
+ *               overflowed, nothing is replayed and `recovered` is false (the client must
+ *               refetch its state). When graceMs passes, the disconnect hooks run and the rooms
+ *               see the leave. An unknown or expired token is refused with HTTP 410 and
+ *               RW_ERR_RESUME_TOKEN in the body.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FdAllocator } from '../fd/index.js';
+import { CloseCode } from '../shared/constants.js';
+import { NoticeOp, RequestOp, type fb } from '../shared/records.js';
+import { codecByName, type Codec } from '../shared/wire.js';
+import type { ModuleDescriptor } from '../shared/tasks.js';
+import type { Counters } from './stats.js';
+import type { SocketData } from './commands.js';
+import type { Sock } from './client-sock.js';
+import type { Slot } from './slot.js';
+
+export interface ResumeOptions {
+  /** How long a dropped connection keeps its session, in ms. */
+  readonly graceMs: number;
+  /** Most messages buffered for a detached connection (default 1000). */
+  readonly maxMessages: number;
+  /** Most bytes buffered for a detached connection (default 1 MiB). */
+  readonly maxBytes: number;
+}
+
+/** One member of a room, as presence frames and `join()` report it. */
+export interface PresenceMember {
+  readonly handle: number;
+  readonly uid: string | null;
+  readonly meta: unknown;
+}
+
+/** A detachable connection (modules with `resume`). */
+export interface Session {
+  readonly token: string;
+  readonly fd: number;
+  readonly handle: number;
+  readonly opts: ResumeOptions;
+  /** The connection's data; replaced by the new socket's on resume. */
+  ud: SocketData;
+  /** Topics the connection subscribed (rooms included), re-subscribed on resume. */
+  readonly topics: Set<string>;
+  detached: boolean;
+  /** A resume upgrade is in progress for it. */
+  resuming: boolean;
+  deadline: number;
+  timer: NodeJS.Timeout | null;
+  buffer: { data: Uint8Array; binary: boolean }[];
+  bufBytes: number;
+  overflowed: boolean;
+  /** Messages addressed to the session while detached, ever (the last one's sequence number). */
+  seq: number;
+  /** seq of the first message in `buffer`. */
+  firstSeq: number;
+}
+
+/** What the session manager needs from the server. */
+export interface SessionHost {
+  readonly alloc: FdAllocator;
+  readonly counters: Counters;
+  readonly sockets: Map<number, Sock>;
+  readonly slots: readonly Slot[];
+  readonly moduleDescriptors: readonly ModuleDescriptor[];
+  /** Release an fd and do the server-side close bookkeeping of a connection that is gone for good. */
+  finishClose(ud: SocketData, code: number, reason: string): void;
+  /** Close a socket whose connection lives on elsewhere (no close bookkeeping, fd kept). */
+  retire(ud: SocketData, code: number, reason: string): void;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+/** Connections per turn of the event loop for paged sends (SendAll). */
+const PAGE = 1024;
+
+export const DEFAULT_KICK_CODE = 4001;
+
+/** 144 random bits per token, drawn from a pooled buffer. */
+let tokenPool = Buffer.alloc(0);
+let tokenPos = 0;
+function newToken(): string {
+  if (tokenPos + 18 > tokenPool.length) {
+    tokenPool = randomBytes(18 * 256);
+    tokenPos = 0;
+  }
+  const t = tokenPool.toString('base64url', tokenPos, tokenPos + 18);
+  tokenPos += 18;
+  return t;
+}
+
+interface PagedSend {
+  it: Iterator<Sock>;
+  module: number;
+  except: Set<number>;
+  data: Uint8Array;
+  binary: boolean;
+}
+
+export class SessionManager {
+  private readonly host: SessionHost;
+  /** uid → handles of its connections (live or detached). */
+  readonly uids = new Map<string, Set<number>>();
+  /** room → handle → member. */
+  readonly rooms = new Map<string, Map<number, PresenceMember>>();
+  readonly byToken = new Map<string, Session>();
+  /** fd → detached session. */
+  readonly detached = new Map<number, Session>();
+  /** topic → detached sessions subscribed to it (publishes to them are buffered). */
+  private readonly detachedTopics = new Map<string, Set<Session>>();
+  private readonly paged: PagedSend[] = [];
+  private pagedArmed = false;
+  private readonly codecs: Codec[] = [];
+
+  constructor(host: SessionHost) {
+    this.host = host;
+  }
+
+  private codecOf(module: number): Codec {
+    let c = this.codecs[module];
+    if (c === undefined) {
+      c = codecByName(this.host.moduleDescriptors[module]?.codec ?? "json");
+      this.codecs[module] = c;
+    }
+    return c;
+  }
+
+  /** A system frame (session, presence) in the module's codec, copied (codecs may return pooled views). */
+  private frame(module: number, event: string, payload: unknown): { data: Uint8Array; binary: boolean } {
+    const c = this.codecOf(module);
+    return { data: c.encode(event, 0, payload).slice(), binary: c.binary };
+  }
+
+  /** The live socket of a handle, if any. */
+  sockOf(handle: number): Sock | undefined {
+    const a = this.host.alloc;
+    return a.isCurrent(handle) ? this.host.sockets.get(a.fdOf(handle)) : undefined;
+  }
+
+  /** The detached session of a handle, if any. */
+  detachedOf(handle: number): Session | undefined {
+    const s = this.detached.get(this.host.alloc.fdOf(handle));
+    return s !== undefined && s.handle === handle ? s : undefined;
+  }
+
+  /** Deliver to a handle: live socket, or the buffer of its detached session. False = nobody (stale). */
+  deliver(handle: number, data: Uint8Array, binary: boolean): boolean {
+    const s = this.sockOf(handle);
+    if (s !== undefined) {
+      if (s.send(data, binary) === 2) this.host.counters.drop('backpressure', handle);
+      else this.host.counters.messagesOut++;
+      return true;
+    }
+    const d = this.detachedOf(handle);
+    if (d === undefined) return false;
+    this.buffer(d, data, binary);
+    return true;
+  }
+
+  private buffer(s: Session, data: Uint8Array, binary: boolean): void {
+    s.seq++;
+    if (s.overflowed) {
+      this.host.counters.drop('resumeOverflow', s.handle);
+      return;
+    }
+    if (s.buffer.length >= s.opts.maxMessages || s.bufBytes + data.length > s.opts.maxBytes) {
+      // Replaying with a gap would be worse than not replaying: drop it all, tell the client on resume.
+      this.host.counters.drop('resumeOverflow', s.handle);
+      s.overflowed = true;
+      s.buffer = [];
+      s.bufBytes = 0;
+      return;
+    }
+    if (s.buffer.length === 0) s.firstSeq = s.seq;
+    s.buffer.push({ data: data.slice(), binary });
+    s.bufBytes += data.length;
+  }
+
+  // ------------------------------------------------------------------ publish / subscribe tracking
+
+  get hasDetached(): boolean {
+    return this.detachedTopics.size !== 0;
+  }
+
+  /** A publish went out on `topic`: buffer it for detached subscribers (the publisher excluded). */
+  capturePublish(topic: string, data: Uint8Array, binary: boolean, exclude: number): void {
+    const set = this.detachedTopics.get(topic);
+    if (set === undefined) return;
+    for (const s of set) if (s.handle !== exclude) this.buffer(s, data, binary);
+  }
+
+  subscribed(ud: SocketData, topic: string): void {
+    ud.session?.topics.add(topic);
+  }
+
+  unsubscribed(ud: SocketData, topic: string): void {
+    ud.session?.topics.delete(topic);
+  }
+
+  // ------------------------------------------------------------------ open / close / resume
+
+  /** A connection opened on a module with `resume`: create its session and send the token. */
+  opened(sock: Sock, ud: SocketData, opts: ResumeOptions): void {
+    const s: Session = {
+      token: newToken(), fd: ud.fd, handle: ud.handle, opts, ud, topics: new Set(), detached: false, resuming: false,
+      deadline: 0, timer: null, buffer: [], bufBytes: 0, overflowed: false, seq: 0, firstSeq: 0,
+    };
+    ud.session = s;
+    this.byToken.set(s.token, s);
+    const f = this.frame(ud.module, 'session', { token: s.token, resumed: false, graceMs: opts.graceMs });
+    sock.send(f.data, f.binary);
+  }
+
+  /**
+   * The socket closed. Returns true when the connection was detached instead (its session
+   * waits for a resume): the caller must then keep its fd and not tell the worker it closed.
+   */
+  closing(ud: SocketData, code: number, serverShutdown: boolean): boolean {
+    const s = ud.session;
+    if (s !== null && !serverShutdown && code === CloseCode.ABNORMAL) {
+      this.detach(s);
+      return true;
+    }
+    this.release(ud);
+    return false;
+  }
+
+  private detach(s: Session): void {
+    s.detached = true;
+    s.deadline = Date.now() + s.opts.graceMs;
+    this.detached.set(s.fd, s);
+    for (const t of s.topics) {
+      let set = this.detachedTopics.get(t);
+      if (set === undefined) {
+        set = new Set();
+        this.detachedTopics.set(t, set);
+      }
+      set.add(s);
+    }
+    if (!s.resuming) this.arm(s);
+    this.notify(s.ud, NoticeOp.Detach, 0, 0, s.handle, EMPTY);
+  }
+
+  private arm(s: Session): void {
+    if (s.timer !== null) clearTimeout(s.timer);
+    s.timer = setTimeout(this.expireBound, Math.max(0, s.deadline - Date.now()), s);
+    s.timer.unref();
+  }
+
+  private readonly expireBound = (s: Session): void => {
+    s.timer = null;
+    if (s.detached && !s.resuming) this.expire(s, 'session expired');
+  };
+
+  /** End a detached session for good: the worker runs the disconnect hooks, rooms see the leave. */
+  expire(s: Session, reason: string): void {
+    this.undetach(s);
+    this.release(s.ud);
+    this.host.finishClose(s.ud, CloseCode.ABNORMAL, reason);
+  }
+
+  private undetach(s: Session): void {
+    if (s.timer !== null) {
+      clearTimeout(s.timer);
+      s.timer = null;
+    }
+    s.detached = false;
+    this.detached.delete(s.fd);
+    for (const t of s.topics) {
+      const set = this.detachedTopics.get(t);
+      if (set !== undefined && set.delete(s) && set.size === 0) this.detachedTopics.delete(t);
+    }
+  }
+
+  /** Forget the connection's uid, rooms and session (it is gone for good). */
+  private release(ud: SocketData): void {
+    if (ud.uid !== null) this.unbind(ud);
+    if (ud.rooms !== null) {
+      for (const room of ud.rooms) this.leaveRoom(ud, room, false);
+      ud.rooms = null;
+    }
+    if (ud.session !== null) {
+      this.byToken.delete(ud.session.token);
+      ud.session = null;
+    }
+  }
+
+  /** A resume upgrade arrived: the session it names, or a reason to refuse it. */
+  resumeTarget(token: string): Session | string {
+    const s = this.byToken.get(token);
+    if (s === undefined) return 'resume token unknown or expired';
+    if (s.resuming) return 'a resume of this session is already in progress';
+    return s;
+  }
+
+  /** A resume upgrade for `s` is under way (its hooks run): the grace timer stops meanwhile. */
+  beginResume(s: Session): void {
+    s.resuming = true;
+    if (s.timer !== null) {
+      clearTimeout(s.timer);
+      s.timer = null;
+    }
+  }
+
+  /** The resume upgrade failed (rejected, aborted, timed out): the grace period goes on. */
+  abortResume(s: Session): void {
+    s.resuming = false;
+    if (s.detached) {
+      if (Date.now() >= s.deadline) this.expire(s, 'session expired');
+      else this.arm(s);
+    }
+  }
+
+  /**
+   * The new socket of a resumed session opened: it takes over the session's fd and handle
+   * (the temporary fd of the upgrade is released), its topics are re-subscribed, and the
+   * client gets the session frame then every buffered message, in order.
+   */
+  attach(sock: Sock, ud: SocketData, s: Session): void {
+    const tempHandle = ud.handle;
+    this.host.alloc.release(ud.fd);
+    // The client came back before its old socket was seen to die (half-open TCP): retire that one.
+    if (!s.detached) this.host.retire(s.ud, CloseCode.GOING_AWAY, 'session resumed on another socket');
+    else this.undetach(s);
+    s.resuming = false;
+    const old = s.ud;
+    ud.fd = s.fd;
+    ud.handle = s.handle;
+    ud.uid = old.uid;
+    ud.rooms = old.rooms;
+    ud.session = s;
+    ud.connectedAt = old.connectedAt;
+    s.ud = ud;
+    this.host.sockets.set(s.fd, sock);
+    for (const t of s.topics) sock.subscribe(t);
+    const recovered = !s.overflowed;
+    const replayed = s.buffer.length;
+    const f = this.frame(ud.module, 'session', {
+      token: s.token, resumed: true, recovered, replayed,
+      firstSeq: replayed > 0 ? s.firstSeq : 0, lastSeq: replayed > 0 ? s.seq : 0,
+    });
+    const buf = s.buffer;
+    sock.cork(() => {
+      sock.send(f.data, f.binary);
+      for (let i = 0; i < buf.length; i++) sock.send(buf[i]!.data, buf[i]!.binary);
+    });
+    this.host.counters.messagesOut += buf.length;
+    this.host.counters.resumes++;
+    s.buffer = [];
+    s.bufBytes = 0;
+    s.overflowed = false;
+    this.notify(ud, NoticeOp.Resume, 0, 0, s.handle, enc.encode(JSON.stringify({ tempHandle, recovered, replayed })));
+  }
+
+  /** Every detached session of a dead worker (or all, at shutdown) ends now. */
+  expireAll(slot: number | null, reason: string): void {
+    for (const s of [...this.detached.values()]) {
+      if (slot === null || s.ud.slot === slot) this.expire(s, reason);
+    }
+  }
+
+  // ------------------------------------------------------------------ uids
+
+  bind(ud: SocketData, uid: string, policy: string, code: number): string | null {
+    if (ud.uid === uid) return null;
+    const set = this.uids.get(uid);
+    if (set !== undefined && set.size > 0) {
+      if (policy === 'reject') return 'RW_ERR_UID_TAKEN';
+      if (policy === 'kick') {
+        for (const h of [...set]) {
+          const sock = this.sockOf(h);
+          if (sock !== undefined) sock.end(code, 'uid bound by another connection');
+          else {
+            const d = this.detachedOf(h);
+            if (d !== undefined) this.expire(d, 'uid bound by another connection');
+          }
+          set.delete(h);
+        }
+      }
+    }
+    if (ud.uid !== null) this.unbind(ud);
+    let s = this.uids.get(uid);
+    if (s === undefined) {
+      s = new Set();
+      this.uids.set(uid, s);
+    }
+    s.add(ud.handle);
+    ud.uid = uid;
+    return null;
+  }
+
+  unbind(ud: SocketData): void {
+    const uid = ud.uid;
+    if (uid === null) return;
+    const set = this.uids.get(uid);
+    if (set !== undefined && set.delete(ud.handle) && set.size === 0) this.uids.delete(uid);
+    ud.uid = null;
+  }
+
+  /** Returns how many connections it reached (live or buffered). */
+  sendToUid(uid: string, data: Uint8Array, binary: boolean): number {
+    const set = this.uids.get(uid);
+    if (set === undefined) {
+      this.host.counters.drop('uidOffline');
+      return 0;
+    }
+    let n = 0;
+    for (const h of set) if (this.deliver(h, data, binary)) n++;
+    return n;
+  }
+
+  // ------------------------------------------------------------------ rooms & presence
+
+  /** Join `room`: subscribe, snapshot to the joiner, diff to the others. Returns the snapshot. */
+  join(sock: Sock | null, ud: SocketData, room: string, meta: unknown): PresenceMember[] {
+    let members = this.rooms.get(room);
+    if (members === undefined) {
+      members = new Map();
+      this.rooms.set(room, members);
+    }
+    const me: PresenceMember = { handle: ud.handle, uid: ud.uid, meta: meta ?? null };
+    const had = members.has(ud.handle);
+    members.set(ud.handle, me);
+    if (ud.rooms === null) ud.rooms = new Set();
+    ud.rooms.add(room);
+    if (sock !== null) sock.subscribe(room);
+    this.subscribed(ud, room);
+    const snapshot = [...members.values()];
+    const state = this.frame(ud.module, 'presence_state', { room, members: snapshot });
+    this.deliver(ud.handle, state.data, state.binary);
+    if (!had) this.diff(room, members, { room, joins: [me], leaves: [] }, ud.handle);
+    return snapshot;
+  }
+
+  /** Leave `room` (explicitly, or because the connection is gone: then no unsubscribe). */
+  leaveRoom(ud: SocketData, room: string, unsubscribe: boolean): void {
+    const members = this.rooms.get(room);
+    const me = members?.get(ud.handle);
+    if (members === undefined || me === undefined) return;
+    members.delete(ud.handle);
+    if (unsubscribe) {
+      ud.rooms?.delete(room);
+      this.sockOf(ud.handle)?.unsubscribe(room);
+      this.unsubscribed(ud, room);
+    }
+    if (members.size === 0) this.rooms.delete(room);
+    else this.diff(room, members, { room, joins: [], leaves: [me] }, 0);
+  }
+
+  private diff(room: string, members: Map<number, PresenceMember>, payload: unknown, except: number): void {
+    void room;
+    const frames: ({ data: Uint8Array; binary: boolean } | undefined)[] = [];
+    for (const m of members.values()) {
+      if (m.handle === except) continue;
+      const ud = this.udOf(m.handle);
+      if (ud === undefined) continue;
+      let f = frames[ud.module];
+      if (f === undefined) {
+        f = this.frame(ud.module, 'presence_diff', payload);
+        frames[ud.module] = f;
+      }
+      this.deliver(m.handle, f.data, f.binary);
+    }
+  }
+
+  private udOf(handle: number): SocketData | undefined {
+    return this.sockOf(handle)?.getUserData() ?? this.detachedOf(handle)?.ud;
+  }
+
+  roomInfo(topic: string): { members: PresenceMember[] | null } {
+    const m = this.rooms.get(topic);
+    return { members: m === undefined ? null : [...m.values()] };
+  }
+
+  // ------------------------------------------------------------------ requests from workers
+
+  /** Execute a Request record from `slot`'s worker. `subscribers` counts a topic's subscribers. */
+  request(slot: Slot, r: fb.Request, subscribers: (topic: string) => number): void {
+    const op = r.op();
+    const handle = r.handle();
+    const id = r.id();
+    switch (op) {
+      case RequestOp.Bind: {
+        const ud = this.udOf(handle);
+        if (ud === undefined) return this.fail(slot, id, handle, 'RW_ERR_NOT_CONNECTED', 'the connection is closed');
+        const args = parseJson(r.dataArray()) as { onDuplicate?: string; code?: number } | null;
+        const err = this.bind(ud, r.text() ?? '', args?.onDuplicate ?? 'allow', args?.code ?? DEFAULT_KICK_CODE);
+        if (err !== null) return this.fail(slot, id, handle, err, `uid ${JSON.stringify(r.text())} is bound to another connection`);
+        return this.ok(slot, id, handle, { uid: ud.uid });
+      }
+      case RequestOp.Unbind: {
+        const ud = this.udOf(handle);
+        if (ud !== undefined) this.unbind(ud);
+        return this.ok(slot, id, handle, null);
+      }
+      case RequestOp.SendToUid: {
+        this.sendToUid(r.text() ?? '', r.dataArray() ?? EMPTY, r.binary());
+        return;
+      }
+      case RequestOp.Join: {
+        const ud = this.udOf(handle);
+        if (ud === undefined) return this.fail(slot, id, handle, 'RW_ERR_NOT_CONNECTED', 'the connection is closed');
+        const members = this.join(this.sockOf(handle) ?? null, ud, r.text() ?? '', parseJson(r.dataArray()));
+        return this.ok(slot, id, handle, { members });
+      }
+      case RequestOp.Leave: {
+        const ud = this.udOf(handle);
+        if (ud !== undefined) this.leaveRoom(ud, r.text() ?? '', true);
+        return this.ok(slot, id, handle, null);
+      }
+      case RequestOp.RoomInfo: {
+        const t = r.text() ?? '';
+        return this.ok(slot, id, handle, { subscribers: subscribers(t), members: this.roomInfo(t).members });
+      }
+      case RequestOp.SendAll: {
+        const except = new Set<number>();
+        for (let i = 0; i < r.handlesLength(); i++) except.add(r.handles(i)!);
+        this.paged.push({
+          it: this.host.sockets.values(), module: handle, except, data: (r.dataArray() ?? EMPTY).slice(), binary: r.binary(),
+        });
+        this.armPaged();
+        return;
+      }
+      default:
+        this.host.counters.drop('badCommand');
+    }
+  }
+
+  private ok(slot: Slot, id: number, handle: number, value: unknown): void {
+    if (id !== 0) slot.notice(NoticeOp.Reply, id, 0, handle, enc.encode(JSON.stringify(value ?? null)));
+  }
+
+  private fail(slot: Slot, id: number, handle: number, code: string, message: string): void {
+    if (id !== 0) slot.notice(NoticeOp.Reply, id, 1, handle, enc.encode(JSON.stringify({ code, message })));
+  }
+
+  private notify(ud: SocketData, op: number, id: number, status: number, handle: number, data: Uint8Array): void {
+    const slot = this.host.slots[ud.slot];
+    if (slot !== undefined && slot.alive && slot.generation === ud.slotGen) slot.notice(op, id, status, handle, data);
+  }
+
+  // ------------------------------------------------------------------ paged sends
+
+  private armPaged(): void {
+    if (this.pagedArmed) return;
+    this.pagedArmed = true;
+    setImmediate(this.runPaged);
+  }
+
+  /** One page of the oldest paged send per turn: a send to 100k connections never stalls the loop. */
+  private readonly runPaged = (): void => {
+    this.pagedArmed = false;
+    const job = this.paged[0];
+    if (job === undefined) return;
+    const c = this.host.counters;
+    for (let n = 0; n < PAGE; n++) {
+      const next = job.it.next();
+      if (next.done === true) {
+        this.paged.shift();
+        break;
+      }
+      const sock = next.value;
+      const ud = sock.getUserData();
+      if (ud.closed || job.except.has(ud.handle) || (job.module >= 0 && ud.module !== job.module)) continue;
+      if (sock.send(job.data, job.binary) === 2) c.drop('backpressure', ud.handle);
+      else c.messagesOut++;
+    }
+    if (this.paged.length > 0) this.armPaged();
+  };
+}
+
+function parseJson(b: Uint8Array | null): unknown {
+  if (b === null || b.length === 0) return null;
+  try {
+    return JSON.parse(dec.decode(b));
+  } catch {
+    return null;
+  }
+}
