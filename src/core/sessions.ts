@@ -185,7 +185,9 @@ export class SessionManager {
       return;
     }
     if (s.buffer.length >= s.opts.maxMessages || s.bufBytes + data.length > s.opts.maxBytes) {
-      // Replaying with a gap would be worse than not replaying: drop it all, tell the client on resume.
+      // Replaying with a gap would be worse than not replaying: drop it all (every message
+      // counted), tell the client on resume.
+      this.host.counters.drops.resumeOverflow += s.buffer.length;
       this.host.counters.drop('resumeOverflow', s.handle);
       s.overflowed = true;
       s.buffer = [];

@@ -1,0 +1,661 @@
+/**
+ * Raw TCP connector with mydog-style framing, on the I/O thread (node:net).
+ *
+ * Wire format: every frame is
+ *
+ *   [u32 BE length][u8 type][payload]      length = 1 + payload bytes (it counts the type byte)
+ *
+ * Types (TcpFrameType): 1 handshake, 2 message, 3 heartbeat, 4 kick (server → client, then the
+ * server ends the socket; payload JSON `{"code":number,"reason":string}`).
+ *
+ * Protocol:
+ * 1. The client's first frame is a handshake whose payload is JSON
+ *    `{"path":"/chat/lobby","query"?:string,"headers"?:{name:value}}`. It must arrive within
+ *    handshakeTimeoutMs and be at most maxHandshakeBytes (header included), else the server
+ *    replies `{"code":408|413,"error":"RW_ERR_TCP_HANDSHAKE",...}` and closes.
+ * 2. The server runs the upgrade hooks (`manager.addClient`) and replies with a handshake frame:
+ *    `{"code":200,"session":{fd,handle},"routes":{event:id},"routeHash":hex,"codec":..,"heartbeat":ms}`
+ *    or `{"code":status,"error":code,"message":text}` followed by close. Frames the client
+ *    pipelined behind its handshake are handled once it is accepted.
+ * 3. Then message frames flow both ways (payload = the module codec's bytes); a heartbeat frame
+ *    from the client is echoed. A client that sends no frame for 2 × heartbeatMs is dropped
+ *    (socket destroyed: the peer is presumed gone).
+ *
+ * Protocol errors (unknown type, length 0, bad handshake, oversized frame) close only that
+ * connection, after `manager.reportError`: with a handshake reply `{code:400|413,error,...}`
+ * before acceptance, with a kick (1002, or 1009 for an oversized frame) after it.
+ *
+ * Every client handed to `addClient` gets exactly one `removeClient`, once its socket has closed
+ * and its `addClient` has settled (whichever comes last), with the code the server closed it
+ * with, or 1006 when the peer went away.
+ */
+import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import {
+  SendStatus,
+  type AddClientResult,
+  type ClientManager,
+  type ClientRequest,
+  type ClientSession,
+  type Connector,
+  type ConnectorClient,
+} from '../connector.js';
+import { ListenError, ServerStateError, intOption, invalidOption } from '../../shared/errors.js';
+
+export const TcpFrameType = { HANDSHAKE: 1, MESSAGE: 2, HEARTBEAT: 3, KICK: 4 } as const;
+export type TcpFrameType = (typeof TcpFrameType)[keyof typeof TcpFrameType];
+
+/** Bytes before the payload: u32 length + u8 type. */
+export const TCP_HEADER_BYTES = 5;
+
+/** Codes this connector passes to `manager.reportError`. */
+export const TcpErrorCodes = {
+  HANDSHAKE: 'RW_ERR_TCP_HANDSHAKE',
+  HEARTBEAT: 'RW_ERR_TCP_HEARTBEAT',
+  BAD_FRAME: 'RW_ERR_TCP_BAD_FRAME',
+  FRAME_TOO_LARGE: 'RW_ERR_TCP_FRAME_TOO_LARGE',
+} as const;
+export type TcpErrorCode = (typeof TcpErrorCodes)[keyof typeof TcpErrorCodes];
+
+export interface TcpFrame {
+  readonly type: number;
+  readonly payload: Buffer;
+}
+
+/** Why a TcpFrameDecoder stopped: a header announced length 0 or a payload over its limit. */
+export interface TcpFrameError {
+  readonly code: typeof TcpErrorCodes.BAD_FRAME | typeof TcpErrorCodes.FRAME_TOO_LARGE;
+  readonly message: string;
+}
+
+/** One frame in one buffer (header and payload together, so a send is one write). */
+export function encodeTcpFrame(type: number, payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(TCP_HEADER_BYTES + payload.length);
+  out.writeUInt32BE(payload.length + 1, 0);
+  out[4] = type;
+  out.set(payload, TCP_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Streaming decoder: `push(chunk)` returns the frames the chunk completes, in order. A frame
+ * wholly inside one chunk is returned as a view of it (no copy); only a frame split across
+ * chunks is assembled in its own buffer, allocated once its header is known. A bad header is
+ * reported as soon as it is read, before any of its body is buffered: `error` is set, the
+ * frames before it are still returned, and every later push returns nothing.
+ *
+ * The first frame may have its own limit (the handshake's), applied to it alone even when
+ * later frames arrive in the same chunk.
+ */
+export class TcpFrameDecoder {
+  readonly maxPayloadBytes: number;
+  /** Set once a bad header was read; the stream is unusable from there on. */
+  error: TcpFrameError | null = null;
+  /** Limit for the next header: the first frame's, then maxPayloadBytes. */
+  #limit: number;
+  #head = Buffer.allocUnsafe(TCP_HEADER_BYTES);
+  #headLen = 0;
+  #type = 0;
+  #body: Buffer | null = null;
+  #bodyLen = 0;
+
+  constructor(maxPayloadBytes: number, firstMaxPayloadBytes = maxPayloadBytes) {
+    this.maxPayloadBytes = maxPayloadBytes;
+    this.#limit = firstMaxPayloadBytes;
+  }
+
+  /** Bytes of the frame being assembled (header included) as far as known: its full size once the header is read. */
+  get pendingBytes(): number {
+    return this.#body === null ? this.#headLen : TCP_HEADER_BYTES + this.#body.length;
+  }
+
+  push(chunk: Buffer): TcpFrame[] {
+    const frames: TcpFrame[] = [];
+    if (this.error !== null) return frames;
+    const end = chunk.length;
+    let off = 0;
+    while (off < end) {
+      if (this.#body === null) {
+        let length: number;
+        let type: number;
+        if (this.#headLen === 0 && end - off >= TCP_HEADER_BYTES) {
+          length = chunk.readUInt32BE(off);
+          type = chunk[off + 4]!;
+          off += TCP_HEADER_BYTES;
+        } else {
+          const n = Math.min(TCP_HEADER_BYTES - this.#headLen, end - off);
+          chunk.copy(this.#head, this.#headLen, off, off + n);
+          this.#headLen += n;
+          off += n;
+          if (this.#headLen < TCP_HEADER_BYTES) break;
+          this.#headLen = 0;
+          length = this.#head.readUInt32BE(0);
+          type = this.#head[4]!;
+        }
+        if (length === 0) {
+          this.error = { code: TcpErrorCodes.BAD_FRAME, message: 'frame length 0 (it must count the type byte)' };
+          return frames;
+        }
+        const size = length - 1;
+        if (size > this.#limit) {
+          this.error = { code: TcpErrorCodes.FRAME_TOO_LARGE, message: `frame payload of ${size} bytes exceeds ${this.#limit}` };
+          return frames;
+        }
+        this.#limit = this.maxPayloadBytes;
+        if (end - off >= size) {
+          frames.push({ type, payload: chunk.subarray(off, off + size) });
+          off += size;
+          continue;
+        }
+        this.#type = type;
+        this.#body = Buffer.allocUnsafe(size);
+        this.#bodyLen = 0;
+      }
+      const body = this.#body;
+      const n = Math.min(body.length - this.#bodyLen, end - off);
+      chunk.copy(body, this.#bodyLen, off, off + n);
+      this.#bodyLen += n;
+      off += n;
+      if (this.#bodyLen === body.length) {
+        frames.push({ type: this.#type, payload: body });
+        this.#body = null;
+      }
+    }
+    return frames;
+  }
+}
+
+export interface TcpConnectorOptions {
+  /** Port to listen on; 0 picks a free one (read it back from `connector.port`). */
+  port: number;
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Heartbeat period announced to clients; a client silent for twice this is dropped. Default 25000. */
+  heartbeatMs?: number;
+  /** Largest frame payload a client may send. Default 64 KiB. */
+  maxFrameBytes?: number;
+  /** Time a new connection has to deliver its handshake frame. Default 5000. */
+  handshakeTimeoutMs?: number;
+  /** Largest handshake frame, header included. Default 4096. */
+  maxHandshakeBytes?: number;
+  /** Bytes queued for a client beyond which `send()` returns DROPPED. Default 1 MiB. */
+  maxBufferedBytes?: number;
+}
+
+type ResolvedOptions = Required<TcpConnectorOptions>;
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function resolveOptions(options: TcpConnectorOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  if (options.port === undefined) throw invalidOption('port', 'an integer between 0 and 65535');
+  const host = options.host ?? '127.0.0.1';
+  if (typeof host !== 'string' || host.length === 0) throw invalidOption('host', 'a non-empty string');
+  const maxFrameBytes = intOption(options.maxFrameBytes, 'maxFrameBytes', 64 * 1024, 1, 2 ** 30);
+  return {
+    port: intOption(options.port, 'port', 0, 0, 65535),
+    host,
+    heartbeatMs: intOption(options.heartbeatMs, 'heartbeatMs', 25_000, 1, Math.floor(MAX_TIMER_MS / 2)),
+    maxFrameBytes,
+    handshakeTimeoutMs: intOption(options.handshakeTimeoutMs, 'handshakeTimeoutMs', 5000, 1, MAX_TIMER_MS),
+    maxHandshakeBytes: intOption(options.maxHandshakeBytes, 'maxHandshakeBytes', 4096, 16, 1024 * 1024),
+    maxBufferedBytes: intOption(options.maxBufferedBytes, 'maxBufferedBytes', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+  };
+}
+
+/** What the connections of one started connector share. */
+interface Shared {
+  readonly manager: ClientManager;
+  readonly opts: ResolvedOptions;
+  readonly conns: Set<TcpConnection>;
+  stopped: boolean;
+  /** Called when the last connection closes after stop(), to end the sweep. */
+  onDrained: () => void;
+}
+
+// Connection states, in order: only ever move forward.
+const AWAIT = 0; // connected, waiting for the handshake frame
+const ADDING = 1; // handshake received, addClient in flight; socket paused
+const OPEN = 2;
+const CLOSING = 3; // we ended the socket; input is discarded
+const CLOSED = 4;
+
+const HEARTBEAT_FRAME = encodeTcpFrame(TcpFrameType.HEARTBEAT, new Uint8Array(0));
+
+function jsonFrame(type: number, value: unknown): Buffer {
+  return encodeTcpFrame(type, Buffer.from(JSON.stringify(value)));
+}
+
+/** The handshake payload as a ClientRequest, or why it is not one. */
+function parseHandshake(payload: Buffer): ClientRequest | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return 'handshake payload is not JSON';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'handshake payload must be a JSON object';
+  const { path, query, headers } = value as Record<string, unknown>;
+  if (typeof path !== 'string' || !path.startsWith('/')) return 'handshake "path" must be a string starting with "/"';
+  if (query !== undefined && typeof query !== 'string') return 'handshake "query" must be a string';
+  if (headers === undefined) return { path, query };
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) return 'handshake "headers" must be an object';
+  // Null prototype: a "__proto__" header is data, not a prototype change.
+  const lower: Record<string, string> = Object.create(null);
+  for (const [name, v] of Object.entries(headers)) {
+    if (typeof v !== 'string') return `handshake header ${JSON.stringify(name)} must be a string`;
+    lower[name.toLowerCase()] = v;
+  }
+  return { path, query, headers: lower };
+}
+
+const kConn = Symbol('ringwire.tcpConnection');
+type TaggedSocket = Socket & { [kConn]: TcpConnection };
+
+// Socket listeners shared by every connection (`this` is the socket), so accepting a client
+// creates no closures.
+function onSocketData(this: TaggedSocket, chunk: Buffer): void {
+  this[kConn].onData(chunk);
+}
+function onSocketClose(this: TaggedSocket): void {
+  this[kConn].onClose();
+}
+function onSocketError(): void {
+  // 'close' follows every error; that is where the client is removed.
+}
+
+/** One TCP client as the core sees it. */
+class TcpConnection implements ConnectorClient {
+  session: ClientSession | null = null;
+  readonly remoteAddress: string;
+  state = AWAIT;
+  /** performance.now() of the last frame received; the accept time before the first one. */
+  lastSeen = performance.now();
+  readonly socket: Socket;
+  readonly #shared: Shared;
+  readonly #decoder: TcpFrameDecoder;
+  /** Whether message payloads are binary (module codec other than 'json'). */
+  #binary = true;
+  #path = '';
+  /** addClient was called and one removeClient is owed. */
+  #owed = false;
+  #settled = false;
+  #closeCode = 1006;
+  #closeReason = '';
+  /** Frames pipelined behind the handshake, handled once the client is accepted. */
+  #stash: TcpFrame[] | null = null;
+
+  constructor(socket: Socket, shared: Shared) {
+    this.socket = socket;
+    this.#shared = shared;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.#decoder = new TcpFrameDecoder(shared.opts.maxFrameBytes, shared.opts.maxHandshakeBytes - TCP_HEADER_BYTES);
+  }
+
+  send(data: Uint8Array, _binary: boolean): number {
+    if (this.state !== OPEN) {
+      if (this.state !== ADDING || this.session === null || this.#shared.stopped) return SendStatus.DROPPED;
+      this.#open(this.session);
+    }
+    const socket = this.socket;
+    if (socket.writableLength > this.#shared.opts.maxBufferedBytes) return SendStatus.DROPPED;
+    socket.write(encodeTcpFrame(TcpFrameType.MESSAGE, data));
+    // Like uWS: SUCCESS when the kernel took it all, BACKPRESSURE when some of it is queued.
+    return socket.writableLength === 0 ? SendStatus.SUCCESS : SendStatus.BACKPRESSURE;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state >= CLOSING) return;
+    this.#end(jsonFrame(TcpFrameType.KICK, { code, reason }), code, reason);
+  }
+
+  bufferedAmount(): number {
+    return this.socket.writableLength;
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.state >= CLOSING) return;
+    const decoder = this.#decoder;
+    const frames = decoder.push(chunk);
+    if (frames.length > 0) this.lastSeen = performance.now();
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i]!;
+      if (this.state === ADDING) (this.#stash ??= []).push(frame);
+      else if (this.state < CLOSING) this.#onFrame(frame);
+      else return;
+    }
+    const err = decoder.error;
+    if (err === null) return;
+    const tooLarge = err.code === TcpErrorCodes.FRAME_TOO_LARGE;
+    if (tooLarge && this.state === AWAIT) {
+      // Still the first frame: the handshake's limit applied.
+      this.fail(TcpErrorCodes.HANDSHAKE, `handshake over ${this.#shared.opts.maxHandshakeBytes} bytes: ${err.message}`, 413);
+    } else {
+      this.fail(err.code, err.message, tooLarge ? 413 : 400);
+    }
+  }
+
+  onClose(): void {
+    const shared = this.#shared;
+    shared.conns.delete(this);
+    this.state = CLOSED;
+    this.#stash = null;
+    this.#removeIfDone();
+    if (shared.stopped && shared.conns.size === 0) shared.onDrained();
+  }
+
+  /**
+   * Report a protocol error and close: before the client is accepted with a handshake reply
+   * carrying `status`, afterwards with a kick (1009 for an oversized frame, else 1002).
+   */
+  fail(code: TcpErrorCode, message: string, status: number): void {
+    if (this.state >= CLOSING) return;
+    this.#shared.manager.reportError(this, code, message);
+    const wsCode = code === TcpErrorCodes.FRAME_TOO_LARGE ? 1009 : 1002;
+    if (this.state === OPEN) this.#end(jsonFrame(TcpFrameType.KICK, { code: wsCode, reason: message }), wsCode, message);
+    else this.#refuse(status, code, message, wsCode);
+  }
+
+  /** The peer stopped sending: it is presumed gone, so the socket is destroyed rather than ended. */
+  heartbeatTimeout(idleMs: number): void {
+    this.#shared.manager.reportError(this, TcpErrorCodes.HEARTBEAT, `no frame for ${Math.round(idleMs)} ms`);
+    this.state = CLOSING;
+    this.#closeReason = 'heartbeat timeout';
+    this.socket.destroy();
+  }
+
+  /** A client still waiting for its handshake when the connector stops; the core never saw it. */
+  refuseClosing(): void {
+    this.#refuse(503, 'RW_ERR_SERVER_STATE', 'server is closing', 1001);
+  }
+
+  #onFrame(frame: TcpFrame): void {
+    if (this.state === AWAIT) {
+      if (frame.type === TcpFrameType.HANDSHAKE) this.#handshake(frame.payload);
+      else this.fail(TcpErrorCodes.BAD_FRAME, `expected a handshake frame, got type ${frame.type}`, 400);
+      return;
+    }
+    if (frame.type === TcpFrameType.MESSAGE) {
+      this.#shared.manager.handleMsg(this, frame.payload, this.#binary);
+    } else if (frame.type === TcpFrameType.HEARTBEAT) {
+      this.socket.write(HEARTBEAT_FRAME);
+    } else {
+      this.fail(TcpErrorCodes.BAD_FRAME, `unexpected frame type ${frame.type}`, 400);
+    }
+  }
+
+  #handshake(payload: Buffer): void {
+    const req = parseHandshake(payload);
+    if (typeof req === 'string') {
+      this.fail(TcpErrorCodes.BAD_FRAME, req, 400);
+      return;
+    }
+    this.state = ADDING;
+    this.#path = req.path;
+    this.#owed = true;
+    // Hold further input until the hooks answer: pipelined frames wait in the socket buffer.
+    this.socket.pause();
+    this.#shared.manager.addClient(this, req).then(
+      (result) => this.#added(result),
+      (err: unknown) => {
+        const message = `addClient failed: ${err instanceof Error ? err.message : String(err)}`;
+        this.#shared.manager.reportError(this, TcpErrorCodes.HANDSHAKE, message);
+        this.#added({ ok: false, status: 500, code: TcpErrorCodes.HANDSHAKE, message });
+      },
+    );
+  }
+
+  #added(result: AddClientResult): void {
+    this.#settled = true;
+    if (this.state === ADDING) {
+      if (!result.ok) this.#refuse(result.status, result.code, result.message, 1008);
+      else if (this.#shared.stopped) this.#refuse(503, 'RW_ERR_SERVER_STATE', 'server is closing', 1001);
+      else this.#open(result.session);
+    }
+    if (this.state !== OPEN) {
+      // Refused, or closed/failed while the hooks ran: only the removal is left to do.
+      this.#removeIfDone();
+      return;
+    }
+    const stash = this.#stash;
+    this.#stash = null;
+    if (stash !== null) {
+      for (let i = 0; i < stash.length && this.state === OPEN; i++) this.#onFrame(stash[i]!);
+    }
+    if (this.state === OPEN) this.socket.resume();
+  }
+
+  /**
+   * Send the handshake reply and go live. Normally called when addClient resolves; `send()`
+   * calls it first when the core addresses a client it has accepted before that resolution
+   * reaches us, so the reply still precedes the message. Input stays paused until `#added`.
+   */
+  #open(session: ClientSession): void {
+    const { manager, opts } = this.#shared;
+    const table = manager.routes(this.#path);
+    const codec = table?.codec ?? 'binary';
+    this.#binary = codec !== 'json';
+    this.state = OPEN;
+    this.lastSeen = performance.now();
+    this.socket.write(jsonFrame(TcpFrameType.HANDSHAKE, {
+      code: 200,
+      session: { fd: session.fd, handle: session.handle },
+      routes: table?.routes ?? {},
+      routeHash: table?.hash ?? '',
+      codec,
+      heartbeat: opts.heartbeatMs,
+    }));
+  }
+
+  #refuse(status: number, error: string, message: string, closeCode: number): void {
+    this.#end(jsonFrame(TcpFrameType.HANDSHAKE, { code: status, error, message }), closeCode, message);
+  }
+
+  /**
+   * Write a last frame and end the socket. Reading goes on (discarding) so the peer's FIN is
+   * seen and 'close' fires; a peer that never closes is destroyed by the sweep after 2 × heartbeatMs.
+   */
+  #end(last: Buffer, code: number, reason: string): void {
+    this.state = CLOSING;
+    this.#closeCode = code;
+    this.#closeReason = reason;
+    this.#stash = null;
+    this.lastSeen = performance.now();
+    this.socket.end(last);
+    this.socket.resume();
+  }
+
+  #removeIfDone(): void {
+    if (this.#owed && this.#settled && this.state === CLOSED) {
+      this.#owed = false;
+      this.#shared.manager.removeClient(this, this.#closeCode, this.#closeReason);
+    }
+  }
+}
+
+/**
+ * Raw TCP transport. Timers: one unref'd sweep interval per connector checks every
+ * connection's handshake deadline and idle time (a number per connection, updated once per
+ * received chunk), instead of one timer per client.
+ */
+export class TcpConnector implements Connector {
+  readonly name = 'tcp';
+  readonly #opts: ResolvedOptions;
+  #server: Server | null = null;
+  #shared: Shared | null = null;
+  #sweep: NodeJS.Timeout | null = null;
+  #port = 0;
+
+  constructor(options: TcpConnectorOptions) {
+    this.#opts = resolveOptions(options);
+  }
+
+  /** The bound port (useful with `port: 0`); 0 before `start()`. */
+  get port(): number {
+    return this.#port;
+  }
+
+  start(manager: ClientManager): Promise<void> {
+    if (this.#shared !== null) return Promise.reject(new ServerStateError('TcpConnector already started'));
+    const opts = this.#opts;
+    const shared: Shared = {
+      manager,
+      opts,
+      conns: new Set(),
+      stopped: false,
+      onDrained: () => this.#stopSweep(),
+    };
+    this.#shared = shared;
+    const server = createServer({ noDelay: true }, (socket) => {
+      const conn = new TcpConnection(socket, shared);
+      (socket as TaggedSocket)[kConn] = conn;
+      shared.conns.add(conn);
+      socket.on('data', onSocketData);
+      socket.on('close', onSocketClose);
+      socket.on('error', onSocketError);
+    });
+    this.#server = server;
+    return new Promise((resolve, reject) => {
+      const onListenError = (err: Error): void => {
+        this.#server = null;
+        this.#shared = null;
+        reject(new ListenError(`tcp connector cannot listen on ${opts.host}:${opts.port}: ${err.message}`));
+      };
+      server.once('error', onListenError);
+      server.listen(opts.port, opts.host, () => {
+        server.off('error', onListenError);
+        // Accept failures (EMFILE, ...) must not crash the process.
+        server.on('error', (err) => manager.reportError(null, 'RW_ERR_LISTEN', `tcp connector: ${err.message}`));
+        this.#port = (server.address() as AddressInfo).port;
+        const period = Math.max(1, Math.floor(Math.min(2 * opts.heartbeatMs, opts.handshakeTimeoutMs) / 4));
+        this.#sweep = setInterval(() => this.#check(shared), period).unref();
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Closes the listening socket and turns away clients still owing a handshake (the core never
+   * saw them). It does not wait for the server's 'close' event, which only fires after every
+   * connection is gone: the core closes the accepted ones after this resolves. The sweep runs
+   * on (unref'd) until the last connection closes.
+   */
+  async stop(): Promise<void> {
+    const server = this.#server;
+    const shared = this.#shared;
+    if (server === null || shared === null) return;
+    this.#server = null;
+    shared.stopped = true;
+    server.close();
+    for (const conn of shared.conns) if (conn.state === AWAIT) conn.refuseClosing();
+    if (shared.conns.size === 0) this.#stopSweep();
+  }
+
+  #stopSweep(): void {
+    if (this.#sweep !== null) clearInterval(this.#sweep);
+    this.#sweep = null;
+  }
+
+  #check(shared: Shared): void {
+    const now = performance.now();
+    const { handshakeTimeoutMs } = shared.opts;
+    const idleLimit = 2 * shared.opts.heartbeatMs;
+    for (const conn of shared.conns) {
+      const idle = now - conn.lastSeen;
+      if (conn.state === AWAIT) {
+        if (idle >= handshakeTimeoutMs) conn.fail(TcpErrorCodes.HANDSHAKE, `no handshake within ${handshakeTimeoutMs} ms`, 408);
+      } else if (idle >= idleLimit) {
+        if (conn.state === OPEN) conn.heartbeatTimeout(idle);
+        else if (conn.state === CLOSING) conn.socket.destroy();
+      }
+    }
+  }
+}
+
+/** The server's handshake reply. */
+export type TcpHandshakeReply =
+  | {
+    readonly code: 200;
+    readonly session: { readonly fd: number; readonly handle: number };
+    readonly routes: Readonly<Record<string, number>>;
+    readonly routeHash: string;
+    readonly codec: 'binary' | 'json' | 'raw';
+    readonly heartbeat: number;
+  }
+  | { readonly code: number; readonly error: string; readonly message: string };
+
+/** Minimal client for tests and examples: frames can be awaited in arrival order. */
+export class TcpClient {
+  /** Resolves when the socket has closed. */
+  readonly closed: Promise<void>;
+  #socket: Socket | null = null;
+  readonly #decoder: TcpFrameDecoder;
+  readonly #frames: TcpFrame[] = [];
+  readonly #waiters: { resolve: (f: TcpFrame) => void; reject: (e: Error) => void }[] = [];
+  #ended = false;
+  #onClosed!: () => void;
+
+  constructor(maxFrameBytes = 16 * 1024 * 1024) {
+    this.#decoder = new TcpFrameDecoder(maxFrameBytes);
+    this.closed = new Promise((resolve) => { this.#onClosed = resolve; });
+  }
+
+  /** The underlying socket (to write raw bytes in tests). */
+  get socket(): Socket {
+    if (this.#socket === null) throw new Error('TcpClient is not connected');
+    return this.#socket;
+  }
+
+  connect(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect({ host, port, noDelay: true });
+      this.#socket = socket;
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+      socket.on('error', onSocketError);
+      socket.on('data', (chunk: Buffer) => {
+        for (const frame of this.#decoder.push(chunk)) this.#deliver(frame);
+        if (this.#decoder.error !== null) socket.destroy();
+      });
+      socket.on('close', () => {
+        this.#ended = true;
+        for (const w of this.#waiters.splice(0)) w.reject(new Error('connection closed'));
+        this.#onClosed();
+      });
+    });
+  }
+
+  /** Sends the handshake and resolves with the server's reply (whatever its code). */
+  async handshake(path: string, query?: string, headers?: Record<string, string>): Promise<TcpHandshakeReply> {
+    this.socket.write(jsonFrame(TcpFrameType.HANDSHAKE, { path, query, headers }));
+    const frame = await this.next();
+    if (frame.type !== TcpFrameType.HANDSHAKE) throw new Error(`expected a handshake reply, got frame type ${frame.type}`);
+    return JSON.parse(frame.payload.toString('utf8')) as TcpHandshakeReply;
+  }
+
+  send(payload: Uint8Array): void {
+    this.socket.write(encodeTcpFrame(TcpFrameType.MESSAGE, payload));
+  }
+
+  heartbeat(): void {
+    this.socket.write(HEARTBEAT_FRAME);
+  }
+
+  /** The next frame from the server; rejects once the connection has closed and no frame is left. */
+  next(): Promise<TcpFrame> {
+    const frame = this.#frames.shift();
+    if (frame !== undefined) return Promise.resolve(frame);
+    if (this.#ended) return Promise.reject(new Error('connection closed'));
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  end(): void {
+    this.#socket?.end();
+  }
+
+  #deliver(frame: TcpFrame): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter.resolve(frame);
+    else this.#frames.push(frame);
+  }
+}
