@@ -11,6 +11,15 @@ export type { ServerOptions, ResolvedOptions, LifecycleHooks, CodecName } from '
 export type { ServerStats, WorkerStats, DropStats, ConnectionInfo } from './core/stats.js';
 export type { ModuleDescriptor } from './shared/tasks.js';
 export { FdAllocator, FD_MAX } from './fd/index.js';
+export type {
+  Connector, ConnectorClient, ClientManager, ClientSession, ClientRequest, AddClientResult, RouteTable,
+} from './core/connector.js';
+export { SendStatus } from './core/connector.js';
+export {
+  TcpConnector, TcpClient, TcpFrameDecoder, TcpFrameType, TcpErrorCodes, encodeTcpFrame,
+} from './core/connectors/tcp.js';
+export type { TcpConnectorOptions, TcpFrame, TcpHandshakeReply } from './core/connectors/tcp.js';
+export { MemoryConnector, MemoryClient, MemoryConnectError } from './core/connectors/memory.js';
 export type { FdAllocatorOptions } from './fd/index.js';
 export {
   ErrorCodes, RingwireError, UwsFallbackError, BadFrameError, BadRecordError, UnknownEventError,
@@ -25,4 +34,5 @@ export { defineModule, defineHooks } from './workers/define.js';
 export type {
   Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions, Stage,
   SendOptions, UpgradeHook, ConnectHook, MessageHook, DisconnectHook, ErrorHook, MaybePromise,
+  AwayHook, ResumeHook, SubscribeHook, PresenceMember, ResumeInfo,
 } from './workers/define.js';

@@ -45,6 +45,7 @@ export interface MemoryClose {
 
 /** The server's view of a memory client. */
 class MemoryPeer implements ConnectorClient {
+  readonly transport = 'memory';
   readonly remoteAddress = 'memory';
   session: ClientSession | null = null;
   readonly #manager: ClientManager;

@@ -266,6 +266,7 @@ function onSocketError(): void {
 
 /** One TCP client as the core sees it. */
 class TcpConnection implements ConnectorClient {
+  readonly transport = 'tcp';
   session: ClientSession | null = null;
   readonly remoteAddress: string;
   state = AWAIT;

@@ -1,0 +1,192 @@
+/**
+ * Connectors (issue #7): one module serves WebSocket, raw TCP and in-memory clients through
+ * the same fd allocator, workers and hooks; a publish reaches all of them; TCP handshake,
+ * heartbeat and frame errors against the real core.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from '../../src/core/server.js';
+import { TcpClient, TcpConnector, TcpFrameType, encodeTcpFrame, type TcpHandshakeReply } from '../../src/core/connectors/tcp.js';
+import { MemoryConnector } from '../../src/core/connectors/memory.js';
+import { decodeFrame, encodeFrame } from '../../src/shared/wire.js';
+import { Client, LabelSink, fixture } from '../helpers.js';
+
+let server: Server;
+let port: number;
+let sink: LabelSink;
+const tcp = new TcpConnector({ port: 0, heartbeatMs: 30_000 });
+const tcpFast = new TcpConnector({ port: 0, heartbeatMs: 150, maxFrameBytes: 1024 });
+const mem = new MemoryConnector();
+
+before(async () => {
+  sink = new LabelSink('rw-test-labels');
+  server = createServer({
+    modules: [fixture('order-a.module'), fixture('order-b.module'), fixture('tools.module')],
+    hooks: fixture('order.hooks'),
+    workers: 2,
+    connectors: [tcp, tcpFast, mem],
+  });
+  port = await server.listen(0, '127.0.0.1');
+});
+
+after(async () => {
+  await server.close();
+  sink.close();
+});
+
+const of = (path: string) => (labels: string[]): string[] =>
+  labels.filter((l) => l.startsWith(`${path} `)).map((l) => l.slice(path.length + 1));
+const ORDER = [
+  'GLOBAL onUpgrade', 'EVENT onUpgrade',
+  'GLOBAL onConnect', 'EVENT onConnect',
+  'GLOBAL onReceived', 'EVENT onReceived', 'EVENT preHandler[0]', 'EVENT preHandler[1]', 'EVENT handler',
+  'GLOBAL onDisconnect', 'EVENT onDisconnect',
+];
+
+async function tcpClient(c: TcpConnector = tcp): Promise<TcpClient> {
+  const t = new TcpClient();
+  await t.connect('127.0.0.1', c.port);
+  return t;
+}
+
+async function tcpNextMessage(t: TcpClient): Promise<{ event: string; ref: number; text: string }> {
+  for (;;) {
+    const f = await t.next();
+    if (f.type !== TcpFrameType.MESSAGE) continue;
+    const w = decodeFrame(new Uint8Array(f.payload));
+    return { event: w.event, ref: w.ref, text: Buffer.from(w.payload).toString() };
+  }
+}
+
+test('the same hook order for a WebSocket, a TCP and an in-memory client of one module', async () => {
+  const pick = of('/a');
+  // WebSocket
+  sink.labels.length = 0;
+  const ws = await Client.open(`ws://127.0.0.1:${port}/a`);
+  assert.equal((await ws.call('HELLO', 'hi', 7)).ref, 7);
+  await ws.close();
+  await sink.until((l) => pick(l).includes('EVENT onDisconnect'));
+  assert.deepEqual(pick(sink.labels), ORDER);
+
+  // TCP
+  sink.labels.length = 0;
+  const t = await tcpClient();
+  const hs = await t.handshake('/a');
+  assert.equal(hs.code, 200);
+  t.send(encodeFrame({ event: 'HELLO', ref: 8, payload: 'hi' }));
+  const r = await tcpNextMessage(t);
+  assert.deepEqual([r.event, r.ref], ['HELLO', 8]);
+  assert.deepEqual(JSON.parse(r.text).userData, { who: 'event', fromGlobal: true });
+  t.end();
+  await sink.until((l) => pick(l).includes('EVENT onDisconnect'));
+  assert.deepEqual(pick(sink.labels), ORDER);
+
+  // in-memory
+  sink.labels.length = 0;
+  const m = await mem.connect('/a');
+  m.send(encodeFrame({ event: 'HELLO', ref: 9, payload: 'hi' }));
+  const mr = decodeFrame((await m.next()).data);
+  assert.deepEqual([mr.event, mr.ref], ['HELLO', 9]);
+  m.close();
+  await sink.until((l) => pick(l).includes('EVENT onDisconnect'));
+  assert.deepEqual(pick(sink.labels), ORDER);
+});
+
+test('TCP handshake: route table of the module, its hash, the heartbeat; the fd comes from the shared allocator', async () => {
+  const t = await tcpClient();
+  const reply = await t.handshake('/t');
+  assert.equal(reply.code, 200);
+  const hs = reply as Extract<TcpHandshakeReply, { code: 200 }>;
+  const desc = server.moduleDescriptors.find((d) => d.path === '/t')!;
+  assert.deepEqual(Object.keys(hs.routes), desc.events);
+  assert.deepEqual(Object.values(hs.routes), desc.events.map((_e, i) => i + 1));
+  assert.match(hs.routeHash, /^[0-9a-f]{16}$/);
+  assert.equal(hs.heartbeat, 30_000);
+  const again = await tcpClient();
+  const hs2 = await again.handshake('/t');
+  assert.equal((hs2 as typeof hs).routeHash, hs.routeHash);
+  // Numeric event ids from the table work.
+  t.send(encodeFrame({ event: '', eventId: hs.routes['ECHO']!, ref: 3, payload: 'by id' }));
+  assert.equal((await tcpNextMessage(t)).text, 'by id');
+  const conns = server.connections().filter((c) => c.transport === 'tcp');
+  assert.equal(conns.length, 2);
+  assert.ok(conns.some((c) => c.handle === hs.session.handle));
+  // An unknown path is refused with a typed error.
+  const bad = await tcpClient();
+  const no = await bad.handshake('/nope');
+  assert.equal(no.code, 404);
+  assert.equal((no as { error: string }).error, 'RW_ERR_NO_MODULE');
+  t.end();
+  again.end();
+  await bad.closed;
+});
+
+test('a publish reaches WebSocket, TCP and in-memory subscribers alike', async () => {
+  const ws = await Client.open(`ws://127.0.0.1:${port}/t`);
+  const t = await tcpClient();
+  await t.handshake('/t');
+  const m = await mem.connect('/t');
+  assert.equal((await ws.call('SUB', 'news')).text, 'ok');
+  t.send(encodeFrame({ event: 'SUB', ref: 1, payload: 'news' }));
+  assert.equal((await tcpNextMessage(t)).text, 'ok');
+  m.send(encodeFrame({ event: 'SUB', ref: 1, payload: 'news' }));
+  assert.equal(Buffer.from(decodeFrame((await m.next()).data).payload).toString(), 'ok');
+  assert.equal(server.subscribers('news'), 3);
+
+  // From a TCP client: everyone subscribed gets it (uWS publishes reach connector clients too).
+  t.send(encodeFrame({ event: 'PUB', payload: 'news:from tcp' }));
+  assert.equal((await ws.next()).text, 'from tcp');
+  assert.equal((await tcpNextMessage(t)).text, 'from tcp');
+  assert.equal(Buffer.from(decodeFrame((await m.next()).data).payload).toString(), 'from tcp');
+  // From a WebSocket client.
+  ws.emit('PUB', 'news:from ws');
+  assert.equal((await ws.next()).text, 'from ws');
+  assert.equal((await tcpNextMessage(t)).text, 'from ws');
+  assert.equal(Buffer.from(decodeFrame((await m.next()).data).payload).toString(), 'from ws');
+  await ws.close();
+  t.end();
+  m.close();
+});
+
+test('TCP: garbage and oversized frames close only that connection, with a typed error in stats; a silent client is dropped after 2x heartbeat', async () => {
+  const before = server.stats().connectorErrors;
+  const ok = await tcpClient(tcpFast);
+  await ok.handshake('/t');
+  const garbage = await tcpClient(tcpFast);
+  await garbage.handshake('/t');
+  garbage.socket.write(encodeTcpFrame(9, Buffer.from('what is this')));
+  await garbage.closed;
+  const big = await tcpClient(tcpFast);
+  await big.handshake('/t');
+  big.send(new Uint8Array(5000)); // maxFrameBytes is 1024
+  await big.closed;
+  // The healthy client still works (it keeps talking, so its heartbeat is fine).
+  ok.send(encodeFrame({ event: 'ECHO', ref: 2, payload: 'still here' }));
+  assert.equal((await tcpNextMessage(ok)).text, 'still here');
+  ok.end();
+  await ok.closed;
+  const after1 = server.stats().connectorErrors;
+  assert.equal((after1['RW_ERR_TCP_BAD_FRAME'] ?? 0) - (before['RW_ERR_TCP_BAD_FRAME'] ?? 0), 1);
+  assert.equal((after1['RW_ERR_TCP_FRAME_TOO_LARGE'] ?? 0) - (before['RW_ERR_TCP_FRAME_TOO_LARGE'] ?? 0), 1);
+
+  // Silent: no frame at all after the handshake → dropped no sooner than 2 x 150 ms.
+  const silent = await tcpClient(tcpFast);
+  const t0 = performance.now();
+  await silent.handshake('/t');
+  await silent.closed;
+  const waited = performance.now() - t0;
+  assert.ok(waited >= 300, `dropped after ${waited.toFixed(0)} ms`);
+  assert.equal((server.stats().connectorErrors['RW_ERR_TCP_HEARTBEAT'] ?? 0) - (before['RW_ERR_TCP_HEARTBEAT'] ?? 0), 1);
+});
+
+test('in-memory connector: a rejecting upgrade hook refuses with its status; closing from a handler closes the client', async () => {
+  await assert.rejects(mem.connect('/a', 'deny=1'), (e: Error & { status?: number; code?: string }) => {
+    assert.equal(e.status, 401);
+    assert.equal(e.code, 'RW_ERR_UPGRADE_REJECTED');
+    return true;
+  });
+  const m = await mem.connect('/t');
+  m.send(encodeFrame({ event: 'CLOSE', payload: '' }));
+  assert.deepEqual(await m.closed, { code: 4000, reason: 'bye' });
+  assert.equal(server.connections().filter((c) => c.transport === 'memory').length, 0);
+});
