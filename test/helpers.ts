@@ -102,6 +102,48 @@ export class Client {
   }
 }
 
+export interface JsonMsg { cmd: string; data: Record<string, unknown>; ref?: number }
+
+/** A json-codec client that can wait for a given command while keeping the others in order. */
+export class JsonClient {
+  readonly c: Client;
+  private stash: JsonMsg[] = [];
+  constructor(c: Client) {
+    this.c = c;
+  }
+  static async open(url: string): Promise<JsonClient> {
+    return new JsonClient(await Client.open(url));
+  }
+  send(cmd: string, data: unknown, ref = 1): void {
+    this.c.ws.send(JSON.stringify({ cmd, data, ref }));
+  }
+  /** The next message with this cmd (others stay queued, in order). */
+  async next(cmd: string): Promise<JsonMsg> {
+    const i = this.stash.findIndex((m) => m.cmd === cmd);
+    if (i >= 0) return this.stash.splice(i, 1)[0]!;
+    for (;;) {
+      const m = await this.c.nextJson() as JsonMsg;
+      if (m.cmd === cmd) return m;
+      this.stash.push(m);
+    }
+  }
+  async call(cmd: string, data: unknown): Promise<JsonMsg> {
+    this.send(cmd, data);
+    for (;;) {
+      const m = await this.nextAny();
+      if ((m.cmd === cmd || m.cmd === 'error') && m.ref === 1) return m;
+      this.stash.push(m);
+    }
+  }
+  private async nextAny(): Promise<JsonMsg> {
+    return await this.c.nextJson() as JsonMsg;
+  }
+  /** Every message received so far that is not consumed, and those still arriving until `cmd`. */
+  pending(cmd: string): JsonMsg[] {
+    return this.stash.filter((m) => m.cmd === cmd);
+  }
+}
+
 /** Collects labels posted by fixtures on a BroadcastChannel (works across worker threads). */
 export class LabelSink {
   readonly labels: string[] = [];

@@ -7,49 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { createServer, type Server } from '../../src/index.js';
-import { Client, LabelSink, fixture } from '../helpers.js';
-
-interface Msg { cmd: string; data: Record<string, unknown>; ref?: number }
-
-/** A json-codec client that can wait for a given command while keeping the others in order. */
-class J {
-  readonly c: Client;
-  private stash: Msg[] = [];
-  constructor(c: Client) {
-    this.c = c;
-  }
-  static async open(url: string): Promise<J> {
-    return new J(await Client.open(url));
-  }
-  send(cmd: string, data: unknown, ref = 1): void {
-    this.c.ws.send(JSON.stringify({ cmd, data, ref }));
-  }
-  /** The next message with this cmd (others stay queued, in order). */
-  async next(cmd: string): Promise<Msg> {
-    const i = this.stash.findIndex((m) => m.cmd === cmd);
-    if (i >= 0) return this.stash.splice(i, 1)[0]!;
-    for (;;) {
-      const m = await this.c.nextJson() as Msg;
-      if (m.cmd === cmd) return m;
-      this.stash.push(m);
-    }
-  }
-  async call(cmd: string, data: unknown): Promise<Msg> {
-    this.send(cmd, data);
-    for (;;) {
-      const m = await this.nextAny();
-      if ((m.cmd === cmd || m.cmd === 'error') && m.ref === 1) return m;
-      this.stash.push(m);
-    }
-  }
-  private async nextAny(): Promise<Msg> {
-    return await this.c.nextJson() as Msg;
-  }
-  /** Every message received so far that is not consumed, and those still arriving until `cmd`. */
-  pending(cmd: string): Msg[] {
-    return this.stash.filter((m) => m.cmd === cmd);
-  }
-}
+import { LabelSink, JsonClient as J, fixture } from '../helpers.js';
 
 async function start(extra: Record<string, unknown> = {}): Promise<{ server: Server; url: string }> {
   const server = createServer({ modules: [fixture('rooms.module')], workers: 2, ...extra });
