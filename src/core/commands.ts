@@ -15,7 +15,7 @@ import type { FdAllocator } from '../fd/index.js';
 import type { Counters } from './stats.js';
 import type { Slot } from './slot.js';
 import type { CorkCarrier } from './cork-carrier.js';
-import type { Sock, TopicRegistry } from './client-sock.js';
+import { ClientSock, type Sock, type TopicRegistry } from './client-sock.js';
 import type { SessionManager, Session } from './sessions.js';
 import type { AddClientResult, ConnectorClient } from './connector.js';
 
@@ -323,16 +323,12 @@ export class CommandExecutor {
     this.counters.publishes++;
     const ex = exclude !== 0 && this.alloc.isCurrent(exclude) ? this.sockets.get(this.alloc.fdOf(exclude)) : undefined;
     const h = this.host;
-    if (ex !== undefined && h !== null && h.registry.topics.size !== 0) {
-      // Excluding a connector client: uWS's tree does not know it, so publish to all there.
-      this.app.publish(topic, bytes, binary);
-      h.registry.publish(topic, bytes, binary, ex, this.onDropped);
-    } else if (ex !== undefined) {
-      // uWS ws.publish reaches every subscriber except that socket.
-      ex.publish(topic, bytes, binary);
-    } else {
-      this.app.publish(topic, bytes, binary);
-      if (h !== null && h.registry.topics.size !== 0) h.registry.publish(topic, bytes, binary, null, this.onDropped);
+    // uWS's topic tree: ws.publish reaches every uWS subscriber except that socket.
+    if (ex !== undefined && !(ex instanceof ClientSock)) ex.publish(topic, bytes, binary);
+    else this.app.publish(topic, bytes, binary);
+    // Connector clients' topics.
+    if (h !== null && h.registry.topics.size !== 0) {
+      h.registry.publish(topic, bytes, binary, ex instanceof ClientSock ? ex : null, this.onDropped);
     }
     if (h !== null && h.sessions.hasDetached) h.sessions.capturePublish(topic, bytes, binary, exclude);
   }

@@ -18,7 +18,8 @@ import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, refusePending, statusLine, type ExecutorHost, type PendingUpgrade, type SocketData } from './commands.js';
 import { ClientSock, TopicRegistry, asSock, type ClientSockHost, type Sock } from './client-sock.js';
-import { SessionManager, type ResumeOptions, type SessionHost } from './sessions.js';
+import { SessionManager, type ClusterLink, type PresenceMember, type ResumeOptions, type SessionHost } from './sessions.js';
+import { RedisBus, type BusMessage } from './cluster.js';
 import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
 import { dropChannel } from '../shared/diagnostics.js';
 import { createHash } from 'node:crypto';
@@ -51,6 +52,8 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
   readonly registry = new TopicRegistry();
   readonly sessions: SessionManager;
   clusterPublish: ((topic: string, data: Uint8Array, binary: boolean) => void) | null = null;
+  cluster: ClusterLink | null = null;
+  private bus: RedisBus | null = null;
   /** Connector clients → their socket face (accepted ones) or pending upgrade. */
   private readonly clientSocks = new Map<ConnectorClient, ClientSock>();
   private readonly clientPending = new Map<ConnectorClient, PendingUpgrade>();
@@ -165,6 +168,8 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
     this.exec = new CommandExecutor(this.app, this.alloc, this.sockets, this.pending, this.counters);
     this.exec.host = this;
     this.sessions = new SessionManager(this);
+    const co = this.options.cluster;
+    if (co !== null) this.initCluster(co.url, co.nodeId, co.prefix);
     this.exec.rateBurst = this.options.rateLimit?.burst ?? 0;
     for (let i = 0; i < this.options.workers; i++) {
       this.slots.push(new Slot(i, this.options.ringBytes, this.options.overflowBytes));
@@ -207,6 +212,7 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
       this.mount(d.modules);
       await this.lifecycle('afterRoutesInit', lc.afterRoutesInit);
       for (const slot of this.slots) this.startSlot(slot);
+      if (this.bus !== null) await this.bus.start();
       const ls = await new Promise<us_listen_socket | false>((resolve) => {
         this.app.listen(host, port, resolve);
       });
@@ -808,6 +814,79 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
     await this.teardown();
   }
 
+  // ------------------------------------------------------------------ cluster
+
+  /**
+   * Cluster over Redis pub/sub (src/core/cluster.ts): topic publishes, uid sends and presence
+   * reach the other nodes. While Redis is away, local delivery goes on and every cross-node
+   * message that could not be sent is counted in drops.cluster; the bus reconnects by itself.
+   */
+  private initCluster(url: string, nodeId: string | undefined, prefix: string | undefined): void {
+    const bus = new RedisBus({ url, ...(nodeId !== undefined ? { nodeId } : {}), ...(prefix !== undefined ? { prefix } : {}) },
+      (m) => this.onBus(m));
+    this.bus = bus;
+    const c = this.counters;
+    const send = (m: Parameters<RedisBus['publish']>[0]): void => {
+      if (!bus.publish(m)) c.drop('cluster');
+    };
+    this.clusterPublish = (topic, data, binary) => send({ type: 'publish', topic, binary, data });
+    this.cluster = {
+      nodeId: bus.nodeId,
+      uid: (uid, data, binary) => send({ type: 'uid', uid, binary, data }),
+      presence: (room, event, member) => {
+        const json = JSON.stringify(member);
+        const key = String(member.handle);
+        send({ type: 'presence', room, event, member: json });
+        const p = event === 'join' ? bus.presenceAdd(room, key, json) : bus.presenceRemove(room, key);
+        void p.then((ok) => { if (!ok) c.drop('cluster'); });
+      },
+      remoteMembers: async (room) => {
+        const list = await bus.presenceList(room);
+        if (list === null) {
+          c.drop('cluster');
+          return null;
+        }
+        const out: PresenceMember[] = [];
+        for (const e of list) {
+          if (e.node === bus.nodeId) continue;
+          try {
+            out.push(JSON.parse(e.member) as PresenceMember);
+          } catch {
+            // an entry another version wrote: skip it
+          }
+        }
+        return out;
+      },
+    };
+  }
+
+  private onBus(m: BusMessage): void {
+    if (this.state !== 'listening') return;
+    switch (m.type) {
+      case 'publish':
+        this.exec.publish(m.topic, m.data, m.binary, 0);
+        return;
+      case 'uid':
+        this.sessions.sendToUid(m.uid, m.data, m.binary, false);
+        return;
+      case 'presence':
+        if (m.event === 'join' || m.event === 'leave') {
+          try {
+            this.sessions.remotePresence(m.room, m.event, JSON.parse(m.member) as PresenceMember);
+          } catch {
+            this.counters.drop('badCommand');
+          }
+        }
+        return;
+      default:
+    }
+  }
+
+  /** This node's cluster id ('' when not clustered). Handles are unique in the cluster as `${nodeId}:${handle}`. */
+  get nodeId(): string {
+    return this.bus?.nodeId ?? '';
+  }
+
   private async stopConnectors(): Promise<void> {
     const list = this.startedConnectors;
     this.startedConnectors = [];
@@ -822,6 +901,12 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
 
   private async teardown(): Promise<void> {
     await this.stopConnectors();
+    if (this.bus !== null) {
+      const bus = this.bus;
+      this.bus = null;
+      await bus.presenceRemoveNode().catch(() => null);
+      await bus.stop().catch(() => undefined);
+    }
     if (this.watchdog !== null) {
       clearTimeout(this.watchdog);
       this.watchdog = null;
@@ -893,7 +978,10 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
   }
 
   private clusterStats(): ServerStats['cluster'] {
-    return null;
+    const b = this.bus;
+    if (b === null) return null;
+    const s = b.stats();
+    return { nodeId: s.nodeId, connected: s.connected, published: s.published, received: s.received, dropped: s.dropped, reconnects: s.reconnects };
   }
 
   stats(): ServerStats {

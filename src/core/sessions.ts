@@ -50,6 +50,19 @@ export interface PresenceMember {
   readonly handle: number;
   readonly uid: string | null;
   readonly meta: unknown;
+  /** Cluster node id of the member's server ('' when not clustered). */
+  readonly node: string;
+}
+
+/** The cluster side of sessions (src/core/server.ts implements it over the Redis bus). */
+export interface ClusterLink {
+  readonly nodeId: string;
+  /** Forward a uid send to the other nodes. */
+  uid(uid: string, data: Uint8Array, binary: boolean): void;
+  /** Record a local member's join/leave for the other nodes (Redis hash + bus event). */
+  presence(room: string, event: 'join' | 'leave', member: PresenceMember): void;
+  /** Members of `room` on the other nodes; null when Redis is unreachable. */
+  remoteMembers(room: string): Promise<PresenceMember[] | null>;
 }
 
 /** A detachable connection (modules with `resume`). */
@@ -85,8 +98,10 @@ export interface SessionHost {
   readonly moduleDescriptors: readonly ModuleDescriptor[];
   /** Release an fd and do the server-side close bookkeeping of a connection that is gone for good. */
   finishClose(ud: SocketData, code: number, reason: string): void;
-  /** Close a socket whose connection lives on elsewhere (no close bookkeeping, fd kept). */
+  /** Close a socket whose connection lives on on another socket (no close bookkeeping, fd kept). */
   retire(ud: SocketData, code: number, reason: string): void;
+  /** Set when the server runs in a cluster. */
+  readonly cluster: ClusterLink | null;
 }
 
 const enc = new TextEncoder();
@@ -420,11 +435,17 @@ export class SessionManager {
     ud.uid = null;
   }
 
-  /** Returns how many connections it reached (live or buffered). */
-  sendToUid(uid: string, data: Uint8Array, binary: boolean): number {
+  /**
+   * Returns how many local connections it reached (live or buffered). `forward`: also send it to
+   * the other nodes of a cluster (false for a send that came from one).
+   */
+  sendToUid(uid: string, data: Uint8Array, binary: boolean, forward = true): number {
+    const cluster = this.host.cluster;
+    if (forward && cluster !== null) cluster.uid(uid, data, binary);
     const set = this.uids.get(uid);
     if (set === undefined) {
-      this.host.counters.drop('uidOffline');
+      // In a cluster the uid may live on another node: only a lone server knows it is offline.
+      if (cluster === null) this.host.counters.drop('uidOffline');
       return 0;
     }
     let n = 0;
@@ -434,25 +455,37 @@ export class SessionManager {
 
   // ------------------------------------------------------------------ rooms & presence
 
-  /** Join `room`: subscribe, snapshot to the joiner, diff to the others. Returns the snapshot. */
+  /** Join `room`: subscribe, diff to the others. Returns the local snapshot (the caller sends presence_state). */
   join(sock: Sock | null, ud: SocketData, room: string, meta: unknown): PresenceMember[] {
     let members = this.rooms.get(room);
     if (members === undefined) {
       members = new Map();
       this.rooms.set(room, members);
     }
-    const me: PresenceMember = { handle: ud.handle, uid: ud.uid, meta: meta ?? null };
+    const me: PresenceMember = { handle: ud.handle, uid: ud.uid, meta: meta ?? null, node: this.host.cluster?.nodeId ?? '' };
     const had = members.has(ud.handle);
     members.set(ud.handle, me);
     if (ud.rooms === null) ud.rooms = new Set();
     ud.rooms.add(room);
     if (sock !== null) sock.subscribe(room);
     this.subscribed(ud, room);
-    const snapshot = [...members.values()];
-    const state = this.frame(ud.module, 'presence_state', { room, members: snapshot });
+    if (!had) {
+      this.diff(room, members, { room, joins: [me], leaves: [] }, ud.handle);
+      this.host.cluster?.presence(room, 'join', me);
+    }
+    return [...members.values()];
+  }
+
+  private sendState(ud: SocketData, room: string, members: PresenceMember[]): void {
+    const state = this.frame(ud.module, 'presence_state', { room, members });
     this.deliver(ud.handle, state.data, state.binary);
-    if (!had) this.diff(room, members, { room, joins: [me], leaves: [] }, ud.handle);
-    return snapshot;
+  }
+
+  /** A member joined or left `room` on another node: local members of the room see the diff. */
+  remotePresence(room: string, event: 'join' | 'leave', member: PresenceMember): void {
+    const members = this.rooms.get(room);
+    if (members === undefined) return;
+    this.diff(room, members, event === 'join' ? { room, joins: [member], leaves: [] } : { room, joins: [], leaves: [member] }, 0);
   }
 
   /** Leave `room` (explicitly, or because the connection is gone: then no unsubscribe). */
@@ -466,6 +499,7 @@ export class SessionManager {
       this.sockOf(ud.handle)?.unsubscribe(room);
       this.unsubscribed(ud, room);
     }
+    this.host.cluster?.presence(room, 'leave', me);
     if (members.size === 0) this.rooms.delete(room);
     else this.diff(room, members, { room, joins: [], leaves: [me] }, 0);
   }
@@ -523,8 +557,20 @@ export class SessionManager {
       case RequestOp.Join: {
         const ud = this.udOf(handle);
         if (ud === undefined) return this.fail(slot, id, handle, 'RW_ERR_NOT_CONNECTED', 'the connection is closed');
-        const members = this.join(this.sockOf(handle) ?? null, ud, r.text() ?? '', parseJson(r.dataArray()));
-        return this.ok(slot, id, handle, { members });
+        const room = r.text() ?? '';
+        const local = this.join(this.sockOf(handle) ?? null, ud, room, parseJson(r.dataArray()));
+        const cluster = this.host.cluster;
+        if (cluster === null) {
+          this.sendState(ud, room, local);
+          return this.ok(slot, id, handle, { members: local });
+        }
+        // Presence spans nodes: the snapshot adds the other nodes' members (local only while Redis is away).
+        void cluster.remoteMembers(room).then((remote) => {
+          const members = remote === null ? local : [...local, ...remote];
+          this.sendState(ud, room, members);
+          this.ok(slot, id, handle, { members });
+        });
+        return;
       }
       case RequestOp.Leave: {
         const ud = this.udOf(handle);
@@ -533,7 +579,14 @@ export class SessionManager {
       }
       case RequestOp.RoomInfo: {
         const t = r.text() ?? '';
-        return this.ok(slot, id, handle, { subscribers: subscribers(t), members: this.roomInfo(t).members });
+        const local = this.roomInfo(t).members;
+        const cluster = this.host.cluster;
+        if (cluster === null) return this.ok(slot, id, handle, { subscribers: subscribers(t), members: local });
+        void cluster.remoteMembers(t).then((remote) => {
+          const members = remote === null || remote.length === 0 ? local : [...(local ?? []), ...remote];
+          this.ok(slot, id, handle, { subscribers: subscribers(t), members });
+        });
+        return;
       }
       case RequestOp.SendAll: {
         const except = new Set<number>();

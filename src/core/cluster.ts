@@ -1,0 +1,825 @@
+/**
+ * Redis cluster bus: the transport under the optional cluster adapter (publish, uid delivery and
+ * presence across nodes, like Socket.IO's Redis adapter). One Redis pub/sub channel per cluster
+ * (`${prefix}:bus`), a compact binary envelope (no JSON around payload bytes), two ioredis
+ * connections (pub + sub), at-most-once delivery, fail-soft while Redis is away.
+ *
+ * Delivery semantics, on purpose:
+ * - "Connected" means both connections ready and the channel subscribed (stats().connected,
+ *   onStatus). `publish()` never throws and never queues without bound: while not connected (or
+ *   with `maxQueue` commands unacknowledged) the message is dropped and counted. Commands in
+ *   flight when a connection drops are rejected, not re-sent (no duplicates).
+ * - Messages carrying this node's id as origin are ignored on receipt (the local node has already
+ *   delivered them itself).
+ * - Received `data` is a view into the Buffer ioredis handed over (zero copy). ioredis/redis-parser
+ *   never reuse those bytes, so holding the view is safe; copy it if you keep a small part of a large
+ *   message for long (the view keeps the whole reply chunk alive).
+ * - Presence entries live in Redis hashes `${prefix}:presence:${room}`, field `${nodeId}|${memberKey}`,
+ *   so every node sees every node's members; the calls resolve false/null when Redis is away.
+ *   The bus remembers this node's own entries (and removals Redis has not acknowledged) and writes
+ *   them again after every reconnect, so a Redis restart without persistence heals by itself.
+ *
+ * Standalone Redis only (or anything that speaks to one endpoint); Redis Cluster would need sharded
+ * pub/sub and hash tags and is not supported.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis, type RedisOptions } from 'ioredis';
+import { ErrorCodes, RingwireError, intOption, invalidOption } from '../shared/errors.js';
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The cluster bus could not do what was asked (first connection failed within startTimeoutMs,
+ * start() twice). Code RW_ERR_CLUSTER. Could move to src/shared/errors.ts with the other classes.
+ */
+export class ClusterError extends RingwireError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.RW_ERR_CLUSTER, message, options);
+    this.name = 'ClusterError';
+  }
+}
+
+/** Bytes on the bus channel are not a valid bus envelope (another version, another app, corruption). */
+export class BusMessageError extends ClusterError {
+  constructor(message: string) {
+    super(`malformed bus message: ${message}`);
+    this.name = 'BusMessageError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envelope
+// ---------------------------------------------------------------------------------------------
+
+export type PresenceEvent = 'join' | 'leave' | 'sync-request' | 'sync';
+
+export type BusMessage =
+  | { type: 'publish'; topic: string; binary: boolean; data: Uint8Array; origin: string }
+  | { type: 'uid'; uid: string; binary: boolean; data: Uint8Array; origin: string }
+  | { type: 'presence'; room: string; event: PresenceEvent; member: string; origin: string };
+
+/** What `RedisBus.publish()` takes: a bus message without `origin` (the bus sets its nodeId). */
+export type BusMessageInput =
+  | { type: 'publish'; topic: string; binary: boolean; data: Uint8Array }
+  | { type: 'uid'; uid: string; binary: boolean; data: Uint8Array }
+  | { type: 'presence'; room: string; event: PresenceEvent; member: string };
+
+/**
+ * Wire layout (little endian), version 1:
+ *
+ *   u8  version (1)
+ *   u8  type     1 publish, 2 uid, 3 presence
+ *   u8  aux      publish/uid: flags, bit 0 = binary, other bits 0
+ *                presence: event, 0 join, 1 leave, 2 sync-request, 3 sync
+ *   u8  originLen (1..255), origin UTF-8
+ *   u16 nameLen, name UTF-8 (topic / uid / room)
+ *   publish/uid: data = every remaining byte
+ *   presence:    u32 memberLen, member UTF-8 (JSON text), nothing after it
+ *
+ * Fixed overhead: 6 bytes + origin + name (+ 4 for presence).
+ */
+export const BUS_VERSION = 1;
+const T_PUBLISH = 1;
+const T_UID = 2;
+const T_PRESENCE = 3;
+const F_BINARY = 1;
+const PRESENCE_EVENTS: readonly PresenceEvent[] = ['join', 'leave', 'sync-request', 'sync'];
+const MAX_ORIGIN = 0xff;
+const MAX_NAME = 0xffff;
+const MAX_MEMBER = 0xffffffff;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function str(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw new TypeError(`bus message ${what} must be a string`);
+  return value;
+}
+
+/** Encode a bus message. Throws TypeError/RangeError for a message that cannot be encoded. */
+export function encodeBusMessage(msg: BusMessage): Buffer {
+  if (msg === null || typeof msg !== 'object') throw new TypeError('bus message must be an object');
+  const origin = str(msg.origin, 'origin');
+  const originLen = Buffer.byteLength(origin);
+  if (originLen < 1 || originLen > MAX_ORIGIN) {
+    throw new RangeError(`bus message origin must be 1..${MAX_ORIGIN} UTF-8 bytes, got ${originLen}`);
+  }
+  let type: number;
+  let aux: number;
+  let name: string;
+  let data: Uint8Array | undefined;
+  let member: string | undefined;
+  switch (msg.type) {
+    case 'publish':
+    case 'uid':
+      type = msg.type === 'publish' ? T_PUBLISH : T_UID;
+      name = str(msg.type === 'publish' ? msg.topic : msg.uid, msg.type === 'publish' ? 'topic' : 'uid');
+      if (typeof msg.binary !== 'boolean') throw new TypeError('bus message binary must be a boolean');
+      if (!(msg.data instanceof Uint8Array)) throw new TypeError('bus message data must be a Uint8Array');
+      aux = msg.binary ? F_BINARY : 0;
+      data = msg.data;
+      break;
+    case 'presence': {
+      type = T_PRESENCE;
+      name = str(msg.room, 'room');
+      const ev = PRESENCE_EVENTS.indexOf(msg.event);
+      if (ev < 0) throw new TypeError(`bus message event must be one of ${PRESENCE_EVENTS.join(', ')}`);
+      aux = ev;
+      member = str(msg.member, 'member');
+      break;
+    }
+    default:
+      throw new TypeError(`bus message type must be 'publish', 'uid' or 'presence', got ${String((msg as { type?: unknown }).type)}`);
+  }
+  const nameLen = Buffer.byteLength(name);
+  if (nameLen > MAX_NAME) throw new RangeError(`bus message ${type === T_PRESENCE ? 'room' : type === T_UID ? 'uid' : 'topic'} must be at most ${MAX_NAME} UTF-8 bytes, got ${nameLen}`);
+  const memberLen = member === undefined ? 0 : Buffer.byteLength(member);
+  if (memberLen > MAX_MEMBER) throw new RangeError('bus message member is too large');
+  const size = 4 + originLen + 2 + nameLen + (data !== undefined ? data.byteLength : 4 + memberLen);
+  const buf = Buffer.allocUnsafe(size);
+  buf[0] = BUS_VERSION;
+  buf[1] = type;
+  buf[2] = aux;
+  buf[3] = originLen;
+  let off = 4;
+  off += buf.write(origin, off, 'utf8');
+  buf.writeUInt16LE(nameLen, off);
+  off += 2;
+  off += buf.write(name, off, 'utf8');
+  if (data !== undefined) {
+    buf.set(data, off);
+    off += data.byteLength;
+  } else {
+    buf.writeUInt32LE(memberLen, off);
+    off += 4;
+    off += buf.write(member ?? '', off, 'utf8');
+  }
+  if (off !== size) throw new RangeError('bus message encoding size mismatch'); // cannot happen
+  return buf;
+}
+
+function text(buf: Uint8Array, start: number, end: number, what: string): string {
+  try {
+    return utf8.decode(buf.subarray(start, end));
+  } catch {
+    throw new BusMessageError(`${what} is not valid UTF-8`);
+  }
+}
+
+/**
+ * Decode a bus message. Throws BusMessageError (code RW_ERR_CLUSTER) for anything that is not a
+ * complete, valid version-1 envelope. `data` is a view into `buf` (no copy).
+ */
+export function decodeBusMessage(buf: Uint8Array): BusMessage {
+  if (!(buf instanceof Uint8Array)) throw new BusMessageError('not a byte array');
+  const len = buf.byteLength;
+  if (len < 6) throw new BusMessageError(`too short (${len} bytes)`);
+  const version = buf[0] as number;
+  if (version !== BUS_VERSION) throw new BusMessageError(`unknown version ${version}`);
+  const type = buf[1] as number;
+  const aux = buf[2] as number;
+  const originLen = buf[3] as number;
+  if (originLen === 0) throw new BusMessageError('empty origin');
+  let off = 4;
+  if (off + originLen + 2 > len) throw new BusMessageError('origin runs past the end');
+  const origin = text(buf, off, off + originLen, 'origin');
+  off += originLen;
+  const nameLen = (buf[off] as number) | ((buf[off + 1] as number) << 8);
+  off += 2;
+  if (off + nameLen > len) throw new BusMessageError('name runs past the end');
+  const nameStart = off;
+  off += nameLen;
+  switch (type) {
+    case T_PUBLISH:
+    case T_UID: {
+      if ((aux & ~F_BINARY) !== 0) throw new BusMessageError(`unknown flags 0x${aux.toString(16)}`);
+      const binary = (aux & F_BINARY) !== 0;
+      const data = buf.subarray(off);
+      if (type === T_PUBLISH) {
+        return { type: 'publish', topic: text(buf, nameStart, nameStart + nameLen, 'topic'), binary, data, origin };
+      }
+      return { type: 'uid', uid: text(buf, nameStart, nameStart + nameLen, 'uid'), binary, data, origin };
+    }
+    case T_PRESENCE: {
+      const event = PRESENCE_EVENTS[aux];
+      if (event === undefined) throw new BusMessageError(`unknown presence event ${aux}`);
+      if (off + 4 > len) throw new BusMessageError('member length runs past the end');
+      const memberLen = ((buf[off] as number) | ((buf[off + 1] as number) << 8) | ((buf[off + 2] as number) << 16)) + (buf[off + 3] as number) * 0x1000000;
+      off += 4;
+      if (off + memberLen !== len) {
+        throw new BusMessageError(off + memberLen > len ? 'member runs past the end' : 'trailing bytes after member');
+      }
+      return {
+        type: 'presence',
+        room: text(buf, nameStart, nameStart + nameLen, 'room'),
+        event,
+        member: text(buf, off, len, 'member'),
+        origin,
+      };
+    }
+    default:
+      throw new BusMessageError(`unknown type ${type}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bus
+// ---------------------------------------------------------------------------------------------
+
+export interface RedisBusOptions {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://...`. Not together with host/port. */
+  url?: string;
+  /** Redis host (default 127.0.0.1 when no url). */
+  host?: string;
+  /** Redis port (default 6379 when no url). */
+  port?: number;
+  /** This node's id: 1-64 characters of [A-Za-z0-9_.:-]; default a random 8-hex id. */
+  nodeId?: string;
+  /** Key and channel prefix (default 'rw'): channel `${prefix}:bus`, hashes `${prefix}:presence:${room}`. */
+  prefix?: string;
+  /** Most unacknowledged commands on the pub connection; past it publish() drops (default 10,000). */
+  maxQueue?: number;
+  /** How long start() waits for both connections to be ready and subscribed (ms, default 5,000). */
+  startTimeoutMs?: number;
+  /** How long a presence call waits for Redis before it resolves false/null (ms, default 2,000). */
+  opTimeoutMs?: number;
+  /**
+   * Batch the commands issued in one event-loop turn into one write on the pub connection
+   * (ioredis enableAutoPipelining). Default true: ~1.6x the small-message publish rate.
+   */
+  autoPipelining?: boolean;
+  /** Called when the bus becomes connected (both connections ready, channel subscribed) or stops being so. Not called after stop(). */
+  onStatus?: (connected: boolean) => void;
+  /** Connection errors (each failed reconnect attempt), malformed messages, handler exceptions, failed commands. Not called after stop(). */
+  onError?: (err: Error) => void;
+}
+
+export interface RedisBusStats {
+  nodeId: string;
+  /** Both connections ready and the bus channel subscribed. */
+  connected: boolean;
+  /** Messages Redis acknowledged. */
+  published: number;
+  /** Messages from other nodes handed to the handler (own echoes and malformed ones not counted). */
+  received: number;
+  /** publish() calls and presence calls that failed: Redis away, maxQueue reached, error or timeout. */
+  dropped: number;
+  /** Times the sub connection was subscribed again after a disconnect. */
+  reconnects: number;
+  /** Messages on the bus channel that did not decode. */
+  malformed: number;
+  /** Exceptions thrown by the handler (caught; reported through onError). */
+  handlerErrors: number;
+  /** Commands on the pub connection not yet acknowledged (bounded by maxQueue). */
+  inflight: number;
+}
+
+export interface PresenceEntry {
+  /** The member key as given to presenceAdd (without the node prefix). */
+  key: string;
+  /** The node that added it. */
+  node: string;
+  /** The member JSON text as given to presenceAdd. */
+  member: string;
+}
+
+const NODE_ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+const MAX_KEY = 0xffff;
+
+// Removes every field starting with ARGV[1] from hash KEYS[1]; returns how many.
+const REMOVE_PREFIX_LUA = `
+local fields = redis.call('HKEYS', KEYS[1])
+local p = ARGV[1]
+local n = 0
+for _, f in ipairs(fields) do
+  if string.sub(f, 1, #p) == p then
+    redis.call('HDEL', KEYS[1], f)
+    n = n + 1
+  end
+end
+return n`;
+
+const noop = (): void => {};
+
+type OpResult<T> = { value: T } | undefined;
+
+export class RedisBus {
+  readonly nodeId: string;
+  readonly prefix: string;
+  /** The one pub/sub channel of this cluster: `${prefix}:bus`. */
+  readonly channel: string;
+
+  readonly #handler: (msg: BusMessage) => void;
+  readonly #onStatus: ((connected: boolean) => void) | undefined;
+  readonly #onError: ((err: Error) => void) | undefined;
+  readonly #maxQueue: number;
+  readonly #startTimeoutMs: number;
+  readonly #opTimeoutMs: number;
+  readonly #target: string;
+  readonly #channelBuf: Buffer;
+  readonly #pub: Redis;
+  readonly #sub: Redis;
+
+  #state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
+  #stopPromise: Promise<void> | undefined;
+  #startWaiter: ((ok: boolean) => void) | undefined;
+  #connected = false;
+  #wasConnected = false;
+  #subActive = false;
+  #subscribedOnce = false;
+  #subEpoch = 0;
+  #lastError: Error | undefined;
+  /**
+   * This node's presence as it should be in Redis: room → memberKey → member JSON, or null for a
+   * removal Redis has not acknowledged yet. Written again after every reconnect (Redis may have
+   * restarted empty, or missed writes while away), and the scope of presenceRemoveNode().
+   */
+  readonly #presence = new Map<string, Map<string, string | null>>();
+
+  #published = 0;
+  #received = 0;
+  #dropped = 0;
+  #reconnects = 0;
+  #malformed = 0;
+  #handlerErrors = 0;
+  #inflight = 0;
+
+  constructor(opts: RedisBusOptions, handler: (msg: BusMessage) => void) {
+    if (opts === null || typeof opts !== 'object') throw new TypeError('options must be an object');
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    const o = opts;
+
+    let url: string | undefined;
+    let target: string | undefined;
+    if (o.url !== undefined) {
+      if (typeof o.url !== 'string') throw invalidOption('url', 'a redis:// or rediss:// URL string');
+      let parsed: URL;
+      try {
+        parsed = new URL(o.url);
+      } catch {
+        throw invalidOption('url', `a redis:// or rediss:// URL, got ${JSON.stringify(o.url)}`);
+      }
+      if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+        throw invalidOption('url', `a redis:// or rediss:// URL, got protocol ${parsed.protocol}`);
+      }
+      if (o.host !== undefined || o.port !== undefined) {
+        throw invalidOption('url', 'used without options.host and options.port (the URL names both)');
+      }
+      url = o.url;
+      if (parsed.password !== '') parsed.password = '***';
+      target = parsed.toString();
+    }
+    if (o.host !== undefined && (typeof o.host !== 'string' || o.host === '')) {
+      throw invalidOption('host', 'a non-empty string');
+    }
+    const host = o.host ?? '127.0.0.1';
+    const port = intOption(o.port, 'port', 6379, 1, 65535);
+    this.#target = target ?? `${host}:${port}`;
+
+    if (o.nodeId !== undefined) {
+      if (typeof o.nodeId !== 'string') throw invalidOption('nodeId', 'a string of 1-64 characters [A-Za-z0-9_.:-]');
+      if (!NODE_ID_RE.test(o.nodeId)) {
+        throw invalidOption('nodeId', `1-64 characters [A-Za-z0-9_.:-], got ${JSON.stringify(o.nodeId)}`, 'range');
+      }
+    }
+    this.nodeId = o.nodeId ?? randomBytes(4).toString('hex');
+
+    if (o.prefix !== undefined) {
+      if (typeof o.prefix !== 'string') throw invalidOption('prefix', 'a non-empty string');
+      if (o.prefix.length === 0 || o.prefix.length > 128) {
+        throw invalidOption('prefix', `a string of 1-128 characters, got ${o.prefix.length}`, 'range');
+      }
+    }
+    this.prefix = o.prefix ?? 'rw';
+    this.channel = `${this.prefix}:bus`;
+    this.#channelBuf = Buffer.from(this.channel);
+
+    this.#maxQueue = intOption(o.maxQueue, 'maxQueue', 10_000, 1, 1_000_000);
+    this.#startTimeoutMs = intOption(o.startTimeoutMs, 'startTimeoutMs', 5_000, 1, 600_000);
+    this.#opTimeoutMs = intOption(o.opTimeoutMs, 'opTimeoutMs', 2_000, 1, 600_000);
+    if (o.autoPipelining !== undefined && typeof o.autoPipelining !== 'boolean') throw invalidOption('autoPipelining', 'a boolean');
+    const autoPipelining = o.autoPipelining ?? true;
+    if (o.onStatus !== undefined && typeof o.onStatus !== 'function') throw invalidOption('onStatus', 'a function');
+    if (o.onError !== undefined && typeof o.onError !== 'function') throw invalidOption('onError', 'a function');
+    this.#onStatus = o.onStatus;
+    this.#onError = o.onError;
+    this.#handler = handler;
+
+    const base = (role: 'pub' | 'sub'): RedisOptions => ({
+      lazyConnect: true,
+      // Fail fast while disconnected: no offline queue, in-flight commands rejected on a drop
+      // (maxRetriesPerRequest 0 flushes the command queue on every close), nothing re-sent.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      autoResubscribe: true,
+      // Reconnect forever: 100, 200, 400, 800, 1600, then every 2000 ms.
+      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.max(0, times - 1), 2000),
+      connectTimeout: Math.min(this.#startTimeoutMs, 10_000),
+      connectionName: `ringwire:${this.nodeId}:${role}`,
+      disableClientInfo: true,
+      enableAutoPipelining: role === 'pub' && autoPipelining,
+      // disconnect() arms a timer of this length to destroy a socket that does not close; ioredis
+      // arms it even for a socket that is already closed (stop() during an outage) and then never
+      // clears it, so keep it short: it is the longest stop() can keep the process alive.
+      disconnectTimeout: 200,
+    });
+    this.#pub = url !== undefined ? new Redis(url, base('pub')) : new Redis({ host, port, ...base('pub') });
+    this.#sub = url !== undefined ? new Redis(url, base('sub')) : new Redis({ host, port, ...base('sub') });
+
+    const onConnError = (err: Error): void => {
+      this.#lastError = err;
+      this.#report(err);
+    };
+    this.#pub.on('error', onConnError);
+    this.#sub.on('error', onConnError);
+    const update = (): void => this.#update();
+    this.#pub.on('ready', update);
+    this.#pub.on('close', update);
+    this.#pub.on('end', update);
+    this.#sub.on('ready', () => this.#onSubReady());
+    this.#sub.on('close', () => {
+      this.#subEpoch++; // a subscribe/ping still in flight belongs to the dead connection
+      this.#subActive = false;
+      this.#update();
+    });
+    this.#sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#onMessage(channel, message));
+  }
+
+  /**
+   * Connect both connections and subscribe the bus channel. Rejects with ClusterError
+   * (RW_ERR_CLUSTER) when that did not happen within startTimeoutMs; the bus is then stopped.
+   * Once started, the connections reconnect by themselves for as long as the bus runs.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new ClusterError(`RedisBus.start(): already ${this.#state === 'stopped' ? 'stopped' : 'started'}`);
+    this.#state = 'starting';
+    const ready = new Promise<boolean>((resolve) => { this.#startWaiter = resolve; });
+    // connect() rejects on the first failed attempt, but ioredis keeps retrying: follow the events.
+    this.#pub.connect().catch(noop);
+    this.#sub.connect().catch(noop);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.#startTimeoutMs); });
+    const outcome = await Promise.race([ready, timedOut]);
+    clearTimeout(timer);
+    this.#startWaiter = undefined;
+    if (outcome === true) {
+      this.#state = 'running';
+      return;
+    }
+    const cause = this.#lastError;
+    await this.stop();
+    if (outcome === false) throw new ClusterError('RedisBus.start(): stopped before it was connected');
+    throw new ClusterError(
+      `could not connect to Redis at ${this.#target} within ${this.#startTimeoutMs} ms${cause !== undefined ? `: ${cause.message}` : ''}`,
+      { cause },
+    );
+  }
+
+  /**
+   * Publish to every other node. Returns false (and counts `dropped`) when the message cannot be
+   * handed to Redis now: not connected (see stats().connected / onStatus), maxQueue commands
+   * unacknowledged, message not encodable.
+   * A true return means "written to Redis"; a later failure is counted in `dropped` too.
+   * Never throws.
+   */
+  publish(msg: BusMessageInput): boolean {
+    if (this.#inflight >= this.#maxQueue || !this.#isConnected()) {
+      this.#dropped++;
+      return false;
+    }
+    let buf: Buffer;
+    try {
+      buf = encodeBusMessage({ ...msg, origin: this.nodeId } as BusMessage);
+    } catch (err) {
+      this.#dropped++;
+      this.#report(err);
+      return false;
+    }
+    this.#inflight++;
+    this.#pub.publish(this.channel, buf).then(
+      () => {
+        this.#inflight--;
+        this.#published++;
+      },
+      (err: unknown) => {
+        this.#inflight--;
+        this.#dropped++;
+        this.#report(err);
+      },
+    );
+    return true;
+  }
+
+  stats(): RedisBusStats {
+    return {
+      nodeId: this.nodeId,
+      connected: this.#isConnected(),
+      published: this.#published,
+      received: this.#received,
+      dropped: this.#dropped,
+      reconnects: this.#reconnects,
+      malformed: this.#malformed,
+      handlerErrors: this.#handlerErrors,
+      inflight: this.#inflight,
+    };
+  }
+
+  /** Redis hash holding a room's presence. */
+  presenceKey(room: string): string {
+    return `${this.prefix}:presence:${room}`;
+  }
+
+  /**
+   * Add (or replace) this node's member `memberKey` in `room`. Resolves false when Redis is away;
+   * the entry is still remembered and written again after the next reconnect (see below).
+   */
+  async presenceAdd(room: string, memberKey: string, memberJson: string): Promise<boolean> {
+    checkArg(room, 'room');
+    checkArg(memberKey, 'memberKey');
+    if (typeof memberJson !== 'string') throw new TypeError('memberJson must be a string');
+    let entries = this.#presence.get(room);
+    if (entries === undefined) this.#presence.set(room, (entries = new Map()));
+    entries.set(memberKey, memberJson);
+    const r = await this.#op(() => this.#pub.hset(this.presenceKey(room), this.#field(memberKey), memberJson));
+    return r !== undefined;
+  }
+
+  /**
+   * Remove this node's member `memberKey` from `room`. Resolves true when Redis applied it
+   * (present or not), false when Redis is away; the removal is then retried after the next reconnect.
+   */
+  async presenceRemove(room: string, memberKey: string): Promise<boolean> {
+    checkArg(room, 'room');
+    checkArg(memberKey, 'memberKey');
+    const entries = this.#presence.get(room);
+    entries?.set(memberKey, null); // owed to Redis until the HDEL is acknowledged
+    const r = await this.#op(() => this.#pub.hdel(this.presenceKey(room), this.#field(memberKey)));
+    if (r === undefined) return false;
+    this.#forget(room, memberKey, null);
+    return true;
+  }
+
+  /** Every node's members of `room`; null when Redis is away. Order unspecified. */
+  async presenceList(room: string): Promise<PresenceEntry[] | null> {
+    checkArg(room, 'room');
+    const r = await this.#op(() => this.#pub.hgetall(this.presenceKey(room)));
+    if (r === undefined) return null;
+    const out: PresenceEntry[] = [];
+    for (const [field, member] of Object.entries(r.value)) {
+      const bar = field.indexOf('|');
+      if (bar <= 0) continue; // not written by a RedisBus
+      out.push({ key: field.slice(bar + 1), node: field.slice(0, bar), member });
+    }
+    return out;
+  }
+
+  /**
+   * Remove every presence entry of this node from every room it wrote to (call it on a graceful
+   * shutdown, before stop()). Resolves how many entries were removed, or null when some room
+   * could not be cleaned (its entries stay remembered; call again later).
+   */
+  async presenceRemoveNode(): Promise<number | null> {
+    const rooms = [...this.#presence.entries()].map(([room, entries]) => [room, [...entries]] as const);
+    const results = await Promise.all(rooms.map(async ([room, sent]) => {
+      const r = await this.#op(() => this.#pub.eval(REMOVE_PREFIX_LUA, 1, this.presenceKey(room), `${this.nodeId}|`));
+      if (r === undefined) return null;
+      // Forget only what the script covered: an add issued after it stays.
+      for (const [key, json] of sent) this.#forget(room, key, json);
+      return Number(r.value);
+    }));
+    let n = 0;
+    for (const r of results) {
+      if (r === null) return null;
+      n += r;
+    }
+    return n;
+  }
+
+  /** Rooms in which this node has (or still owes Redis the removal of) presence entries. */
+  presenceRooms(): string[] {
+    return [...this.#presence.keys()];
+  }
+
+  /**
+   * Close both connections (QUIT when connected, else drop), stop reconnecting. Idempotent.
+   * Afterwards the bus holds no handles; the process can exit.
+   */
+  stop(): Promise<void> {
+    if (this.#stopPromise !== undefined) return this.#stopPromise;
+    this.#state = 'stopped';
+    this.#connected = false;
+    this.#startWaiter?.(false);
+    this.#startWaiter = undefined;
+    this.#stopPromise = Promise.all([closeConnection(this.#pub, true), closeConnection(this.#sub, false)]).then(noop);
+    return this.#stopPromise;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  #field(memberKey: string): string {
+    return `${this.nodeId}|${memberKey}`;
+  }
+
+  /** Drop memberKey from the local presence view if it still has the value Redis just acknowledged. */
+  #forget(room: string, memberKey: string, acked: string | null): void {
+    const entries = this.#presence.get(room);
+    if (entries === undefined || !entries.has(memberKey) || entries.get(memberKey) !== acked) return;
+    entries.delete(memberKey);
+    if (entries.size === 0) this.#presence.delete(room);
+  }
+
+  /**
+   * After a reconnect: write this node's presence again (HSET, idempotent) and send the removals
+   * that failed while Redis was away. Commands go out in order on the pub connection, so a
+   * presenceAdd/Remove issued meanwhile still wins.
+   */
+  #resyncPresence(): void {
+    for (const [room, entries] of this.#presence) {
+      const live: string[] = [];
+      const removed: string[] = [];
+      for (const [key, json] of entries) {
+        if (json === null) removed.push(key);
+        else live.push(this.#field(key), json);
+      }
+      const hkey = this.presenceKey(room);
+      if (live.length > 0) void this.#op(() => this.#pub.hset(hkey, ...live));
+      if (removed.length > 0) {
+        void this.#op(() => this.#pub.hdel(hkey, ...removed.map((k) => this.#field(k)))).then((r) => {
+          if (r !== undefined) for (const k of removed) this.#forget(room, k, null);
+        });
+      }
+    }
+  }
+
+  /**
+   * The one notion of "up": both connections ready and the channel subscribed. publish() and the
+   * presence calls fail soft whenever it is false, even if the pub connection alone could still
+   * write: while this node's subscription is down it misses other nodes' traffic anyway, and the
+   * integration gets one clear signal (onStatus) for when cross-node operations work.
+   */
+  #isConnected(): boolean {
+    return this.#state !== 'stopped' && this.#pub.status === 'ready' && this.#sub.status === 'ready' && this.#subActive;
+  }
+
+  #update(): void {
+    const now = this.#isConnected();
+    if (now === this.#connected) return;
+    this.#connected = now;
+    if (now && this.#startWaiter !== undefined) this.#startWaiter(true);
+    if (now) {
+      // Back after an outage of either connection: Redis may have restarted empty or missed writes.
+      if (this.#wasConnected) this.#resyncPresence();
+      this.#wasConnected = true;
+    }
+    if (this.#onStatus !== undefined && this.#state !== 'stopped') {
+      try {
+        this.#onStatus(now);
+      } catch (err) {
+        this.#report(err);
+      }
+    }
+  }
+
+  #onSubReady(): void {
+    const epoch = ++this.#subEpoch;
+    void this.#subscribe(epoch);
+  }
+
+  async #subscribe(epoch: number): Promise<void> {
+    try {
+      if (!this.#subscribedOnce) {
+        await this.#sub.subscribe(this.channel);
+      } else {
+        // ioredis re-subscribed (autoResubscribe) in its ready handler, before emitting 'ready':
+        // a PING on the same connection is answered after that SUBSCRIBE, so once it resolves
+        // the subscription is live again.
+        await this.#sub.ping();
+        if (epoch === this.#subEpoch && this.#sub.mode !== 'subscriber') {
+          this.#report(new ClusterError('autoResubscribe did not restore the bus subscription; subscribing explicitly'));
+          await this.#sub.subscribe(this.channel);
+        }
+      }
+    } catch (err) {
+      // The connection dropped meanwhile; the next 'ready' tries again.
+      if (epoch === this.#subEpoch) this.#report(err);
+      return;
+    }
+    if (epoch !== this.#subEpoch || this.#sub.status !== 'ready' || this.#state === 'stopped') return;
+    if (this.#subscribedOnce) this.#reconnects++;
+    this.#subscribedOnce = true;
+    this.#subActive = true;
+    this.#update();
+  }
+
+  #onMessage(channel: Buffer, message: Buffer): void {
+    if (!channel.equals(this.#channelBuf)) return;
+    let msg: BusMessage;
+    try {
+      msg = decodeBusMessage(message);
+    } catch (err) {
+      this.#malformed++;
+      this.#report(err);
+      return;
+    }
+    if (msg.origin === this.nodeId) return;
+    this.#received++;
+    try {
+      this.#handler(msg);
+    } catch (err) {
+      this.#handlerErrors++;
+      this.#report(err);
+    }
+  }
+
+  /** A pub-connection command, fail-soft: undefined (and `dropped`) when Redis is away, errors or times out. */
+  #op<T>(run: () => Promise<T>): Promise<OpResult<T>> {
+    if (this.#inflight >= this.#maxQueue || !this.#isConnected()) {
+      this.#dropped++;
+      return Promise.resolve(undefined);
+    }
+    this.#inflight++;
+    return new Promise((resolve) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        this.#dropped++;
+        this.#report(new ClusterError(`Redis did not answer within ${this.#opTimeoutMs} ms`));
+        resolve(undefined);
+      }, this.#opTimeoutMs);
+      run().then(
+        (value) => {
+          this.#inflight--;
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve({ value });
+        },
+        (err: unknown) => {
+          this.#inflight--;
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          this.#dropped++;
+          this.#report(err);
+          resolve(undefined);
+        },
+      );
+    });
+  }
+
+  #report(err: unknown): void {
+    if (this.#onError === undefined || this.#state === 'stopped') return;
+    try {
+      this.#onError(err instanceof Error ? err : new Error(String(err)));
+    } catch {
+      // an onError that throws must not break the connection's event loop
+    }
+  }
+}
+
+function checkArg(value: unknown, name: string): void {
+  if (typeof value !== 'string') throw new TypeError(`${name} must be a string`);
+  if (Buffer.byteLength(value) > MAX_KEY) throw new RangeError(`${name} must be at most ${MAX_KEY} UTF-8 bytes`);
+}
+
+/**
+ * QUIT when ready (bounded wait), else drop; resolves once the connection holds no handles.
+ * `drain`: first wait (bounded) until Redis answered a PING issued now, so that commands issued
+ * before stop() and still sitting in an auto-pipeline are written before QUIT (which is never
+ * auto-pipelined and would otherwise overtake them).
+ */
+async function closeConnection(conn: Redis, drain: boolean): Promise<void> {
+  const status = conn.status;
+  if (status === 'end') return;
+  if (status === 'wait' || status === 'reconnecting' || status === 'close') {
+    // No socket (or a dead one): disconnect() clears the reconnect timer; nothing else is held.
+    conn.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const ended = new Promise<void>((resolve) => {
+    conn.once('end', resolve);
+    timer = setTimeout(() => {
+      conn.disconnect();
+      resolve();
+    }, 2_000);
+  });
+  if (status === 'ready') {
+    if (drain) await bounded(conn.ping(), 1_000);
+    conn.quit().catch(() => conn.disconnect());
+  } else {
+    conn.disconnect();
+  }
+  await ended;
+  clearTimeout(timer);
+}
+
+/** Wait for p (outcome ignored) at most ms. */
+async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.then(noop, noop), new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
+}
