@@ -950,13 +950,14 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
   /** The open connections, as records (a snapshot; iterate freely). */
   connections(): ConnectionInfo[] {
     const out: ConnectionInfo[] = [];
+    const node = this.nodeId;
     for (const ws of this.sockets.values()) {
       const ud = ws.getUserData();
       out.push({
         fd: ud.fd, handle: ud.handle, remoteAddress: ud.remoteAddress, url: ud.url,
         module: this.modules[ud.module]?.path ?? '', worker: ud.slot, connectedAt: ud.connectedAt,
         handshakeMs: ud.handshakeMs, bufferedAmount: ws.getBufferedAmount(),
-        transport: ud.transport, uid: ud.uid, rooms: ud.rooms === null ? [] : [...ud.rooms],
+        transport: ud.transport, uid: ud.uid, rooms: ud.rooms === null ? [] : [...ud.rooms], node,
       });
     }
     return out;

@@ -129,6 +129,8 @@ export interface ConnectionInfo {
   transport: string;
   /** The uid bound with ctx.bind(), or null. */
   uid: string | null;
+  /** Cluster node id ('' when not clustered): `${node}:${handle}` is unique across the cluster. */
+  node: string;
   /** Rooms joined with ctx.join(). */
   rooms: string[];
 }

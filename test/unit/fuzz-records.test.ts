@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { FencedByteBuffer, OutOfFrame, prng } from '../support/fuzz.js';
 import { Ring, RingStatus } from '../../src/shared/ring.js';
 import {
-  RecordKind, RecordReader, writeAccept, writeClose, writeCloseConn, writeDrain, writeMessage, writeOpen,
+  RecordKind, RecordReader, writeAccept, writeRequest, writeNotice, writeClose, writeCloseConn, writeDrain, writeMessage, writeOpen,
   writePublish, writeReject, writeSend, writeSendFrame, writeSendMany, writeSubscribe, writeUnsubscribe, writeUpgrade,
 } from '../../src/shared/records.js';
 import { verifyRecord } from '../../src/shared/verify.js';
@@ -51,6 +51,11 @@ function sampleRecords(rand: () => number): Uint8Array[] {
     () => writeUnsubscribe(ring, h(), str()),
     () => writeCloseConn(ring, h(), 1000, str()),
     () => writeAccept(ring, h(), bytes()),
+    () => writeRequest(ring, {
+      op: Math.floor(rand() * 8), id: Math.floor(rand() * 2 ** 32), handle: h(), text: str(),
+      handles: rand() < 0.5 ? null : [h(), h()], binary: rand() < 0.5, data: rand() < 0.3 ? null : bytes(),
+    }),
+    () => writeNotice(ring, Math.floor(rand() * 4), Math.floor(rand() * 2 ** 32), Math.floor(rand() * 3) - 1, h(), bytes()),
     () => writeUpgrade(ring, {
       handle: h(), module: 3, url: str(), query: str(), remoteAddress: str(),
       headerNames: [str(), str()], headerValues: [str(), str()], params: [str()],
@@ -167,6 +172,20 @@ function readAll(r: RecordReader, kind: number, off: number, lo: number, hi: num
       for (let i = 0; i < t.headerNamesLength(); i++) str(t.headerNames(i));
       for (let i = 0; i < t.headerValuesLength(); i++) str(t.headerValues(i));
       view(t.bodyArray());
+      break;
+    }
+    case RecordKind.Request: {
+      const t = r.request(off);
+      sink += t.op() + t.id() + t.handle() + Number(t.binary());
+      str(t.text());
+      for (let i = 0; i < t.handlesLength(); i++) sink += t.handles(i)!;
+      view(t.dataArray());
+      break;
+    }
+    case RecordKind.Notice: {
+      const t = r.notice(off);
+      sink += t.op() + t.id() + t.status() + t.handle();
+      view(t.dataArray());
       break;
     }
     default: throw new Error(`verifyRecord returned unknown kind ${kind}`);

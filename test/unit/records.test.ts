@@ -9,7 +9,7 @@ import * as flatbuffers from 'flatbuffers';
 import { Ring, RingStatus } from '../../src/shared/ring.js';
 import {
   RecordKind, RecordReader, Slot, fb, utf8Length, vectorLength, vectorStart,
-  writeAccept, writeClose, writeCloseConn, writeDrain, writeMessage, writeOpen, writePublish,
+  writeAccept, writeRequest, writeNotice, RequestOp, NoticeOp, writeClose, writeCloseConn, writeDrain, writeMessage, writeOpen, writePublish,
   writeReject, writeSend, writeSendFrame, writeSendMany, writeSubscribe, writeUnsubscribe, writeUpgrade,
 } from '../../src/shared/records.js';
 import { verifyRecord } from '../../src/shared/verify.js';
@@ -188,6 +188,34 @@ test('writeSendFrame builds a Send whose data is a WireFrame, both in place', ()
       assert.equal(r.wireFrame(start).event(), event);
     });
   }
+});
+
+test('session records (Request, Notice) round-trip and verify', () => {
+  const ring = Ring.create(4096);
+  assert.equal(writeRequest(ring, {
+    op: RequestOp.SendAll, id: 77, handle: -1, text: 'room:ü', handles: [HANDLE, 3], binary: true, data: utf8.encode('hello'),
+  }), RingStatus.OK);
+  next(ring, (r, off) => {
+    assert.equal(r.kind(off), RecordKind.Request);
+    const x = r.request(off);
+    assert.deepEqual([x.op(), x.id(), x.handle(), x.text(), x.handlesLength(), x.handles(0), x.handles(1), x.binary()],
+      [RequestOp.SendAll, 77, -1, 'room:ü', 2, HANDLE, 3, true]);
+    assert.equal(Buffer.from(x.dataArray()!).toString(), 'hello');
+    assert.equal(verifyRecord(ring.data, off, ring.peekLength), RecordKind.Request);
+  });
+  assert.equal(writeRequest(ring, { op: RequestOp.Leave, id: 0, handle: HANDLE, text: 'x', handles: null, binary: false, data: null }), RingStatus.OK);
+  next(ring, (r, off) => {
+    const x = r.request(off);
+    assert.deepEqual([x.op(), x.handlesLength(), x.dataArray()], [RequestOp.Leave, 0, null]);
+  });
+  assert.equal(writeNotice(ring, NoticeOp.Reply, 9, 1, HANDLE, utf8.encode('{"code":"X"}')), RingStatus.OK);
+  next(ring, (r, off) => {
+    assert.equal(r.kind(off), RecordKind.Notice);
+    const x = r.notice(off);
+    assert.deepEqual([x.op(), x.id(), x.status(), x.handle()], [NoticeOp.Reply, 9, 1, HANDLE]);
+    assert.equal(Buffer.from(x.dataArray()!).toString(), '{"code":"X"}');
+    assert.equal(verifyRecord(ring.data, off, ring.peekLength), RecordKind.Notice);
+  });
 });
 
 test('cold writers (Upgrade, Reject) round-trip', () => {
