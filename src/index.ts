@@ -7,7 +7,7 @@
 // Package entry (I/O-thread side). Explicit named exports; types exported separately.
 // Module files (worker side) import from 'ringwire/module' instead.
 export { createServer, Server } from './core/server.js';
-export type { ServerOptions, ResolvedOptions, LifecycleHooks, CodecName } from './core/options.js';
+export type { ServerOptions, ResolvedOptions, LifecycleHooks, CodecName, ClusterOptions } from './core/options.js';
 export type { ServerStats, WorkerStats, DropStats, ConnectionInfo } from './core/stats.js';
 export type { ModuleDescriptor } from './shared/tasks.js';
 export { FdAllocator, FD_MAX } from './fd/index.js';
@@ -18,8 +18,9 @@ export { SendStatus } from './core/connector.js';
 export {
   TcpConnector, TcpClient, TcpFrameDecoder, TcpFrameType, TcpErrorCodes, encodeTcpFrame,
 } from './core/connectors/tcp.js';
-export type { TcpConnectorOptions, TcpFrame, TcpHandshakeReply } from './core/connectors/tcp.js';
+export type { TcpConnectorOptions, TcpFrame, TcpFrameError, TcpHandshakeReply } from './core/connectors/tcp.js';
 export { MemoryConnector, MemoryClient, MemoryConnectError } from './core/connectors/memory.js';
+export type { MemoryMessage, MemoryClose } from './core/connectors/memory.js';
 export type { FdAllocatorOptions } from './fd/index.js';
 export {
   ErrorCodes, RingwireError, UwsFallbackError, BadFrameError, BadRecordError, UnknownEventError,

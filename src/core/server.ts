@@ -16,9 +16,9 @@ import { loadUws } from './uws.js';
 import { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
-import { CommandExecutor, refusePending, statusLine, type ExecutorHost, type PendingUpgrade, type SocketData } from './commands.js';
-import { ClientSock, TopicRegistry, asSock, type ClientSockHost, type Sock } from './client-sock.js';
-import { SessionManager, type ClusterLink, type PresenceMember, type ResumeOptions, type SessionHost } from './sessions.js';
+import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
+import { ClientSock, TopicRegistry, asSock, type Sock } from './client-sock.js';
+import { SessionManager, type ClusterLink, type PresenceMember, type ResumeOptions } from './sessions.js';
 import { RedisBus, type BusMessage } from './cluster.js';
 import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
 import { dropChannel } from '../shared/diagnostics.js';
@@ -42,16 +42,22 @@ const utf8e = new TextEncoder();
 
 type State = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
 
-export class Server implements ExecutorHost, SessionHost, ClientSockHost {
+export class Server {
   readonly options: ResolvedOptions;
   private state: State = 'new';
   private readonly uws = loadUws();
   private readonly app: TemplatedApp;
+  /** @internal */
   readonly alloc: FdAllocator;
+  /** @internal */
   readonly sockets = new Map<number, Sock>();
+  /** @internal */
   readonly registry = new TopicRegistry();
+  /** @internal */
   readonly sessions: SessionManager;
+  /** @internal */
   clusterPublish: ((topic: string, data: Uint8Array, binary: boolean) => void) | null = null;
+  /** @internal */
   cluster: ClusterLink | null = null;
   private bus: RedisBus | null = null;
   /** Connector clients → their socket face (accepted ones) or pending upgrade. */
@@ -62,8 +68,10 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
   private matchers: { id: number; segs: string[] }[] = [];
   private resumeOpts: (ResumeOptions | null)[] = [];
   private readonly pending = new Map<number, PendingUpgrade>();
+  /** @internal */
   readonly counters = new Counters();
   private readonly exec: CommandExecutor;
+  /** @internal */
   readonly slots: Slot[] = [];
   private readonly carrier = new CorkCarrier();
   private readonly tasks: (Promise<unknown> | null)[] = [];
@@ -527,7 +535,7 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
     return null;
   }
 
-  /** A resume upgrade ended without opening: its session's grace period goes on. */
+  /** @internal A resume upgrade ended without opening: its session's grace period goes on. */
   pendingGone(p: PendingUpgrade): void {
     if (p.resume !== null && p.resume.resuming) this.sessions.abortResume(p.resume);
     if (p.client !== null) this.clientPending.delete(p.client);
@@ -597,14 +605,14 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
     s.client.session = null;
   }
 
-  /** SessionHost: a detached session ended for good (fd released, the worker runs the disconnect hooks). */
+  /** @internal SessionHost: a detached session ended for good (fd released, the worker runs the disconnect hooks). */
   finishClose(ud: SocketData, code: number, reason: string): void {
     this.alloc.release(ud.fd);
     const slot = this.slots[ud.slot]!;
     if (slot.alive && slot.generation === ud.slotGen) slot.close(ud.handle, code, utf8e.encode(reason));
   }
 
-  /** SessionHost: close a socket whose connection lives on on another socket (a resume replaced it). */
+  /** @internal SessionHost: close a socket whose connection lives on on another socket (a resume replaced it). */
   retire(ud: SocketData, code: number, reason: string): void {
     const sock = this.sockets.get(ud.fd);
     if (sock === undefined || ud.closed) return;
@@ -617,12 +625,12 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
     sock.end(code, reason);
   }
 
-  /** ClientSockHost: a connector client was closed by the core (ClientSock.end). */
+  /** @internal ClientSockHost: a connector client was closed by the core (ClientSock.end). */
   closed(s: ClientSock, code: number, reason: string): void {
     this.handleClose(s, code, reason === '' ? EMPTY : utf8e.encode(reason));
   }
 
-  /** ClientSockHost: publish on behalf of a connector client (it does not receive its own message). */
+  /** @internal ClientSockHost: publish on behalf of a connector client (it does not receive its own message). */
   publishFrom(from: Sock, topic: string, data: Uint8Array, binary: boolean): void {
     this.exec.publish(topic, data, binary, from.getUserData().handle);
   }
@@ -686,7 +694,7 @@ export class Server implements ExecutorHost, SessionHost, ClientSockHost {
     });
   }
 
-  /** ExecutorHost: the hooks accepted a connector client. */
+  /** @internal ExecutorHost: the hooks accepted a connector client. */
   acceptClient(p: PendingUpgrade, ud: SocketData): void {
     const client = p.client!;
     this.clientPending.delete(client);
