@@ -38,6 +38,10 @@ const WORKER_FILE = new URL('../workers/runtime.js', import.meta.url).href;
 const MAX_HEADERS = 64;
 const MAX_HEADER_VALUE = 4096;
 const EMPTY = new Uint8Array(0);
+/** Worker deaths within CRASH_WINDOW_MS that restart at once; later ones back off. */
+const CRASH_FREE_RESTARTS = 5;
+const CRASH_WINDOW_MS = 10_000;
+const MAX_BACKOFF_MS = 10_000;
 const utf8e = new TextEncoder();
 
 type State = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
@@ -412,7 +416,24 @@ export class Server {
     slot.barrierWaiters.clear();
     slot.reset();
     slot.generation++;
-    this.startSlot(slot);
+    // Crash-loop back-off: the first deaths restart at once; past CRASH_FREE_RESTARTS within
+    // CRASH_WINDOW_MS each restart waits twice as long (up to MAX_BACKOFF_MS). Meanwhile new
+    // connections go to the other workers (or get 503 when none is alive).
+    const now = Date.now();
+    slot.deaths = slot.deaths.filter((t) => now - t < CRASH_WINDOW_MS);
+    slot.deaths.push(now);
+    const over = slot.deaths.length - CRASH_FREE_RESTARTS;
+    if (over <= 0) {
+      this.startSlot(slot);
+      return;
+    }
+    slot.backoffMs = Math.min(100 * 2 ** (over - 1), MAX_BACKOFF_MS);
+    this.counters.workerBackoffs++;
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      slot.backoffMs = 0;
+      if (this.state === 'listening') this.startSlot(slot);
+    }, slot.backoffMs);
   }
 
   private pickSlot(): Slot | null {
@@ -923,6 +944,10 @@ export class Server {
     this.carrier.stop();
     for (const slot of this.slots) {
       slot.alive = false;
+      if (slot.restartTimer !== null) {
+        clearTimeout(slot.restartTimer);
+        slot.restartTimer = null;
+      }
       slot.inbound.close();
       slot.outbound.close();
     }
@@ -1001,7 +1026,7 @@ export class Server {
       workerShutdown += k[WorkerCounter.droppedOnShutdown]!;
       const used = s.usedBytes();
       return {
-        slot: s.index, alive: s.alive, restarts: s.restarts, connections: s.connections,
+        slot: s.index, alive: s.alive, restarts: s.restarts, restartBackoffMs: s.backoffMs, connections: s.connections,
         ringCapacity: s.inbound.capacity, inboundUsed: used.inbound, outboundUsed: used.outbound,
         overflowUsed: used.overflow, overflowed: s.overflowed,
         messages: k[0]!, handlerErrors: k[1]!, badFrames: k[2]!, unknownEvents: k[3]!,
@@ -1012,7 +1037,7 @@ export class Server {
       connections: c.connections, liveFds: this.alloc.live, upgradesAccepted: c.upgradesAccepted, upgradesRejected: c.upgradesRejected,
       messagesIn: c.messagesIn, messagesOut: c.messagesOut, publishes: c.publishes,
       drops: { ...c.drops, workerShutdown }, workerRestarts: c.workerRestarts, workers,
-      resumes: c.resumes, detached: this.sessions.detached.size, connectorErrors: { ...c.connectorErrors },
+      resumes: c.resumes, workerBackoffs: c.workerBackoffs, detached: this.sessions.detached.size, connectorErrors: { ...c.connectorErrors },
       cluster: this.clusterStats(),
     };
   }

@@ -39,6 +39,12 @@ export class Slot {
   alive = false;
   generation = 0;
   restarts = 0;
+  /** Date.now() of this slot's recent worker deaths (the crash-loop back-off looks at them). */
+  deaths: number[] = [];
+  /** A restart waiting out its back-off. */
+  restartTimer: NodeJS.Timeout | null = null;
+  /** ms the pending restart waits (0 = none pending). */
+  backoffMs = 0;
   connections = 0;
   /** Records are going to the overflow (the ring filled up and the overflow is not yet moved back). */
   backlog = false;

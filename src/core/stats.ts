@@ -48,6 +48,8 @@ export interface WorkerStats {
   slot: number;
   alive: boolean;
   restarts: number;
+  /** ms a pending restart still waits out (crash-loop back-off); 0 when none is pending. */
+  restartBackoffMs: number;
   connections: number;
   ringCapacity: number;
   inboundUsed: number;
@@ -76,6 +78,8 @@ export interface ServerStats {
   workerRestarts: number;
   /** Sessions resumed on a new socket. */
   resumes: number;
+  /** Worker restarts that were delayed because the worker kept dying (crash-loop back-off). */
+  workerBackoffs: number;
   /** Connections detached (socket dropped) and waiting for a resume. */
   detached: number;
   /** Connector error counts by code (RW_ERR_TCP_BAD_FRAME, ...). */
@@ -94,6 +98,7 @@ export class Counters {
   publishes = 0;
   workerRestarts = 0;
   resumes = 0;
+  workerBackoffs = 0;
   readonly connectorErrors: Record<string, number> = {};
   readonly drops: DropStats = {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,

@@ -2,6 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from '../../src/core/server.js';
 import { CloseCode } from '../../src/shared/constants.js';
+import { writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Client, fixture } from '../helpers.js';
 
 const tools = fixture('tools.module');
@@ -91,6 +94,49 @@ test('crash: a dead worker closes exactly its connections with 1011; others go o
     assert.equal(st.connections, spared.length + fresh.length);
     await Promise.all([...spared, ...fresh].map((c) => c.close()));
   } finally {
+    await server.close();
+  }
+});
+
+/** Poll `pred` (readiness polling with a deadline, not a sleep as synchronisation). */
+async function until(pred: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('crash loop: a worker that dies on every start is restarted with back-off, not in a tight loop, and recovers', async () => {
+  const marker = join(tmpdir(), `rw-die-${process.pid}-${Date.now()}`);
+  process.env['RW_TEST_DIE_MARKER'] = marker;
+  const server = createServer({ modules: [fixture('dies-on-start.module')], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${port}/die`;
+    writeFileSync(marker, 'die'); // from now on a starting worker dies
+    const c = await Client.open(url);
+    const t0 = Date.now();
+    c.emit('CRASH');
+    assert.equal((await c.closed).code, CloseCode.INTERNAL);
+    // 1 crash + 5 deaths restarted at once, then 100, 200, 400 ms waits before the 7th-9th restarts.
+    await until(() => server.stats().workerBackoffs >= 4, 'four delayed restarts');
+    const st = server.stats();
+    assert.ok(Date.now() - t0 >= 700, `four back-offs after ${Date.now() - t0} ms`);
+    assert.equal(st.workerRestarts, 9);
+    assert.equal(st.workers[0]!.restartBackoffMs, 800);
+    assert.equal(st.workers[0]!.alive, false);
+    // Meanwhile no worker: upgrades are refused with 503, counted.
+    await assert.rejects(Client.open(url), { statusCode: 503 });
+    // The cause goes away: the next restart (after its back-off) serves again.
+    rmSync(marker);
+    await until(() => server.stats().workers[0]!.alive, 'the worker to come back');
+    const d = await Client.open(url);
+    assert.equal((await d.call('ECHO', 'back')).text, 'back');
+    await d.close();
+  } finally {
+    rmSync(marker, { force: true });
+    delete process.env['RW_TEST_DIE_MARKER'];
     await server.close();
   }
 });
