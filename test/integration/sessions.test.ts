@@ -242,3 +242,22 @@ test('sendAll / broadcast with an except-list reaches every other connection of 
   for (const i of [1, 2]) assert.equal((await cs[i]!.next('all')).data['note'], 'n2');
   // 1 and 2 never got n1: their first 'all' was n2.
 });
+
+test('resume while the old socket still looks alive (half-open): the old socket is replaced with 1001, the session moves over', async (t) => {
+  const sink = new LabelSink('rooms');
+  const { server, url } = await start();
+  t.after(async () => { sink.close(); await server.close(); });
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('BIND', { uid: 'twin' })).data['handle'];
+  await a.call('JOIN', { room: 'r' });
+  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  const s = await a2.next('session');
+  assert.deepEqual([s.data['resumed'], s.data['recovered'], s.data['replayed']], [true, true, 0]);
+  const old = await a.c.closed;
+  assert.equal(old.code, 1001);
+  assert.equal((await a2.call('BIND', { uid: 'twin' })).data['handle'], handle);
+  assert.equal(server.stats().connections, 1);
+  assert.deepEqual(server.roomMembers('r')?.map((m) => m.uid), ['twin']);
+  assert.ok(!sink.labels.some((l) => l.startsWith('disconnect:twin')));
+});
