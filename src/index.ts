@@ -35,5 +35,5 @@ export { defineModule, defineHooks } from './workers/define.js';
 export type {
   Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions, Stage,
   SendOptions, UpgradeHook, ConnectHook, MessageHook, DisconnectHook, ErrorHook, MaybePromise,
-  AwayHook, ResumeHook, SubscribeHook, PresenceMember, ResumeInfo,
+  AwayHook, ResumeHook, SubscribeHook, PresenceMember, ResumeInfo, ConnectionRecord,
 } from './workers/define.js';

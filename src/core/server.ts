@@ -983,17 +983,26 @@ export class Server {
   /** The open connections, as records (a snapshot; iterate freely). */
   connections(): ConnectionInfo[] {
     const out: ConnectionInfo[] = [];
-    const node = this.nodeId;
-    for (const ws of this.sockets.values()) {
-      const ud = ws.getUserData();
-      out.push({
-        fd: ud.fd, handle: ud.handle, remoteAddress: ud.remoteAddress, url: ud.url,
-        module: this.modules[ud.module]?.path ?? '', worker: ud.slot, connectedAt: ud.connectedAt,
-        handshakeMs: ud.handshakeMs, bufferedAmount: ws.getBufferedAmount(),
-        transport: ud.transport, uid: ud.uid, rooms: ud.rooms === null ? [] : [...ud.rooms], node,
-      });
-    }
+    for (const ws of this.sockets.values()) out.push(this.record(ws.getUserData(), ws));
     return out;
+  }
+
+  /** The record of one connection (live or detached), or null; handlers get it with `await ctx.connection(handle)`. */
+  connection(handle: number): ConnectionInfo | null {
+    const ws = this.sessions.sockOf(handle);
+    if (ws !== undefined) return this.record(ws.getUserData(), ws);
+    const d = this.sessions.detachedOf(handle);
+    return d === undefined ? null : this.record(d.ud, null);
+  }
+
+  private record(ud: SocketData, ws: Sock | null): ConnectionInfo {
+    return {
+      fd: ud.fd, handle: ud.handle, remoteAddress: ud.remoteAddress, url: ud.url,
+      module: this.modules[ud.module]?.path ?? '', worker: ud.slot, connectedAt: ud.connectedAt,
+      handshakeMs: ud.handshakeMs, bufferedAmount: ws === null ? 0 : ws.getBufferedAmount(),
+      transport: ud.transport, uid: ud.uid, rooms: ud.rooms === null ? [] : [...ud.rooms], node: this.nodeId,
+      detached: ws === null,
+    };
   }
 
   /** Subscribers of a topic on this node (uWS sockets and connector clients). */

@@ -102,6 +102,8 @@ export interface SessionHost {
   retire(ud: SocketData, code: number, reason: string): void;
   /** Set when the server runs in a cluster. */
   readonly cluster: ClusterLink | null;
+  /** A connection's record (ConnectionInfo), or null. */
+  connection(handle: number): unknown;
 }
 
 const enc = new TextEncoder();
@@ -588,6 +590,8 @@ export class SessionManager {
         });
         return;
       }
+      case RequestOp.ConnInfo:
+        return this.ok(slot, id, handle, this.host.connection(handle));
       case RequestOp.SendAll: {
         const except = new Set<number>();
         for (let i = 0; i < r.handlesLength(); i++) except.add(r.handles(i)!);

@@ -136,6 +136,8 @@ export interface ConnectionInfo {
   uid: string | null;
   /** Cluster node id ('' when not clustered): `${node}:${handle}` is unique across the cluster. */
   node: string;
+  /** The socket dropped and the session waits for a resume (see README "Resume"). */
+  detached: boolean;
   /** Rooms joined with ctx.join(). */
   rooms: string[];
 }

@@ -98,6 +98,8 @@ export const RequestOp = {
   RoomInfo: 6,
   /** Paged send to every connection of module `handle` (-1: all modules) except `handles`; data = message. */
   SendAll: 7,
+  /** `handle`'s connection record (server.connection()); replies with it or null. */
+  ConnInfo: 8,
 } as const;
 
 /** Notice ops (I/O thread -> worker). */

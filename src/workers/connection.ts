@@ -5,7 +5,7 @@
  * payload, data) are overwritten for each message; messages of one connection run one at
  * a time, so that is safe even with async handlers.
  */
-import type { Context, PresenceMember, SendOptions, UpgradeContext } from './define.js';
+import type { ConnectionRecord, Context, PresenceMember, SendOptions, UpgradeContext } from './define.js';
 import { RequestOp } from '../shared/records.js';
 import { ErrorCodes, RingwireError } from '../shared/errors.js';
 import type { ModuleRt } from './loader.js';
@@ -180,6 +180,11 @@ export class Conn implements Context, UpgradeContext {
     const bytes = codec.encode(options?.event ?? this.event, 0, payload);
     this.outbox.request(RequestOp.SendAll, options?.allModules === true ? -1 : this.module.id, '', options?.except ?? null,
       codec.binary, bytes, false);
+  }
+
+  /** The I/O thread's record of a connection (this one by default), or null when it is gone. */
+  async connection(handle: number = this.handle): Promise<ConnectionRecord | null> {
+    return await this.outbox.request(RequestOp.ConnInfo, handle, '', null, false, null, true) as ConnectionRecord | null;
   }
 
   // ---- rooms ----

@@ -75,6 +75,9 @@ export interface Context {
   /** Send to every connection of this module (all modules with `allModules`) in pages that never stall the I/O thread. */
   sendAll(payload: unknown, options?: SendOptions & { except?: readonly number[]; allModules?: boolean }): void;
 
+  /** The I/O thread's record of a connection (this one by default): address, times, uid, rooms, transport, ... */
+  connection(handle?: number): Promise<ConnectionRecord | null>;
+
   // ---- rooms and presence ----
   /**
    * Join a room (a topic with presence): the onSubscribe hooks may refuse it (RW_ERR_JOIN_REFUSED).
@@ -85,6 +88,24 @@ export interface Context {
   leave(room: string): void;
   /** Subscribers of a topic on this node, and its presence members when it is a room. */
   room(topic: string): Promise<{ subscribers: number; members: PresenceMember[] | null }>;
+}
+
+/** A connection record as the I/O thread keeps it (the same shape as `server.connections()` entries). */
+export interface ConnectionRecord {
+  readonly fd: number;
+  readonly handle: number;
+  readonly remoteAddress: string;
+  readonly url: string;
+  readonly module: string;
+  readonly worker: number;
+  readonly connectedAt: number;
+  readonly handshakeMs: number;
+  readonly bufferedAmount: number;
+  readonly transport: string;
+  readonly uid: string | null;
+  readonly rooms: readonly string[];
+  readonly node: string;
+  readonly detached: boolean;
 }
 
 /** A room member as presence reports it. */

@@ -154,6 +154,13 @@ test('resume: a dropped client gets exactly the 100 messages published meanwhile
   assert.ok(!sink.labels.some((l) => l.startsWith('disconnect:alice')));
   assert.equal(server.stats().resumes, 1);
   assert.equal(server.stats().detached, 0);
+  // Connection records from a handler: its own, and another connection's.
+  const mine = (await a2.call('WHO', null)).data;
+  assert.deepEqual([mine['handle'], mine['uid'], mine['rooms'], mine['module'], mine['transport'], mine['detached']],
+    [handle, 'alice', ['game'], '/rooms', 'websocket', false]);
+  const bobs = (await a2.call('WHO', { handle: (await b.call('BIND', { uid: 'bob' })).data['handle'] })).data;
+  assert.equal(bobs['uid'], 'bob');
+  assert.equal(bobs['remoteAddress'], '127.0.0.1');
 });
 
 test('resume: past the buffer bound nothing is replayed and recovered is false; after the grace period the room sees the leave', async (t) => {
