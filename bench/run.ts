@@ -26,6 +26,7 @@ import type { Mode, ScenarioDef, ScenarioResult, Summary, SuiteContext, Timing }
 import { PEERS } from './suite/peers.js';
 import { ECHO_SCENARIOS } from './suite/scenarios/echo.js';
 import { FANOUT } from './suite/scenarios/fanout.js';
+import { FANOUT_CLUSTER } from './suite/scenarios/fanout-cluster.js';
 import { ISOLATION } from './suite/scenarios/isolation.js';
 import { IDLE_MEMORY } from './suite/scenarios/memory.js';
 import { MICRO_SCENARIOS } from './suite/scenarios/micro.js';
@@ -33,7 +34,7 @@ import { STORM } from './suite/scenarios/storm.js';
 import { SWEEP } from './suite/scenarios/sweep.js';
 
 export const SCENARIOS: readonly ScenarioDef[] = [
-  ...MICRO_SCENARIOS, ...ECHO_SCENARIOS, FANOUT, ISOLATION, STORM, IDLE_MEMORY, SWEEP,
+  ...MICRO_SCENARIOS, ...ECHO_SCENARIOS, FANOUT, FANOUT_CLUSTER, ISOLATION, STORM, IDLE_MEMORY, SWEEP,
 ];
 
 /** Names that select several scenarios. */
