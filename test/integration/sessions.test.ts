@@ -134,22 +134,23 @@ test('resume: a dropped client gets exactly the 100 messages published meanwhile
   await sink.until((l) => l.includes('away:alice'));
   assert.equal(server.stats().detached, 1);
   await b.call('PUB', { room: 'game', n: 100 });
-  await b.call('TO_UID', { uid: 'alice', msg: 'direct while away' });
 
   const a2 = await J.open(`${url}?rw_resume=${token}`);
   const s = await a2.next('session');
   assert.deepEqual(
     { resumed: s.data['resumed'], recovered: s.data['recovered'], replayed: s.data['replayed'] },
-    { resumed: true, recovered: true, replayed: 101 },
+    { resumed: true, recovered: true, replayed: 100 },
   );
-  assert.equal((s.data['lastSeq'] as number) - (s.data['firstSeq'] as number) + 1, 101);
+  assert.equal((s.data['lastSeq'] as number) - (s.data['firstSeq'] as number) + 1, 100);
+  // Exactly those 100, in order, and nothing else before the live traffic below.
   for (let i = 0; i < 100; i++) assert.equal((await a2.next('msg')).data['i'], i);
-  assert.equal((await a2.next('direct')).data as unknown, 'direct while away');
-  await sink.until((l) => l.includes('resume:alice:true:101'));
+  await sink.until((l) => l.includes('resume:alice:true:100'));
   // Same connection: same handle, uid and room; live traffic flows again; bob never saw a leave.
   assert.equal((await a2.call('BIND', { uid: 'alice' })).data['handle'], handle);
-  await b.call('PUB', { room: 'game', n: 1 });
-  assert.equal((await a2.next('msg')).data['i'], 0);
+  await b.call('PUB', { room: 'game', n: 1, tag: 'live' });
+  const live = await a2.next('msg');
+  assert.deepEqual([live.data['i'], live.data['tag']], [0, 'live']);
+  assert.equal(a2.pending('msg').length, 0);
   assert.equal(b.pending('presence_diff').filter((m) => (m.data['leaves'] as unknown[]).length > 0).length, 0);
   assert.ok(!sink.labels.some((l) => l.startsWith('disconnect:alice')));
   assert.equal(server.stats().resumes, 1);
@@ -207,6 +208,31 @@ test('resume: past the buffer bound nothing is replayed and recovered is false; 
   assert.equal(server.stats().liveFds, 1);
 });
 
+test('resume: direct sends and uid sends to a detached connection are buffered too, in order with publishes', async (t) => {
+  const sink = new LabelSink('rooms');
+  const { server, url } = await start();
+  t.after(async () => { sink.close(); await server.close(); });
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  await a.call('BIND', { uid: 'carl' });
+  await a.call('JOIN', { room: 'mix' });
+  const b = await J.open(url);
+  await b.call('JOIN', { room: 'mix' });
+  a.c.ws.terminate();
+  await sink.until((l) => l.includes('away:carl'));
+  await b.call('PUB', { room: 'mix', n: 2, tag: 'p' });
+  await b.call('TO_UID', { uid: 'carl', msg: 'u1' });
+  await b.call('PUB', { room: 'mix', n: 1, tag: 'q' });
+  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  assert.equal((await a2.next('session')).data['replayed'], 4);
+  const order: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const m = await a2.c.nextJson() as { cmd: string; data: unknown };
+    order.push(m.cmd === 'msg' ? `${(m.data as { tag: string }).tag}${(m.data as { i: number }).i}` : `${m.cmd}:${String(m.data)}`);
+  }
+  assert.deepEqual(order, ['p0', 'p1', 'direct:u1', 'q0']);
+});
+
 test('a client that closes normally (1000) is gone at once: no grace period', async (t) => {
   const sink = new LabelSink('rooms');
   const { server, url } = await start();
@@ -248,6 +274,16 @@ test('sendAll / broadcast with an except-list reaches every other connection of 
   await cs[0]!.call('ALL', { note: 'n2', except: [] });
   for (const i of [1, 2]) assert.equal((await cs[i]!.next('all')).data['note'], 'n2');
   // 1 and 2 never got n1: their first 'all' was n2.
+  // sendMany: exactly the listed handles.
+  await cs[4]!.call('MANY', { to: [handles[0], handles[2]], note: 'm' });
+  assert.equal((await cs[0]!.next('many')).data['note'], 'm');
+  assert.equal((await cs[2]!.next('many')).data['note'], 'm');
+  await cs[4]!.call('ALL', { note: 'fence', except: [] });
+  for (const i of [1, 3]) {
+    // Everything sent before 'fence' has arrived once 'fence' has (one worker, one ring, in order).
+    while ((await cs[i]!.next('all')).data['note'] !== 'fence');
+    assert.equal(cs[i]!.pending('many').length, 0, `connection ${i} got a sendMany it was not addressed`);
+  }
 });
 
 test('resume while the old socket still looks alive (half-open): the old socket is replaced with 1001, the session moves over', async (t) => {
