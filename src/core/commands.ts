@@ -178,8 +178,7 @@ export class CommandExecutor {
         const h = m.handle();
         const ws = this.alloc.isCurrent(h) ? this.sockets.get(this.alloc.fdOf(h)) : undefined;
         if (ws === undefined) {
-          // A detached session buffers it; anything else is a stale handle.
-          if (this.host === null || !this.host.sessions.deliver(h, m.dataArray()!, m.binary())) this.counters.drop('staleHandle', h);
+          this.sendMissed(h, m);
           ring.skip();
         } else {
           this.runRing = ring;
@@ -199,6 +198,11 @@ export class CommandExecutor {
     }
     ring.release();
     this.runWs = null;
+  }
+
+  /** A Send to a handle with no live socket: a detached session buffers it; anything else is a stale handle. */
+  private sendMissed(h: number, m: { dataArray(): Uint8Array | null; binary(): boolean }): void {
+    if (this.host === null || !this.host.sessions.deliver(h, m.dataArray()!, m.binary())) this.counters.drop('staleHandle', h);
   }
 
   /** Inside ws.cork(): send the current Send and every following Send to the same handle. */

@@ -27,7 +27,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FdAllocator } from '../fd/index.js';
-import { CloseCode } from '../shared/constants.js';
+import { BROADCAST_TOPIC_PREFIX, CloseCode } from '../shared/constants.js';
 import { NoticeOp, RequestOp, type fb } from '../shared/records.js';
 import { codecByName, type Codec } from '../shared/wire.js';
 import type { ModuleDescriptor } from '../shared/tasks.js';
@@ -246,6 +246,8 @@ export class SessionManager {
       deadline: 0, timer: null, buffer: [], bufBytes: 0, overflowed: false, seq: 0, firstSeq: 0,
     };
     ud.session = s;
+    // ctx.broadcast() goes to the module's internal topic: buffered while detached like any topic.
+    s.topics.add(BROADCAST_TOPIC_PREFIX + String(ud.module));
     this.byToken.set(s.token, s);
     const f = this.frame(ud.module, 'session', { token: s.token, resumed: false, graceMs: opts.graceMs });
     sock.send(f.data, f.binary);

@@ -175,34 +175,8 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
     }
     case RecordKind.Drain:
       return;
-    case RecordKind.Notice: {
-      const n = reader.notice(offset);
-      const op = n.op();
-      if (op === NoticeOp.Reply) {
-        s.outbox.settle(n.id(), n.status(), n.dataArray());
-        return;
-      }
-      const conn = s.conns.get(n.handle());
-      if (conn === undefined || conn.state !== ConnState.Open) return;
-      if (conn.busy) return enqueue(conn, data, offset, length);
-      let p: PromiseLike<unknown> | undefined;
-      if (op === NoticeOp.Detach) {
-        p = runSession(conn, 'away', undefined, 0);
-      } else if (op === NoticeOp.Resume) {
-        const d = n.dataArray();
-        const info = JSON.parse(d === null ? '{}' : utf8d.decode(d)) as { tempHandle: number; recovered: boolean; replayed: number };
-        // The resumed socket's upgrade built a temporary connection: its upgrade userData
-        // (fresh auth, say) is merged into the session's, then it is forgotten.
-        const temp = s.conns.get(info.tempHandle);
-        if (temp !== undefined) {
-          Object.assign(conn.userData, temp.userData);
-          s.conns.delete(info.tempHandle);
-        }
-        p = runSession(conn, 'resume', { recovered: info.recovered, replayed: info.replayed }, 0);
-      }
-      if (p !== undefined) s.startAsync(conn, p);
-      return;
-    }
+    case RecordKind.Notice:
+      return onNotice(s, reader, data, offset, length);
     case ControlKind.Barrier: {
       const seq = readU32(data, offset + 4);
       if (s.inFlight === 0) s.outbox.barrierAck(seq);
@@ -212,6 +186,35 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
     default:
       s.counters[WorkerCounter.badFrames]! += 1;
   }
+}
+
+/** Session notices and request replies (cold: kept out of dispatch so the message path stays small). */
+function onNotice(s: Serve, reader: RecordReader, data: Uint8Array, offset: number, length: number): void {
+  const n = reader.notice(offset);
+  const op = n.op();
+  if (op === NoticeOp.Reply) {
+    s.outbox.settle(n.id(), n.status(), n.dataArray());
+    return;
+  }
+  const conn = s.conns.get(n.handle());
+  if (conn === undefined || conn.state !== ConnState.Open) return;
+  if (conn.busy) return enqueue(conn, data, offset, length);
+  let p: PromiseLike<unknown> | undefined;
+  if (op === NoticeOp.Detach) {
+    p = runSession(conn, 'away', undefined, 0);
+  } else if (op === NoticeOp.Resume) {
+    const d = n.dataArray();
+    const info = JSON.parse(d === null ? '{}' : utf8d.decode(d)) as { tempHandle: number; recovered: boolean; replayed: number };
+    // The resumed socket's upgrade built a temporary connection: its upgrade userData
+    // (fresh auth, say) is merged into the session's, then it is forgotten.
+    const temp = s.conns.get(info.tempHandle);
+    if (temp !== undefined) {
+      Object.assign(conn.userData, temp.userData);
+      s.conns.delete(info.tempHandle);
+    }
+    p = runSession(conn, 'resume', { recovered: info.recovered, replayed: info.replayed }, 0);
+  }
+  if (p !== undefined) s.startAsync(conn, p);
 }
 
 function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, view: Uint8Array | null): void {
