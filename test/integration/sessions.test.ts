@@ -208,7 +208,7 @@ test('resume: past the buffer bound nothing is replayed and recovered is false; 
   assert.equal(server.stats().liveFds, 1);
 });
 
-test('resume: direct sends and uid sends to a detached connection are buffered too, in order with publishes', async (t) => {
+test('resume: direct, uid and broadcast sends to a detached connection are buffered too, in order with publishes', async (t) => {
   const sink = new LabelSink('rooms');
   const { server, url } = await start();
   t.after(async () => { sink.close(); await server.close(); });
@@ -222,15 +222,16 @@ test('resume: direct sends and uid sends to a detached connection are buffered t
   await sink.until((l) => l.includes('away:carl'));
   await b.call('PUB', { room: 'mix', n: 2, tag: 'p' });
   await b.call('TO_UID', { uid: 'carl', msg: 'u1' });
+  await b.call('BC', { note: 'b1' });
   await b.call('PUB', { room: 'mix', n: 1, tag: 'q' });
   const a2 = await J.open(`${url}?rw_resume=${token}`);
-  assert.equal((await a2.next('session')).data['replayed'], 4);
+  assert.equal((await a2.next('session')).data['replayed'], 5);
   const order: string[] = [];
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < 5; i++) {
     const m = await a2.c.nextJson() as { cmd: string; data: unknown };
     order.push(m.cmd === 'msg' ? `${(m.data as { tag: string }).tag}${(m.data as { i: number }).i}` : `${m.cmd}:${String(m.data)}`);
   }
-  assert.deepEqual(order, ['p0', 'p1', 'direct:u1', 'q0']);
+  assert.deepEqual(order, ['p0', 'p1', 'direct:u1', 'bc:b1', 'q0']);
 });
 
 test('a client that closes normally (1000) is gone at once: no grace period', async (t) => {
