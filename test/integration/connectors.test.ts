@@ -190,3 +190,38 @@ test('in-memory connector: a rejecting upgrade hook refuses with its status; clo
   assert.deepEqual(await m.closed, { code: 4000, reason: 'bye' });
   assert.equal(server.connections().filter((c) => c.transport === 'memory').length, 0);
 });
+
+test('graceful close with TCP and in-memory clients: each gets 1001 (TCP: a kick frame), their disconnect hooks run, the process keeps no handle', async () => {
+  const t2 = new TcpConnector({ port: 0 });
+  const m2 = new MemoryConnector();
+  const s2 = createServer({ modules: [fixture('tools.module')], workers: 1, connectors: [t2, m2] });
+  await s2.listen(0, '127.0.0.1');
+  const t = new TcpClient();
+  await t.connect('127.0.0.1', t2.port);
+  const hs = await t.handshake('/t') as Extract<TcpHandshakeReply, { code: 200 }>;
+  assert.equal(hs.code, 200);
+  const m = await m2.connect('/t');
+  const expected = new Set([hs.session.handle, m.session.handle]);
+  const seen = new Set<number>();
+  const ch = new BroadcastChannel('rw-test-disconnects');
+  const allSeen = new Promise<void>((resolve) => {
+    ch.onmessage = (ev: unknown) => {
+      seen.add(Number((ev as { data: unknown }).data));
+      if ([...expected].every((h) => seen.has(h as number))) resolve();
+    };
+  });
+  await s2.close();
+  await allSeen; // both disconnect hooks ran (and the server had finished closing before this line)
+  ch.close();
+  let kick: { code: number; reason: string } | null = null;
+  for (;;) {
+    const f = await t.next().catch(() => null);
+    if (f === null) break;
+    if (f.type === TcpFrameType.KICK) kick = JSON.parse(f.payload.toString()) as { code: number; reason: string };
+  }
+  await t.closed;
+  assert.equal(kick?.code, 1001);
+  assert.equal((await m.closed).code, 1001);
+  assert.equal(s2.stats().connections, 0);
+  assert.equal(s2.stats().liveFds, 0);
+});
