@@ -243,9 +243,11 @@ export function mergeResults(url: string, opts: { inflight: number; payloadBytes
   };
 }
 
-/** Run one load: spawn the client processes, start them together, merge their results. */
-export async function runLoad(opts: RunLoadOptions): Promise<LoadResult> {
-  const configs = planLoad(opts);
+/**
+ * Fork one client process per config, start them together (a barrier on 'ready'), and collect
+ * their results in config order. `who` names the caller in errors.
+ */
+export async function runClients(configs: readonly ClientConfig[], opts: RunLoadOptions, who = 'runLoad'): Promise<ClientResult[]> {
   const children: ChildProcess[] = [];
   const results: (ClientResult | undefined)[] = new Array<ClientResult | undefined>(configs.length);
   const connectMs = opts.connectTimeoutMs ?? 30_000;
@@ -262,7 +264,7 @@ export async function runLoad(opts: RunLoadOptions): Promise<LoadResult> {
         clearTimeout(timer);
         reject(err);
       };
-      const timer = setTimeout(() => fail(new Error(`runLoad: client processes did not finish within ${deadlineMs} ms`)), deadlineMs);
+      const timer = setTimeout(() => fail(new Error(`${who}: client processes did not finish within ${deadlineMs} ms`)), deadlineMs);
       configs.forEach((config, i) => {
         const child = fork(CLIENT_SCRIPT, [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
         children.push(child);
@@ -277,12 +279,12 @@ export async function runLoad(opts: RunLoadOptions): Promise<LoadResult> {
               resolve();
             }
           } else if (msg.type === 'fatal') {
-            fail(new Error(`runLoad: client process ${i} failed: ${msg.message}`));
+            fail(new Error(`${who}: client process ${i} failed: ${msg.message}`));
           }
         });
         child.on('error', fail);
         child.on('close', (code, signal) => {
-          if (results[i] === undefined) fail(new Error(`runLoad: client process ${i} exited (${code ?? signal}) before reporting`));
+          if (results[i] === undefined) fail(new Error(`${who}: client process ${i} exited (${code ?? signal}) before reporting`));
         });
         child.send({ type: 'config', config } satisfies ParentMessage);
       });
@@ -290,9 +292,15 @@ export async function runLoad(opts: RunLoadOptions): Promise<LoadResult> {
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null && results.includes(undefined)) c.kill('SIGKILL');
   }
+  return results as ClientResult[];
+}
+
+/** Run one load: spawn the client processes, start them together, merge their results. */
+export async function runLoad(opts: RunLoadOptions): Promise<LoadResult> {
+  const results = await runClients(planLoad(opts), opts);
   return mergeResults(opts.url, {
     inflight: opts.inflight, payloadBytes: opts.payload.byteLength, connections: opts.connections,
-  }, results as ClientResult[]);
+  }, results);
 }
 
 function fmtInt(n: number): string {
