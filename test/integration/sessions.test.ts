@@ -3,7 +3,7 @@
  * order, resume after a dropped socket (exact replay, overflow, grace expiry, bad token),
  * uid affinity, paged sends. Real uWS, real workers, real `ws` clients.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { createServer, type Server } from '../../src/index.js';
@@ -13,6 +13,26 @@ async function start(extra: Record<string, unknown> = {}): Promise<{ server: Ser
   const server = createServer({ modules: [fixture('rooms.module')], workers: 2, ...extra });
   const port = await server.listen(0, '127.0.0.1');
   return { server, url: `ws://127.0.0.1:${port}/rooms` };
+}
+
+/** A server and the 'rooms' label sink, both closed after the test. */
+async function startWithSink(t: TestContext): Promise<{ server: Server; url: string; sink: LabelSink }> {
+  const sink = new LabelSink('rooms');
+  const { server, url } = await start();
+  t.after(async () => { sink.close(); await server.close(); });
+  return { server, url, sink };
+}
+
+/** Two clients in `room`: `a` (its resume token and handle kept) bound to uidA, `b` to uidB (unless null). */
+async function pair(url: string, room: string, uidA: string, uidB: string | null): Promise<{ a: J; token: string; handle: number; b: J }> {
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('BIND', { uid: uidA })).data['handle'] as number;
+  await a.call('JOIN', { room });
+  const b = await J.open(url);
+  if (uidB !== null) await b.call('BIND', { uid: uidB });
+  await b.call('JOIN', { room });
+  return { a, token, handle, b };
 }
 
 /** Upgrade that the server refuses: status and body. */
@@ -116,17 +136,8 @@ test('presence: the joiner gets a snapshot that matches the members; the others 
 });
 
 test('resume: a dropped client gets exactly the 100 messages published meanwhile, in order, recovered: true', async (t) => {
-  const sink = new LabelSink('rooms');
-  const { server, url } = await start();
-  t.after(async () => { sink.close(); await server.close(); });
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  await a.call('BIND', { uid: 'alice' });
-  await a.call('JOIN', { room: 'game' });
-  const handle = (await a.call('BIND', { uid: 'alice' })).data['handle'];
-  const b = await J.open(url);
-  await b.call('BIND', { uid: 'bob' });
-  await b.call('JOIN', { room: 'game' });
+  const { server, url, sink } = await startWithSink(t);
+  const { a, token, handle, b } = await pair(url, 'game', 'alice', 'bob');
   await b.call('PUB', { room: 'game', n: 3 });
   for (let i = 0; i < 3; i++) assert.equal((await a.next('msg')).data['i'], i);
 
@@ -165,16 +176,8 @@ test('resume: a dropped client gets exactly the 100 messages published meanwhile
 });
 
 test('resume: past the buffer bound nothing is replayed and recovered is false; after the grace period the room sees the leave', async (t) => {
-  const sink = new LabelSink('rooms');
-  const { server, url } = await start();
-  t.after(async () => { sink.close(); await server.close(); });
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  await a.call('BIND', { uid: 'alice' });
-  await a.call('JOIN', { room: 'g2' });
-  const b = await J.open(url);
-  await b.call('BIND', { uid: 'bob' });
-  await b.call('JOIN', { room: 'g2' });
+  const { server, url, sink } = await startWithSink(t);
+  const { a, token, b } = await pair(url, 'g2', 'alice', 'bob');
 
   a.c.ws.terminate();
   await sink.until((l) => l.includes('away:alice'));
@@ -209,15 +212,8 @@ test('resume: past the buffer bound nothing is replayed and recovered is false; 
 });
 
 test('resume: direct, uid and broadcast sends to a detached connection are buffered too, in order with publishes', async (t) => {
-  const sink = new LabelSink('rooms');
-  const { server, url } = await start();
-  t.after(async () => { sink.close(); await server.close(); });
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  await a.call('BIND', { uid: 'carl' });
-  await a.call('JOIN', { room: 'mix' });
-  const b = await J.open(url);
-  await b.call('JOIN', { room: 'mix' });
+  const { url, sink } = await startWithSink(t);
+  const { a, token, b } = await pair(url, 'mix', 'carl', null);
   a.c.ws.terminate();
   await sink.until((l) => l.includes('away:carl'));
   await b.call('PUB', { room: 'mix', n: 2, tag: 'p' });
@@ -235,9 +231,7 @@ test('resume: direct, uid and broadcast sends to a detached connection are buffe
 });
 
 test('a client that closes normally (1000) is gone at once: no grace period', async (t) => {
-  const sink = new LabelSink('rooms');
-  const { server, url } = await start();
-  t.after(async () => { sink.close(); await server.close(); });
+  const { server, url, sink } = await startWithSink(t);
   const a = await J.open(url);
   await a.next('session');
   await a.call('BIND', { uid: 'quitter' });
@@ -288,9 +282,7 @@ test('sendAll / broadcast with an except-list reaches every other connection of 
 });
 
 test('resume while the old socket still looks alive (half-open): the old socket is replaced with 1001, the session moves over', async (t) => {
-  const sink = new LabelSink('rooms');
-  const { server, url } = await start();
-  t.after(async () => { sink.close(); await server.close(); });
+  const { server, url, sink } = await startWithSink(t);
   const a = await J.open(url);
   const token = (await a.next('session')).data['token'] as string;
   const handle = (await a.call('BIND', { uid: 'twin' })).data['handle'];
