@@ -474,7 +474,7 @@ export class SessionManager {
     if (sock !== null) sock.subscribe(room);
     this.subscribed(ud, room);
     if (!had) {
-      this.diff(room, members, { room, joins: [me], leaves: [] }, ud.handle);
+      this.diff(members, { room, joins: [me], leaves: [] }, ud.handle);
       this.host.cluster?.presence(room, 'join', me);
     }
     return [...members.values()];
@@ -489,7 +489,7 @@ export class SessionManager {
   remotePresence(room: string, event: 'join' | 'leave', member: PresenceMember): void {
     const members = this.rooms.get(room);
     if (members === undefined) return;
-    this.diff(room, members, event === 'join' ? { room, joins: [member], leaves: [] } : { room, joins: [], leaves: [member] }, 0);
+    this.diff(members, event === 'join' ? { room, joins: [member], leaves: [] } : { room, joins: [], leaves: [member] }, 0);
   }
 
   /** Leave `room` (explicitly, or because the connection is gone: then no unsubscribe). */
@@ -505,11 +505,11 @@ export class SessionManager {
     }
     this.host.cluster?.presence(room, 'leave', me);
     if (members.size === 0) this.rooms.delete(room);
-    else this.diff(room, members, { room, joins: [], leaves: [me] }, 0);
+    else this.diff(members, { room, joins: [], leaves: [me] }, 0);
   }
 
-  private diff(room: string, members: Map<number, PresenceMember>, payload: unknown, except: number): void {
-    void room;
+  /** Send a presence_diff to every member but `except`, encoded once per codec. */
+  private diff(members: Map<number, PresenceMember>, payload: unknown, except: number): void {
     const frames: ({ data: Uint8Array; binary: boolean } | undefined)[] = [];
     for (const m of members.values()) {
       if (m.handle === except) continue;
