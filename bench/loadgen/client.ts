@@ -24,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import {
   FrameParser, type FrameSink, Opcode, buildCloseFrame, buildFrameWindow, buildMaskedFrame,
-  buildUpgradeRequest, checkUpgradeResponse, expectedAccept, maskedFrameLength, newWebSocketKey,
+  buildUpgradeRequest, feedUpgradeResponse, expectedAccept, maskedFrameLength, newWebSocketKey,
 } from './frames.js';
 import { LatencyHistogram } from './histogram.js';
 import type { ChildMessage, ClientConfig, ClientResult, LoadMode, ParentMessage } from './types.js';
@@ -213,16 +213,9 @@ class LoadClient implements FrameSink {
   }
 
   upgradeData(id: number, sock: IdSocket, nread: number): void {
-    const prev = this.upgradeBuf[id];
     const chunk = Buffer.from(READ_BUFFER.subarray(0, nread)); // READ_BUFFER is reused: copy
-    const buf = prev === null || prev === undefined ? chunk : Buffer.concat([prev, chunk]);
-    const r = checkUpgradeResponse(buf, this.accept[id]!);
-    if (r.kind === 'incomplete') {
-      this.upgradeBuf[id] = buf;
-      return;
-    }
-    this.upgradeBuf[id] = null;
-    this.accept[id] = null;
+    const { r, buf } = feedUpgradeResponse(this.upgradeBuf, this.accept, id, chunk);
+    if (r.kind === 'incomplete') return;
     if (r.kind === 'error') {
       this.error(r.reason);
       this.state[id] = C_CLOSED;

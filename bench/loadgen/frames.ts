@@ -107,6 +107,25 @@ const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 export const MAX_UPGRADE_RESPONSE = 16 * 1024;
 
 /**
+ * Feed one read of connection `id`'s upgrade response: appends to `bufs[id]`, checks it, and
+ * clears `bufs[id]` / `accepts[id]` once it is complete (ok or error); `buf` is the whole response
+ * read so far (frame bytes may follow the headers). The two load clients share it.
+ */
+export function feedUpgradeResponse(bufs: (Buffer | null)[], accepts: (string | null)[], id: number, chunk: Buffer):
+  { r: UpgradeResult; buf: Buffer } {
+  const prev = bufs[id];
+  const buf = prev === null || prev === undefined ? chunk : Buffer.concat([prev, chunk]);
+  const r = checkUpgradeResponse(buf, accepts[id]!);
+  if (r.kind === 'incomplete') {
+    bufs[id] = buf;
+  } else {
+    bufs[id] = null;
+    accepts[id] = null;
+  }
+  return { r, buf };
+}
+
+/**
  * Check an accumulated upgrade response: status 101 and the right Sec-WebSocket-Accept.
  * `headerEnd` is where frame bytes (if any arrived in the same read) start.
  */

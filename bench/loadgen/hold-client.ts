@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import {
   FrameParser, type FrameSink, Opcode, buildCloseFrame, buildMaskedFrame, buildUpgradeRequest,
-  checkUpgradeResponse, expectedAccept, newWebSocketKey,
+  feedUpgradeResponse, expectedAccept, newWebSocketKey,
 } from './frames.js';
 import { LatencyHistogram } from './histogram.js';
 import type { HoldChildMessage, HoldConfig, HoldParentMessage } from './hold-types.js';
@@ -169,15 +169,8 @@ class HoldClient implements FrameSink {
   data(id: number, sock: IdSocket, chunk: Buffer): void {
     const st = this.state[id];
     if (st === S_UPGRADING) {
-      const prev = this.upgradeBuf[id];
-      const buf = prev === null || prev === undefined ? chunk : Buffer.concat([prev, chunk]);
-      const r = checkUpgradeResponse(buf, this.accept[id]!);
-      if (r.kind === 'incomplete') {
-        this.upgradeBuf[id] = buf;
-        return;
-      }
-      this.upgradeBuf[id] = null;
-      this.accept[id] = null;
+      const { r, buf } = feedUpgradeResponse(this.upgradeBuf, this.accept, id, chunk);
+      if (r.kind === 'incomplete') return;
       if (r.kind === 'error') {
         this.error(r.reason);
         this.state[id] = S_CLOSED;

@@ -7,7 +7,7 @@
  * Every path upgrades; every message is echoed with its own opcode (uWS corks inside callbacks).
  */
 import { loadUws } from '../../src/core/uws.js';
-import { parseServerArgs } from './args.js';
+import { listenAndReport, parseServerArgs } from './args.js';
 
 const uws = loadUws();
 const { host, port } = parseServerArgs(process.argv.slice(2));
@@ -22,16 +22,4 @@ const app = uws.App().ws('/*', {
   },
 });
 
-app.listen(host, port, (listenSocket) => {
-  if (listenSocket === false) {
-    process.stderr.write(`uws-echo: cannot listen on ${host}:${port}\n`);
-    process.exit(1);
-  }
-  process.stdout.write(JSON.stringify({ port: uws.us_socket_local_port(listenSocket) }) + '\n');
-  const stop = (): void => {
-    uws.us_listen_socket_close(listenSocket);
-    process.exit(0);
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-});
+listenAndReport(uws, app, host, port, 'uws-echo');

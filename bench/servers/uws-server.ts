@@ -9,7 +9,7 @@
  */
 import type { WebSocket } from 'uWebSockets.js';
 import { loadUws } from '../../src/core/uws.js';
-import { parseServerArgs } from './args.js';
+import { listenAndReport, parseServerArgs } from './args.js';
 import { FANOUT_TOPIC, Route, exitWithParent } from './routes.js';
 import { work, workIterations } from './work.js';
 
@@ -48,17 +48,4 @@ app.ws(Route.fanout, {
   },
 });
 
-app.listen(host, port, (listenSocket) => {
-  if (listenSocket === false) {
-    process.stderr.write(`uws-server: cannot listen on ${host}:${port}\n`);
-    process.exit(1);
-  }
-  process.stdout.write(JSON.stringify({ port: uws.us_socket_local_port(listenSocket) }) + '\n');
-  const stop = (): void => {
-    uws.us_listen_socket_close(listenSocket);
-    process.exit(0);
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  exitWithParent();
-});
+listenAndReport(uws, app, host, port, 'uws-server', exitWithParent);
