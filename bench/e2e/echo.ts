@@ -12,7 +12,7 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { encodeFrame } from '../../src/shared/wire.js';
-import { startServer, UWS_ECHO_SCRIPT, WS_ECHO_SCRIPT } from '../servers/spawn.js';
+import { HANDOFF_ECHO_SCRIPT, startServer, UWS_ECHO_SCRIPT, WS_ECHO_SCRIPT } from '../servers/spawn.js';
 import type { Scenario, ServerEntry } from '../loadgen/scenarios.js';
 import { main } from './baseline.js';
 
@@ -35,6 +35,8 @@ export function ringwireEntry(workers: number, extra: string[] = []): ServerEntr
 export const ECHO_SERVERS: readonly ServerEntry[] = [
   { name: 'uWS (raw)', start: () => startServer(UWS_ECHO_SCRIPT) },
   { name: 'ws', start: () => startServer(WS_ECHO_SCRIPT) },
+  // The floor of any worker-thread design: uWS + ring + a worker that copies back (servers/handoff-echo.ts).
+  { name: 'uWS + ring hand-off only', start: () => startServer(HANDOFF_ECHO_SCRIPT) },
   ringwireEntry(1),
   ringwireEntry(2),
   ...(process.env['RW_BENCH_VARIANTS'] === '1' ? [

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 
 export const UWS_ECHO_SCRIPT = fileURLToPath(new URL('./uws-echo.js', import.meta.url));
 export const WS_ECHO_SCRIPT = fileURLToPath(new URL('./ws-echo.js', import.meta.url));
+/** Raw uWS + ringwire's rings + a worker that copies back: the thread hand-off alone (handoff-echo.ts). */
+export const HANDOFF_ECHO_SCRIPT = fileURLToPath(new URL('./handoff-echo.js', import.meta.url));
 
 export interface StartedServer {
   port: number;

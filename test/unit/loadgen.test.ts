@@ -3,14 +3,14 @@ import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { WebSocketServer, type RawData } from 'ws';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
   FrameParser, type FrameSink, Opcode, buildFrameWindow, buildMaskedFrame, buildUpgradeRequest,
   checkUpgradeResponse, expectedAccept, maskedFrameLength, newWebSocketKey,
 } from '../../bench/loadgen/frames.js';
 import { LatencyHistogram, bucketHighest, bucketIndex } from '../../bench/loadgen/histogram.js';
 import { planLoad, runLoad } from '../../bench/loadgen/index.js';
-import { UWS_ECHO_SCRIPT, startServer } from '../../bench/servers/spawn.js';
+import { HANDOFF_ECHO_SCRIPT, UWS_ECHO_SCRIPT, startServer } from '../../bench/servers/spawn.js';
 
 /** Records parser events as labels, for deepStrictEqual on the whole sequence. */
 class RecordingSink implements FrameSink {
@@ -233,6 +233,49 @@ test('runLoad smoke: raw uWS echo, 4 connections over 2 processes and 2 source a
     assert.ok(c.messages > 0);
     assert.equal(c.latencyUs, null);
     assert.equal(c.histogram.total, 0);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('hand-off floor server: every message comes back unchanged, in order, across ring wrap-around', async () => {
+  const server = await startServer(HANDOFF_ECHO_SCRIPT);
+  try {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/echo`);
+    await once(ws, 'open');
+    const got: { data: Buffer; binary: boolean }[] = [];
+    let want = 0;
+    let wake: (() => void) | null = null;
+    let closed: Error | null = null;
+    ws.on('message', (data: Buffer, binary: boolean) => {
+      got.push({ data, binary });
+      if (got.length === want) wake?.();
+    });
+    ws.on('close', (code: number) => {
+      closed = new Error(`closed with ${code}`);
+      wake?.();
+    });
+    // 1,500 messages of 1..1,500 bytes (~1.1 MB, so both 1 MiB rings wrap), sent in windows of
+    // 100: a burst larger than the inbound ring would be refused with 1013 (this server has no overflow).
+    const sent: { data: Buffer; binary: boolean }[] = [];
+    for (let i = 1; i <= 1500; i++) {
+      const binary = i % 3 !== 0;
+      const m = { data: binary ? Buffer.alloc(i, i & 0xff) : Buffer.from('é'.repeat(i >> 1) + 'x', 'utf8'), binary };
+      sent.push(m);
+      ws.send(m.data, { binary });
+      if (i % 100 === 0) {
+        want = i;
+        await new Promise<void>((resolve) => { wake = resolve; if (got.length >= want || closed !== null) resolve(); });
+        if (closed !== null) throw closed;
+      }
+    }
+    assert.equal(got.length, sent.length);
+    for (let i = 0; i < sent.length; i++) {
+      assert.equal(got[i]!.binary, sent[i]!.binary, `message ${i} opcode`);
+      assert.ok(got[i]!.data.equals(sent[i]!.data), `message ${i} bytes`);
+    }
+    ws.close();
+    await once(ws, 'close');
   } finally {
     await server.stop();
   }
