@@ -3,7 +3,7 @@
  * thread that copies every message back, and nothing else (no FlatBuffers record, no hooks, no
  * routing, no stats). It uses ringwire's wake-up pattern: one doorbell per event-loop turn, the
  * worker sleeping in a 1 ms futex wait then Atomics.waitAsync, the I/O thread waking for results
- * through Atomics.waitAsync, one corked send per reply.
+ * through Atomics.waitAsync, one cork per run of replies to the same socket.
  *
  * It answers "what can any design that runs handlers off the I/O thread reach here?": the
  * ping-pong gap between this server and raw uWS is the cost of the thread hand-off itself
@@ -41,18 +41,26 @@ function ioThread(): void {
   let nextId = 1;
   const inView = new DataView(inbound.data.buffer, inbound.data.byteOffset, inbound.data.byteLength);
   const outView = new DataView(outbound.data.buffer, outbound.data.byteOffset, outbound.data.byteLength);
-  let reply: Uint8Array = new Uint8Array(0);
-  let replyBinary = true;
-  let replyTo: WebSocket<{ id: number }> | undefined;
-  const sendReply = (): void => { replyTo!.send(reply, replyBinary); };
-  const onResult = (data: Uint8Array, off: number, len: number): void => {
-    replyTo = sockets.get(outView.getUint32(off, true));
-    if (replyTo === undefined) return;
-    replyBinary = data[off + 4] === 1;
-    reply = data.subarray(off + HEAD, off + len);
-    replyTo.cork(sendReply);
+  // One cork per run of consecutive replies to the same socket (as ringwire's executor does):
+  // pipelined replies then leave in one write, not one syscall each.
+  let runWs: WebSocket<{ id: number }> | undefined;
+  const data = outbound.data;
+  const sendRun = (): void => {
+    for (let off = outbound.peek(); off >= 0; off = outbound.peek()) {
+      const len = outbound.peekLength;
+      if (sockets.get(outView.getUint32(off, true)) !== runWs) return;
+      runWs!.send(data.subarray(off + HEAD, off + len), data[off + 4] === 1);
+      outbound.skip();
+    }
   };
-  const drainResults = (): void => { outbound.drain(onResult); };
+  const drainResults = (): void => {
+    for (let off = outbound.peek(); off >= 0; off = outbound.peek()) {
+      runWs = sockets.get(outView.getUint32(off, true));
+      if (runWs === undefined) outbound.skip();
+      else runWs.cork(sendRun);
+      outbound.release(); // space back to the worker after every run
+    }
+  };
   const armResults = (): void => {
     drainResults();
     const p = outbound.waitForDataAsync();
