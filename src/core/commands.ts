@@ -351,7 +351,8 @@ export class CommandExecutor {
     return p;
   }
 
-  accept(slot: Slot, handle: number): void {
+  /** `sync`: called inside uWS's upgrade callback (no hook ran), so res.upgrade needs no cork. */
+  accept(slot: Slot, handle: number, sync = false): void {
     const p = this.takePending(handle);
     if (p === undefined) return;
     if (p.aborted || this.closing) {
@@ -377,7 +378,8 @@ export class CommandExecutor {
     this.acceptArgs = p;
     this.acceptData = ud;
     // Not res.cork(): see cork-carrier.ts for the uWS bug that avoids.
-    if (this.carrier === null || !this.carrier.cork(this.corkedAccept)) p.res!.cork(this.corkedAccept);
+    if (sync) this.corkedAccept();
+    else if (this.carrier === null || !this.carrier.cork(this.corkedAccept)) p.res!.cork(this.corkedAccept);
     this.acceptArgs = null;
     this.acceptData = null;
     // uWS runs the open handler inside upgrade(); a resume that did not open (client gone) must not stay pending.

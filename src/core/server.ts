@@ -71,6 +71,8 @@ export class Server {
   private startedConnectors: Connector[] = [];
   private matchers: { id: number; segs: string[] }[] = [];
   private resumeOpts: (ResumeOptions | null)[] = [];
+  /** Per module: no upgrade hooks, so upgrades complete on the I/O thread without a worker round trip. */
+  private syncAccept: boolean[] = [];
   private readonly pending = new Map<number, PendingUpgrade>();
   /** @internal */
   readonly counters = new Counters();
@@ -277,6 +279,7 @@ export class Server {
       }
       this.payloadLimits[id] = maxPayloadLength;
       this.resumeOpts[id] = m.resume;
+      this.syncAccept[id] = m.upgradeHooks === 0;
       const routes: Record<string, number> = {};
       m.events.forEach((e, i) => { routes[e] = i + 1; });
       this.routeTables[id] = {
@@ -531,6 +534,12 @@ export class Server {
     }
     if (p.resume !== null) this.sessions.beginResume(p.resume);
     this.pending.set(fd, p);
+    if (this.syncAccept[p.module]) {
+      // No hook can refuse or add userData: upgrade now, as raw uWS would. The Upgrade record
+      // already queued gives the worker the connection's url/query/headers before its Open.
+      this.exec.accept(slot, handle, true);
+      return;
+    }
     p.timer = setTimeout(this.upgradeTimedOut, this.options.upgradeTimeoutMs, p);
   }
 

@@ -19,6 +19,11 @@ export interface ModuleDescriptor {
   readonly options: Readonly<Record<string, number | boolean>>;
   /** Resumable sessions (defineModule({ resume })), with defaults filled in; null when off. */
   readonly resume: { readonly graceMs: number; readonly maxMessages: number; readonly maxBytes: number } | null;
+  /**
+   * Upgrade hooks (global + module). With none, the I/O thread completes the upgrade at once,
+   * inside uWS's upgrade callback, and the worker sends no Accept: both sides read this same count.
+   */
+  readonly upgradeHooks: number;
 }
 
 export type DescribeResult =

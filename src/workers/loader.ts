@@ -140,5 +140,5 @@ export function describeModule(m: ModuleRt): ModuleDescriptor {
   const resume = r === undefined ? null : {
     graceMs: r.graceMs, maxMessages: r.maxMessages ?? 1000, maxBytes: r.maxBytes ?? 1024 * 1024,
   };
-  return { path: m.path, codec: m.codec.name, events: [...m.routes.keys()], options, resume };
+  return { path: m.path, codec: m.codec.name, events: [...m.routes.keys()], options, resume, upgradeHooks: m.upgrade.length };
 }

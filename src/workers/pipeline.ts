@@ -137,9 +137,10 @@ function finishUpgrade(conn: Conn): void {
     host.outbox.reject(conn.handle, conn.rejectStatus, Object.keys(h), Object.values(h), conn.rejectBody);
     conn.state = ConnState.Closed;
     host.forget(conn);
-  } else {
+  } else if (conn.module.upgrade.length !== 0) {
     host.outbox.accept(conn.handle);
   }
+  // No upgrade hooks: the I/O thread already accepted (ModuleDescriptor.upgradeHooks).
 }
 
 function upgradeFailed(conn: Conn, err: unknown): void {

@@ -48,3 +48,53 @@ test('an upgrade aborted by the client while its async hook runs: fd released, c
     await server.close();
   }
 });
+
+test('a module without upgrade hooks upgrades on the I/O thread: a blocked worker does not hold its 101, and the worker still gets its params, query and fd', async () => {
+  const gateCh = new BroadcastChannel('rw-test-gate');
+  const sab = new SharedArrayBuffer(4);
+  const gate = new Int32Array(sab);
+  const go = new BroadcastChannel('rw-test-go');
+  const sink = new LabelSink('rw-test-labels');
+  // One worker; a round trip through it for this upgrade would hit the 2 s upgrade timeout (408).
+  const server = createServer({ modules: [fixture('gate.module'), fixture('slowup.module')], workers: 1, upgradeTimeoutMs: 2000 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const a = await Client.open(`ws://127.0.0.1:${port}/gate/lobby`);
+    // The worker gets the gate over a BroadcastChannel, asynchronously: ask until it has it.
+    for (;;) {
+      gateCh.postMessage(sab);
+      if ((await a.call('ARMED')).text === 'yes') break;
+    }
+    const handled = server.stats().workers[0]!.messages;
+    const gated = a.call('GATE');
+    // The worker has taken GATE (counted before its handler runs) and now waits on the gate.
+    while (server.stats().workers[0]!.messages === handled) await new Promise((r) => setImmediate(r));
+
+    const b = new Client(`ws://127.0.0.1:${port}/gate/blue?x=1`);
+    await b.opened; // 101 while the only worker is blocked: no worker round trip
+    // A module with an upgrade hook still goes through the worker (its hook must run first).
+    const c = new Client(`ws://127.0.0.1:${port}/slow`);
+
+    Atomics.store(gate, 0, 1);
+    Atomics.notify(gate, 0);
+    assert.equal((await gated).text, 'open');
+    const info = JSON.parse((await b.call('INFO')).text) as { room: string; query: string; fd: number };
+    assert.deepEqual({ room: info.room, query: info.query }, { room: 'blue', query: 'x=1' });
+    assert.equal(info.fd, server.connections().find((r) => r.url.startsWith('/gate/blue'))?.fd);
+    await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade waiting')));
+    go.postMessage('go');
+    await c.opened;
+    assert.equal((await c.call('ECHO', 'hooked')).text, 'hooked');
+    const st = server.stats();
+    assert.equal(st.upgradesAccepted, 3);
+    assert.equal(st.drops.staleHandle, 0, 'the worker sent no Accept for the hook-less upgrades');
+    await Promise.all([a.close(), b.close(), c.close()]);
+  } finally {
+    Atomics.store(gate, 0, 1); // never leave the worker blocked (close() waits for it)
+    Atomics.notify(gate, 0);
+    gateCh.close();
+    go.close();
+    sink.close();
+    await server.close();
+  }
+});
