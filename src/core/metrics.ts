@@ -59,7 +59,8 @@ export function prometheusText(s: ServerStats): string {
     w.sample('ringwire_worker_errors_total', x.handlerErrors, { slot: x.slot, kind: 'handler' })
       .sample('ringwire_worker_errors_total', x.hookErrors, { slot: x.slot, kind: 'hook' })
       .sample('ringwire_worker_errors_total', x.badFrames, { slot: x.slot, kind: 'bad_frame' })
-      .sample('ringwire_worker_errors_total', x.unknownEvents, { slot: x.slot, kind: 'unknown_event' });
+      .sample('ringwire_worker_errors_total', x.unknownEvents, { slot: x.slot, kind: 'unknown_event' })
+      .sample('ringwire_worker_errors_total', x.asyncTimeouts, { slot: x.slot, kind: 'async_timeout' });
   }
   return w.toString();
 }

@@ -60,6 +60,13 @@ export interface ServerOptions {
    * work can trip it: an awaiting handler does not hold its worker.
    */
   handlerTimeoutMs?: number;
+  /**
+   * An async hook or handler (its promise) that has not settled after this long is abandoned:
+   * `onError(err, stage)` gets RW_ERR_HANDLER_TIMEOUT, a message gets that error reply, and the
+   * connection is closed with 1011 (a failed upgrade gets HTTP 500), so its queued records,
+   * its close and graceful shutdown are not held forever. 0 disables. Default 30 s.
+   */
+  asyncTimeoutMs?: number;
   /** Only these Origin header values may upgrade (others get 403). Default: any. */
   allowedOrigins?: readonly string[];
   /** Per-connection message rate limit (token bucket). Over it the connection is closed with 1008. */
@@ -105,6 +112,7 @@ export interface ResolvedOptions {
   readonly metricsPath: string | null;
   readonly upgradeTimeoutMs: number;
   readonly handlerTimeoutMs: number;
+  readonly asyncTimeoutMs: number;
   readonly allowedOrigins: ReadonlySet<string> | null;
   readonly rateLimit: { readonly perMs: number; readonly burst: number } | null;
   readonly lifecycle: LifecycleHooks;
@@ -157,6 +165,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   }
   const upgradeTimeoutMs = intOption(o.upgradeTimeoutMs, 'upgradeTimeoutMs', 10_000, 1, 3_600_000);
   const handlerTimeoutMs = intOption(o.handlerTimeoutMs, 'handlerTimeoutMs', 30_000, 0, 3_600_000);
+  const asyncTimeoutMs = intOption(o.asyncTimeoutMs, 'asyncTimeoutMs', 30_000, 0, 3_600_000);
   let allowedOrigins: Set<string> | null = null;
   if (o.allowedOrigins !== undefined) {
     if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every((x) => typeof x === 'string')) {
@@ -198,5 +207,5 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     }
     cluster = o.cluster;
   }
-  return { uidAffinity, connectors, cluster, modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, upgradeTimeoutMs, handlerTimeoutMs, allowedOrigins, rateLimit, lifecycle };
+  return { uidAffinity, connectors, cluster, modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, upgradeTimeoutMs, handlerTimeoutMs, asyncTimeoutMs, allowedOrigins, rateLimit, lifecycle };
 }

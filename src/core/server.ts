@@ -362,7 +362,7 @@ export class Server {
       type: 'serve', slot: slot.index, generation: slot.generation, inbound: slot.inbound.sab,
       outbound: slot.outbound.sab, modules: this.options.modules, hooks: this.options.hooks,
       codec: this.options.codec, drainBatch: this.options.drainBatch, counters: slot.counterSab,
-      idleSpinMicros: this.options.idleSpinMicros, idleBlockMs: this.options.idleBlockMs,
+      idleSpinMicros: this.options.idleSpinMicros, idleBlockMs: this.options.idleBlockMs, asyncTimeoutMs: this.options.asyncTimeoutMs,
     };
     const gen = slot.generation;
     const p = this.pool!.run(task);
@@ -1048,7 +1048,7 @@ export class Server {
         ringCapacity: s.inbound.capacity, inboundUsed: used.inbound, outboundUsed: used.outbound,
         overflowUsed: used.overflow, overflowed: s.overflowed,
         messages: k[0]!, handlerErrors: k[1]!, badFrames: k[2]!, unknownEvents: k[3]!,
-        outboundFullWaits: k[4]!, hookErrors: k[6]!,
+        outboundFullWaits: k[4]!, hookErrors: k[6]!, asyncTimeouts: k[WorkerCounter.asyncTimeouts]!,
       };
     });
     return {

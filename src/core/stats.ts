@@ -63,6 +63,8 @@ export interface WorkerStats {
   badFrames: number;
   unknownEvents: number;
   outboundFullWaits: number;
+  /** Async hooks/handlers abandoned after `asyncTimeoutMs` (their connections closed with 1011). */
+  asyncTimeouts: number;
 }
 
 export interface ServerStats {

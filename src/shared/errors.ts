@@ -33,6 +33,7 @@ export const ErrorCodes = {
   RW_ERR_TCP_BAD_FRAME: 'RW_ERR_TCP_BAD_FRAME',
   RW_ERR_TCP_FRAME_TOO_LARGE: 'RW_ERR_TCP_FRAME_TOO_LARGE',
   RW_ERR_CLUSTER: 'RW_ERR_CLUSTER',
+  RW_ERR_HANDLER_TIMEOUT: 'RW_ERR_HANDLER_TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -83,6 +84,16 @@ export class HandlerError extends RingwireError {
   constructor(stage: string, cause: unknown) {
     super(ErrorCodes.RW_ERR_HANDLER, `${stage} failed: ${describe(cause)}`, { cause });
     this.name = 'HandlerError';
+    this.stage = stage;
+  }
+}
+
+/** An async hook or handler did not settle within options.asyncTimeoutMs. */
+export class HandlerTimeoutError extends RingwireError {
+  readonly stage: string;
+  constructor(stage: string, ms: number) {
+    super(ErrorCodes.RW_ERR_HANDLER_TIMEOUT, `${stage} did not settle within ${ms} ms`);
+    this.name = 'HandlerTimeoutError';
     this.stage = stage;
   }
 }

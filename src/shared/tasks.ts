@@ -46,6 +46,8 @@ export interface ServeTask {
   readonly idleSpinMicros: number;
   /** Idle policy: then block in Atomics.wait up to this long while no async hook is pending (0 = skip). */
   readonly idleBlockMs: number;
+  /** options.asyncTimeoutMs: an async hook/handler still pending after this long is abandoned (0 = never). */
+  readonly asyncTimeoutMs: number;
   /** Per-worker counters the I/O thread reads for stats (Float64Array over this SAB). */
   readonly counters: SharedArrayBuffer;
 }
@@ -65,5 +67,7 @@ export const WorkerCounter = {
   busySince: 7,
   /** worker_threads threadId of the worker serving this slot (so a hung one can be terminated). */
   threadId: 8,
+  /** Async hooks/handlers abandoned after options.asyncTimeoutMs. */
+  asyncTimeouts: 9,
   count: 12,
 } as const;

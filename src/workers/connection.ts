@@ -48,6 +48,9 @@ export class Conn implements Context, UpgradeContext {
 
   // Serialisation of async chains: while busy, later records of this connection wait in `queue`.
   busy = false;
+  /** Bumped per async chain and when one is abandoned (asyncTimeoutMs): a late settlement is ignored. */
+  asyncSeq = 0;
+  asyncTimer: ReturnType<typeof setTimeout> | null = null;
   queue: Uint8Array[] | null = null;
   queueHead = 0;
   queueBytes = 0;

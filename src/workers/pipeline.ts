@@ -13,7 +13,7 @@ import type { MessageHook } from './define.js';
 import type { Stage } from './define.js';
 import type { Outbox } from './outbox.js';
 import { CloseCode } from '../shared/constants.js';
-import { ErrorCodes, HandlerError, RingwireError } from '../shared/errors.js';
+import { ErrorCodes, HandlerError, HandlerTimeoutError, RingwireError } from '../shared/errors.js';
 import { WorkerCounter } from '../shared/tasks.js';
 import { hookChannel } from '../shared/diagnostics.js';
 
@@ -28,7 +28,7 @@ export interface PipelineHost {
   readonly outbox: Outbox;
   readonly counters: Float64Array;
   /** A connection's chain went async: count it in flight and resume its queue when done. */
-  startAsync(conn: Conn, p: PromiseLike<unknown>): void;
+  startAsync(conn: Conn, p: PromiseLike<unknown>, stage: Stage): void;
   /** The connection's record processing ended for good (rejected upgrade, disconnect done). */
   forget(conn: Conn): void;
 }
@@ -132,6 +132,7 @@ function mergeUserData(conn: Conn, v: unknown): void {
 }
 
 function finishUpgrade(conn: Conn): void {
+  if (conn.state === ConnState.Closed) return; // abandoned (asyncTimeoutMs): already answered
   if (conn.rejected) {
     const h = conn.rejectHeaders ?? {};
     host.outbox.reject(conn.handle, conn.rejectStatus, Object.keys(h), Object.values(h), conn.rejectBody);
@@ -141,6 +142,34 @@ function finishUpgrade(conn: Conn): void {
     host.outbox.accept(conn.handle);
   }
   // No upgrade hooks: the I/O thread already accepted (ModuleDescriptor.upgradeHooks).
+}
+
+/**
+ * An async stage did not settle within asyncTimeoutMs: reported to onError with
+ * RW_ERR_HANDLER_TIMEOUT and answered as a failure of that stage (HTTP 500 for an upgrade, an
+ * error reply for a message), then the connection is closed with 1011 (a disconnect is just
+ * finished). The serve loop releases the connection's queue; the chain's late steps see
+ * `closing` (or a closed state) and stop.
+ */
+export function abandon(conn: Conn, stage: Stage, ms: number): void {
+  host.counters[WorkerCounter.asyncTimeouts]! += 1;
+  const err = new HandlerTimeoutError(stage, ms);
+  reportError(conn, err, stage);
+  if (stage === 'upgrade') {
+    conn.rejected = true;
+    conn.rejectStatus = 500;
+    conn.rejectBody = utf8.encode('Internal Server Error');
+    conn.rejectHeaders = undefined;
+    finishUpgrade(conn);
+    return;
+  }
+  if (stage === 'disconnect') {
+    conn.state = ConnState.Closed;
+    host.forget(conn);
+    return;
+  }
+  if (stage === 'message') errorReply(conn, err, 'message');
+  if (!conn.closing) conn.close(CloseCode.INTERNAL, 'handler timed out');
 }
 
 function upgradeFailed(conn: Conn, err: unknown): void {

@@ -16,13 +16,14 @@ import { NoticeOp, RecordKind, RecordReader } from '../shared/records.js';
 import { ControlKind, CloseCode } from '../shared/constants.js';
 import { BadFrameError, ModuleLoadError, RingwireError, UnknownEventError } from '../shared/errors.js';
 import type { DecodedFrame } from '../shared/wire.js';
+import type { Stage } from './define.js';
 import type { DescribeResult, ServeTask, WorkerTask } from '../shared/tasks.js';
 import { WorkerCounter } from '../shared/tasks.js';
 import { Conn, ConnState } from './connection.js';
 import { describeModule, loadAll, type Loaded, type RouteRt } from './loader.js';
 import { Outbox, readU32 } from './outbox.js';
 import {
-  frameFailed, runConnect, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
+  abandon, frameFailed, runConnect, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
 } from './pipeline.js';
 
 const utf8d = new TextDecoder();
@@ -41,8 +42,10 @@ class Serve implements PipelineHost {
   readonly frame: DecodedFrame = { event: '', eventId: 0, ref: 0, payload: new Uint8Array(0), data: undefined };
   inFlight = 0;
   barriers: number[] = [];
+  readonly asyncTimeoutMs: number;
 
   constructor(t: ServeTask, loaded: Loaded) {
+    this.asyncTimeoutMs = t.asyncTimeoutMs;
     this.inbound = Ring.from(t.inbound);
     this.counters = new Float64Array(t.counters);
     this.outbox = new Outbox(Ring.from(t.outbound), this.counters);
@@ -50,16 +53,37 @@ class Serve implements PipelineHost {
     this.loaded = loaded;
   }
 
-  startAsync(conn: Conn, p: PromiseLike<unknown>): void {
+  startAsync(conn: Conn, p: PromiseLike<unknown>, stage: Stage): void {
     conn.busy = true;
     this.inFlight++;
     // The payload view points into the ring, which is reused once this batch is released:
     // detach a copy before anything runs after an await.
     if (conn.payload.buffer === this.inbound.data.buffer) conn.payload = conn.payload.slice();
-    p.then(() => this.finishAsync(conn), () => this.finishAsync(conn));
+    const seq = ++conn.asyncSeq;
+    const done = (): void => this.finishAsync(conn, seq);
+    p.then(done, done);
+    if (this.asyncTimeoutMs > 0) conn.asyncTimer = setTimeout(this.asyncExpired, this.asyncTimeoutMs, conn, seq, stage);
   }
 
-  finishAsync(conn: Conn): void {
+  /** The chain started as `seq` is still pending after asyncTimeoutMs: give up on it. */
+  private readonly asyncExpired = (conn: Conn, seq: number, stage: Stage): void => {
+    if (conn.asyncSeq !== seq || !conn.busy) return;
+    conn.asyncTimer = null;
+    conn.asyncSeq++; // its late settlement must not release the connection a second time
+    abandon(conn, stage, this.asyncTimeoutMs);
+    this.release(conn);
+  };
+
+  finishAsync(conn: Conn, seq: number): void {
+    if (conn.asyncSeq !== seq) return; // abandoned after asyncTimeoutMs: released already
+    if (conn.asyncTimer !== null) {
+      clearTimeout(conn.asyncTimer);
+      conn.asyncTimer = null;
+    }
+    this.release(conn);
+  }
+
+  private release(conn: Conn): void {
     conn.busy = false;
     this.inFlight--;
     replayQueue(this, conn);
@@ -144,7 +168,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
         u.remoteAddress() ?? '', params, headers);
       s.conns.set(handle, conn);
       const p = runUpgrade(conn, 0);
-      if (p !== undefined) s.startAsync(conn, p);
+      if (p !== undefined) s.startAsync(conn, p, 'upgrade');
       return;
     }
     case RecordKind.Open: {
@@ -154,7 +178,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       if (conn.busy) return enqueue(conn, data, offset, length);
       conn.state = ConnState.Open;
       const p = runConnect(conn, 0);
-      if (p !== undefined) s.startAsync(conn, p);
+      if (p !== undefined) s.startAsync(conn, p, 'connect');
       return;
     }
     case RecordKind.Close: {
@@ -170,7 +194,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       }
       const r = c.reasonArray();
       const p = runDisconnect(conn, 0, c.code(), r === null ? '' : utf8d.decode(r));
-      if (p !== undefined) s.startAsync(conn, p);
+      if (p !== undefined) s.startAsync(conn, p, 'disconnect');
       return;
     }
     case RecordKind.Drain:
@@ -200,6 +224,7 @@ function onNotice(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
   if (conn === undefined || conn.state !== ConnState.Open) return;
   if (conn.busy) return enqueue(conn, data, offset, length);
   let p: PromiseLike<unknown> | undefined;
+  let stage: Stage = 'away';
   if (op === NoticeOp.Detach) {
     p = runSession(conn, 'away', undefined, 0);
   } else if (op === NoticeOp.Resume) {
@@ -213,8 +238,9 @@ function onNotice(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       s.conns.delete(info.tempHandle);
     }
     p = runSession(conn, 'resume', { recovered: info.recovered, replayed: info.replayed }, 0);
+    stage = 'resume';
   }
-  if (p !== undefined) s.startAsync(conn, p);
+  if (p !== undefined) s.startAsync(conn, p, stage);
 }
 
 function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, view: Uint8Array | null): void {
@@ -247,7 +273,7 @@ function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, view
   conn.payload = f.payload;
   conn.data = f.data;
   const p = runMessage(conn, route.chain, 0);
-  if (p !== undefined) s.startAsync(conn, p);
+  if (p !== undefined) s.startAsync(conn, p, 'message');
 }
 
 /** Busy-poll the ring for up to `us` microseconds; true when data arrived. */

@@ -175,3 +175,43 @@ test('slow consumer: a client that never reads is closed at maxBackpressure; mem
     await server.close();
   }
 });
+
+test('async hooks that never settle: abandoned after asyncTimeoutMs with RW_ERR_HANDLER_TIMEOUT; the connection is closed 1011, its close and shutdown are not held', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const server = createServer({ modules: [fixture('hang.module')], workers: 1, asyncTimeoutMs: 150 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const other = await Client.open(`ws://127.0.0.1:${port}/hang`);
+    // A handler that never settles: error reply correlated to its ref, then 1011.
+    const a = await Client.open(`ws://127.0.0.1:${port}/hang`);
+    a.emit('HANG', '', 7);
+    const err = await a.next();
+    assert.equal(err.event, 'error');
+    assert.equal(err.ref, 7);
+    assert.equal(JSON.parse(err.text).code, 'RW_ERR_HANDLER_TIMEOUT');
+    assert.equal((await a.closed).code, 1011);
+    await sink.until((l) => l.includes('/hang error message RW_ERR_HANDLER_TIMEOUT'));
+    // Its close still ran the disconnect hook (the connection's queue was released).
+    await sink.until((l) => l.includes('/hang disconnect 1011'));
+
+    // An onConnect that never settles: the connection is closed with 1011.
+    const b = new Client(`ws://127.0.0.1:${port}/hang?connect`);
+    await b.opened;
+    assert.equal((await b.closed).code, 1011);
+    await sink.until((l) => l.includes('/hang error connect RW_ERR_HANDLER_TIMEOUT'));
+
+    // An onDisconnect that never settles: the worker forgets the connection anyway.
+    const c = await Client.open(`ws://127.0.0.1:${port}/hang`);
+    assert.equal((await c.call('HANG_CLOSE')).text, 'ok');
+    await c.close();
+    await sink.until((l) => l.includes('/hang error disconnect RW_ERR_HANDLER_TIMEOUT'));
+
+    // Other connections on the same worker were served throughout.
+    assert.equal((await other.call('ECHO', 'still here')).text, 'still here');
+    assert.equal(server.stats().workers[0]!.asyncTimeouts, 3);
+    await other.close();
+  } finally {
+    sink.close();
+    await server.close();
+  }
+});
