@@ -140,7 +140,7 @@ export interface UpgradeContext {
   readonly rejected: boolean;
 }
 
-export type Stage = 'upgrade' | 'connect' | 'message' | 'route' | 'decode' | 'disconnect' | 'away' | 'resume';
+export type Stage = 'upgrade' | 'connect' | 'message' | 'route' | 'decode' | 'disconnect' | 'away' | 'resume' | 'drain';
 
 /** A value or a promise of it: every hook may be async. */
 export type MaybePromise<T> = T | Promise<T>;
@@ -154,6 +154,12 @@ export type AwayHook = (ctx: Context) => MaybePromise<void>;
 export type ResumeHook = (ctx: Context, info: ResumeInfo) => MaybePromise<void>;
 /** Runs before ctx.subscribe()/ctx.join(); returning false refuses it (must be synchronous for subscribe). */
 export type SubscribeHook = (ctx: Context, topic: string) => MaybePromise<void | boolean>;
+/**
+ * The socket's send buffer drained after backpressure (uWS `drain`): `bufferedAmount` bytes are
+ * still queued. Pace a large stream with it: send while `(await ctx.connection()).bufferedAmount`
+ * is low, resume from here.
+ */
+export type DrainHook = (ctx: Context, bufferedAmount: number) => MaybePromise<void>;
 export type ErrorHook = (err: unknown, stage: Stage, ctx: Context | UpgradeContext | undefined) => MaybePromise<void>;
 
 export interface EventDefinition {
@@ -170,6 +176,7 @@ export interface HooksDefinition {
   onAway?: AwayHook;
   onResume?: ResumeHook;
   onSubscribe?: SubscribeHook;
+  onDrain?: DrainHook;
 }
 
 export interface ModuleDefinition extends HooksDefinition {
@@ -194,7 +201,7 @@ export interface ModuleDefinition extends HooksDefinition {
 const MODULE_BRAND = Symbol.for('ringwire.module');
 const HOOKS_BRAND = Symbol.for('ringwire.hooks');
 
-const HOOK_NAMES = ['onUpgrade', 'onConnect', 'onReceived', 'onDisconnect', 'onError', 'onAway', 'onResume', 'onSubscribe'] as const;
+const HOOK_NAMES = ['onUpgrade', 'onConnect', 'onReceived', 'onDisconnect', 'onError', 'onAway', 'onResume', 'onSubscribe', 'onDrain'] as const;
 const SOCKET_OPTION_NAMES = ['maxPayloadLength', 'idleTimeout', 'maxBackpressure',
   'closeOnBackpressureLimit', 'sendPingsAutomatically', 'maxLifetime'] as const;
 

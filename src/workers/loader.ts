@@ -10,7 +10,7 @@ import type { ModuleDescriptor } from '../shared/tasks.js';
 import {
   asHooks, asModule, type ConnectHook, type DisconnectHook, type ErrorHook, type HooksDefinition,
   type MessageHook, type ModuleDefinition, type UpgradeHook, type CodecName, type AwayHook, type ResumeHook,
-  type SubscribeHook,
+  type SubscribeHook, type DrainHook,
 } from './define.js';
 
 export interface RouteRt {
@@ -34,6 +34,7 @@ export interface ModuleRt {
   readonly away: readonly AwayHook[];
   readonly resume: readonly ResumeHook[];
   readonly subscribe: readonly SubscribeHook[];
+  readonly drain: readonly DrainHook[];
   /** Module onError first (more specific), then the global one. */
   readonly errors: readonly ErrorHook[];
   readonly routes: ReadonlyMap<string, RouteRt>;
@@ -88,6 +89,9 @@ function buildModule(id: number, file: string, def: ModuleDefinition, hooks: Hoo
   const subscribe: SubscribeHook[] = [];
   push(subscribe, hooks.onSubscribe);
   push(subscribe, def.onSubscribe);
+  const drain: DrainHook[] = [];
+  push(drain, hooks.onDrain);
+  push(drain, def.onDrain);
   const errors: ErrorHook[] = [];
   push(errors, def.onError);
   push(errors, hooks.onError);
@@ -108,7 +112,7 @@ function buildModule(id: number, file: string, def: ModuleDefinition, hooks: Hoo
   if (codecName === 'raw' && fallback === null) fallback = routeById[1] ?? null;
   return {
     id, file, def, path: def.path, paramNames: paramNamesOf(def.path), codec: codecByName(codecName),
-    upgrade, connect, disconnect, away, resume, subscribe, errors, routes, routeById, fallback,
+    upgrade, connect, disconnect, away, resume, subscribe, drain, errors, routes, routeById, fallback,
     broadcastTopic: BROADCAST_TOPIC_PREFIX + String(id),
   };
 }

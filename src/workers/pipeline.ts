@@ -254,7 +254,27 @@ export function runSession(conn: Conn, stage: 'away' | 'resume', info: unknown, 
   return undefined;
 }
 
-function sessionHookFailed(conn: Conn, stage: 'away' | 'resume', err: unknown): void {
+/** onDrain hooks: in order; a failure is reported (stage 'drain') and the next hook still runs. */
+export function runDrain(conn: Conn, buffered: number, i: number): PromiseLike<unknown> | undefined {
+  const hooks = conn.module.drain;
+  for (; i < hooks.length; i++) {
+    let r: unknown;
+    try {
+      r = hooks[i]!(conn, buffered);
+    } catch (err) {
+      sessionHookFailed(conn, 'drain', err);
+      continue;
+    }
+    if (isThenable(r)) {
+      const next = i + 1;
+      return r.then(() => runDrain(conn, buffered, next),
+        (err) => { sessionHookFailed(conn, 'drain', err); return runDrain(conn, buffered, next); });
+    }
+  }
+  return undefined;
+}
+
+function sessionHookFailed(conn: Conn, stage: 'away' | 'resume' | 'drain', err: unknown): void {
   host.counters[WorkerCounter.hookErrors]! += 1;
   reportError(conn, new HandlerError(stage, err), stage);
 }

@@ -23,7 +23,7 @@ import { Conn, ConnState } from './connection.js';
 import { describeModule, loadAll, type Loaded, type RouteRt } from './loader.js';
 import { Outbox, readU32 } from './outbox.js';
 import {
-  abandon, frameFailed, runConnect, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
+  abandon, frameFailed, runConnect, runDrain, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
 } from './pipeline.js';
 
 const utf8d = new TextDecoder();
@@ -197,8 +197,15 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       if (p !== undefined) s.startAsync(conn, p, 'disconnect');
       return;
     }
-    case RecordKind.Drain:
+    case RecordKind.Drain: {
+      const d = reader.drain(offset);
+      const conn = s.conns.get(d.handle());
+      if (conn === undefined || conn.state !== ConnState.Open || conn.module.drain.length === 0) return;
+      if (conn.busy) return enqueue(conn, data, offset, length);
+      const p = runDrain(conn, d.buffered(), 0);
+      if (p !== undefined) s.startAsync(conn, p, 'drain');
       return;
+    }
     case RecordKind.Notice:
       return onNotice(s, reader, data, offset, length);
     case ControlKind.Barrier: {

@@ -215,3 +215,40 @@ test('async hooks that never settle: abandoned after asyncTimeoutMs with RW_ERR_
     await server.close();
   }
 });
+
+test('onDrain: a handler streams 400 × 64 KiB to a client that stops reading, pauses at a low-water mark and resumes from onDrain; every chunk arrives once', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const server = createServer({ modules: [fixture('stream.module')], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const c = await Client.open(`ws://127.0.0.1:${port}/stream`);
+    c.ws.pause(); // the client stops reading: the kernel buffers fill, then uWS buffers
+    c.emit('START', '400');
+    // Backpressure has built up in uWS (the handler has paused itself at its low-water mark).
+    while (!server.connections().some((r) => r.bufferedAmount > 256 * 1024)) await new Promise((r) => setImmediate(r));
+    c.ws.resume();
+    let chunks = 0;
+    let bytes = 0;
+    for (;;) {
+      const f = await c.next();
+      if (f.event === 'DONE') {
+        assert.equal(f.text, '400');
+        break;
+      }
+      assert.equal(f.event, 'CHUNK');
+      chunks++;
+      bytes += f.payload.length;
+    }
+    assert.equal(chunks, 400);
+    assert.equal(bytes, 400 * 64 * 1024);
+    // The stream went on from onDrain (a drain comes only after backpressure).
+    await sink.until((l) => l.some((x) => x.startsWith('/stream first drain buffered=')));
+    const first = sink.labels.find((x) => x.startsWith('/stream first drain buffered='))!;
+    assert.ok(Number(first.split('=')[1]) >= 0);
+    assert.equal(server.stats().drops.backpressure, 0);
+    await c.close();
+  } finally {
+    sink.close();
+    await server.close();
+  }
+});
