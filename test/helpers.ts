@@ -144,6 +144,10 @@ export class JsonClient {
   }
 }
 
+/** The labels one fixture path posted, without the path: `of('/a')(sink.labels)`. */
+export const of = (path: string) => (labels: string[]): string[] =>
+  labels.filter((l) => l.startsWith(`${path} `)).map((l) => l.slice(path.length + 1));
+
 /** Collects labels posted by fixtures on a BroadcastChannel (works across worker threads). */
 export class LabelSink {
   readonly labels: string[] = [];

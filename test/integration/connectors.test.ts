@@ -9,7 +9,7 @@ import { createServer, type Server } from '../../src/core/server.js';
 import { TcpClient, TcpConnector, TcpFrameType, encodeTcpFrame, type TcpHandshakeReply } from '../../src/core/connectors/tcp.js';
 import { MemoryConnector } from '../../src/core/connectors/memory.js';
 import { decodeFrame, encodeFrame } from '../../src/shared/wire.js';
-import { Client, LabelSink, fixture } from '../helpers.js';
+import { Client, LabelSink, fixture, of } from '../helpers.js';
 
 let server: Server;
 let port: number;
@@ -34,8 +34,6 @@ after(async () => {
   sink.close();
 });
 
-const of = (path: string) => (labels: string[]): string[] =>
-  labels.filter((l) => l.startsWith(`${path} `)).map((l) => l.slice(path.length + 1));
 const ORDER = [
   'GLOBAL onUpgrade', 'EVENT onUpgrade',
   'GLOBAL onConnect', 'EVENT onConnect',

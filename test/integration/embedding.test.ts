@@ -8,10 +8,8 @@ import { createBasaltApp, type BasaltApp } from '../../examples/basalt-router/ba
 import { TRACE_CHANNEL } from '../../examples/basalt-router/trace.js';
 import { PlatformRingwire } from '../../examples/tsed-lifecycle/platform.js';
 import { Server as TsedServer } from '../../examples/tsed-lifecycle/server.js';
-import { Client, LabelSink, example, fixture } from '../helpers.js';
+import { Client, LabelSink, example, fixture, of } from '../helpers.js';
 
-const of = (path: string) => (labels: string[]): string[] =>
-  labels.filter((l) => l.startsWith(`${path} `)).map((l) => l.slice(path.length + 1));
 
 function upgradeStatus(url: string): Promise<number> {
   const c = new Client(url);

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from '../../src/core/server.js';
-import { Client, LabelSink, fixture } from '../helpers.js';
+import { Client, LabelSink, fixture, of } from '../helpers.js';
 
 let server: Server;
 let port: number;
@@ -22,8 +22,6 @@ after(async () => {
   sink.close();
 });
 
-const of = (path: string) => (labels: string[]): string[] =>
-  labels.filter((l) => l.startsWith(`${path} `)).map((l) => l.slice(path.length + 1));
 
 for (const [path, url] of [['/a', '/a'], ['/b/:room', '/b/lobby']] as const) {
   test(`hook order for ${path}: upgrade, open, message, close exactly as designed`, async () => {
