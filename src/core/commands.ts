@@ -174,11 +174,11 @@ export class CommandExecutor {
     while ((off = ring.peek()) >= 0) {
       const kind = data[off]! | (data[off + 1]! << 8) | (data[off + 2]! << 16) | (data[off + 3]! << 24);
       if (kind === RecordKind.Send) {
-        const m = rd.send(off);
-        const h = m.handle();
+        rd.hbd(off, true);
+        const h = rd.hbdHandle;
         const ws = this.alloc.isCurrent(h) ? this.sockets.get(this.alloc.fdOf(h)) : undefined;
         if (ws === undefined) {
-          this.sendMissed(h, m);
+          this.sendMissed(h, data.subarray(rd.hbdStart, rd.hbdStart + rd.hbdLength), rd.hbdBinary);
           ring.skip();
         } else {
           this.runRing = ring;
@@ -201,8 +201,8 @@ export class CommandExecutor {
   }
 
   /** A Send to a handle with no live socket: a detached session buffers it; anything else is a stale handle. */
-  private sendMissed(h: number, m: { dataArray(): Uint8Array | null; binary(): boolean }): void {
-    if (this.host === null || !this.host.sessions.deliver(h, m.dataArray()!, m.binary())) this.counters.drop('staleHandle', h);
+  private sendMissed(h: number, bytes: Uint8Array, binary: boolean): void {
+    if (this.host === null || !this.host.sessions.deliver(h, bytes, binary)) this.counters.drop('staleHandle', h);
   }
 
   /** Inside ws.cork(): send the current Send and every following Send to the same handle. */
@@ -215,9 +215,10 @@ export class CommandExecutor {
     const c = this.counters;
     let off = ring.peek();
     while (off >= 0) {
-      const m = rd.send(off);
-      if (m.handle() !== h) return;
-      const st = ws.send(m.dataArray()!, m.binary());
+      rd.hbd(off, true);
+      if (rd.hbdHandle !== h) return;
+      const start = rd.hbdStart;
+      const st = ws.send(data.subarray(start, start + rd.hbdLength), rd.hbdBinary);
       if (st === SEND_DROPPED) c.drop('backpressure', h);
       else c.messagesOut++;
       ring.skip();

@@ -338,17 +338,28 @@ export class Server {
   private readonly checkWatchdog = (): void => {
     this.watchdog = null;
     if (this.state !== 'listening' || this.pool === null) return;
-    const now = performance.timeOrigin + performance.now();
+    const now = performance.now();
     let busy = false;
     for (const slot of this.slots) {
-      const since = slot.counters[WorkerCounter.busySince]!;
-      if (!slot.alive || since === 0) continue;
+      if (!slot.alive || slot.counters[WorkerCounter.busy] === 0) {
+        slot.stuckSeq = -1;
+        continue;
+      }
       busy = true;
-      if (now - since < this.options.handlerTimeoutMs) continue;
+      // The first check that sees this record count starts the clock: the record has run at
+      // least since then, so a worker is never terminated early (late by at most one period).
+      const seq = slot.counters[WorkerCounter.records]!;
+      if (seq !== slot.stuckSeq) {
+        slot.stuckSeq = seq;
+        slot.stuckSince = now;
+        continue;
+      }
+      if (now - slot.stuckSince < this.options.handlerTimeoutMs) continue;
       const tid = slot.counters[WorkerCounter.threadId]!;
       const worker = this.pool.threads.find((w) => w.threadId === tid);
       if (worker === undefined) continue;
-      slot.counters[WorkerCounter.busySince] = 0;
+      slot.counters[WorkerCounter.busy] = 0;
+      slot.stuckSeq = -1;
       this.counters.drop('handlerTimeout');
       void worker.terminate();
     }

@@ -59,6 +59,9 @@ export class Slot {
   barrierSeq = 0;
   /** Records were written since the last doorbell (see Server.markDirty). */
   dirty = false;
+  /** Watchdog: the worker's record count when first seen unchanged, and when (performance.now()). */
+  stuckSeq = -1;
+  stuckSince = 0;
   /** Token of the current outbound arming (see Server.armOutbound). */
   outboundArm = 0;
   readonly barrierWaiters = new Map<number, () => void>();

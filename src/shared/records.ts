@@ -292,6 +292,10 @@ export function writeWireFrameAt(
 // hot writers (hand layout; q = word index of the record, q + 1 = word index of b)
 // ------------------------------------------------------------------------------------------
 
+/** vtable words of the Message/Send hot layout (RecordReader.hbd recognises records by them). */
+const HBD_VT0 = 10 | (17 << 16);
+const HBD_VT1 = 8 | (16 << 16);
+
 /** Message and Send share one layout (handle, binary, data). */
 function writeHandleBinaryData(
   ring: RecordRing, kind: number, handle: number, binary: boolean, src: Uint8Array, off: number, len: number,
@@ -303,8 +307,8 @@ function writeHandleBinaryData(
   const q = aligned(r) >>> 2;
   w[q] = kind;
   w[q + 1] = 16; //                   root table at 16
-  w[q + 2] = 10 | (17 << 16); //      vtable: 10 bytes, table 17 bytes
-  w[q + 3] = 8 | (16 << 16); //       handle @8, binary @16
+  w[q + 2] = HBD_VT0; //              vtable: 10 bytes, table 17 bytes
+  w[q + 3] = HBD_VT1; //              handle @8, binary @16
   w[q + 4] = 4; //                    data @4, 2 bytes padding
   w[q + 5] = 12; //                   soffset
   w[q + 6] = 20; //                   data -> 40
@@ -348,8 +352,8 @@ export function writeSendFrame(
   const q = aligned(r) >>> 2;
   w[q] = RecordKind.Send;
   w[q + 1] = 16;
-  w[q + 2] = 10 | (17 << 16);
-  w[q + 3] = 8 | (16 << 16);
+  w[q + 2] = HBD_VT0;
+  w[q + 3] = HBD_VT1;
   w[q + 4] = 4;
   w[q + 5] = 12;
   w[q + 6] = 20; //                   data -> 40
@@ -736,9 +740,46 @@ export class RecordReader {
   private readonly _request = new fb.Request();
   private readonly _notice = new fb.Notice();
 
+  /** Words over `data` for the fixed-layout fast path; null when `data` is not 4-aligned. */
+  private readonly words: Uint32Array | null;
+  /** Fields of the last Message/Send record read by `hbd()`: bytes are `data[start, start + length)`. */
+  hbdHandle = 0;
+  hbdBinary = false;
+  hbdStart = 0;
+  hbdLength = 0;
+
   constructor(data: Uint8Array) {
     this.data = data;
     this.bb = new flatbuffers.ByteBuffer(data);
+    this.words = (data.byteOffset & 3) === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.byteLength >>> 2) : null;
+  }
+
+  /**
+   * Reads the handle, binary flag and data span of the Message or Send record at `offset` into
+   * hbdHandle/hbdBinary/hbdStart/hbdLength, allocating nothing. Records laid out by the hot
+   * writers (writeHandleBinaryData, writeSendFrame) are recognised by their six layout words and
+   * read at fixed positions (no vtable walk, no view); any other valid layout of the same table
+   * goes through the generated accessors, so the result never depends on who wrote the record.
+   */
+  hbd(offset: number, send: boolean): void {
+    const w = this.words;
+    const q = offset >>> 2;
+    if (w !== null && (offset & 3) === 0 && w[q + 1] === 16 && w[q + 2] === HBD_VT0 && w[q + 3] === HBD_VT1
+      && w[q + 4] === 4 && w[q + 5] === 12 && w[q + 6] === 20) {
+      f64w[0] = w[q + 7]!;
+      f64w[1] = w[q + 8]!;
+      this.hbdHandle = f64[0]!;
+      this.hbdBinary = (w[q + 9]! & 0xff) !== 0;
+      this.hbdStart = offset + 48;
+      this.hbdLength = w[q + 11]!;
+      return;
+    }
+    const m = send ? this.send(offset) : this.message(offset);
+    this.hbdHandle = m.handle();
+    this.hbdBinary = m.binary();
+    const a = m.dataArray();
+    this.hbdStart = a === null ? 0 : a.byteOffset - this.data.byteOffset;
+    this.hbdLength = a === null ? 0 : a.length;
   }
 
   /** The record's kind (first u32 of the payload at `offset`). */

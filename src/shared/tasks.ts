@@ -63,11 +63,16 @@ export const WorkerCounter = {
   outboundFullWaits: 4,
   droppedOnShutdown: 5,
   hookErrors: 6,
-  /** performance.timeOrigin-based ms at which the record being handled started; 0 when idle. */
-  busySince: 7,
+  /** 1 while the worker is handling a batch of records, 0 when it is idle (waiting for records). */
+  busy: 7,
   /** worker_threads threadId of the worker serving this slot (so a hung one can be terminated). */
   threadId: 8,
   /** Async hooks/handlers abandoned after options.asyncTimeoutMs. */
   asyncTimeouts: 9,
+  /**
+   * Records started so far. The watchdog reads it with `busy`: a busy worker whose count has not
+   * moved for handlerTimeoutMs is stuck in one record. An increment, not a clock read, per record.
+   */
+  records: 10,
   count: 12,
 } as const;

@@ -136,9 +136,9 @@ function replayQueue(s: Serve, conn: Conn): void {
 const EMPTY_REC = new Uint8Array(0);
 
 function onRecord(data: Uint8Array, offset: number, length: number): void {
-  // Watchdog stamp: the I/O thread terminates a worker whose current record runs past
+  // Watchdog progress: the I/O thread terminates a busy worker whose record count stays put for
   // options.handlerTimeoutMs (a handler stuck in a synchronous loop).
-  S.counters[WorkerCounter.busySince] = performance.timeOrigin + performance.now();
+  S.counters[WorkerCounter.records] = S.counters[WorkerCounter.records]! + 1;
   dispatch(S, S.reader, data, offset, length);
 }
 
@@ -146,11 +146,12 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
   const kind = readU32(data, offset);
   switch (kind) {
     case RecordKind.Message: {
-      const m = reader.message(offset);
-      const conn = s.conns.get(m.handle());
+      reader.hbd(offset, false);
+      const conn = s.conns.get(reader.hbdHandle);
       if (conn === undefined) return;
       if (conn.busy) return enqueue(conn, data, offset, length);
-      onMessage(s, conn, data, m.binary(), m.dataArray());
+      const start = reader.hbdStart;
+      onMessage(s, conn, data, reader.hbdBinary, data.subarray(start, start + reader.hbdLength));
       return;
     }
     case RecordKind.Upgrade: {
@@ -297,7 +298,7 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
   S = new Serve(t, loaded);
   setPipelineHost(S);
   S.counters[WorkerCounter.threadId] = threadId;
-  S.counters[WorkerCounter.busySince] = 0;
+  S.counters[WorkerCounter.busy] = 0;
   const s = S;
   const inbound = s.inbound;
   const out = s.outbox.ring;
@@ -307,6 +308,7 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
   let lastYield = performance.now();
   for (;;) {
     s.outbox.batching = true;
+    s.counters[WorkerCounter.busy] = 1;
     const n = inbound.drain(onRecord, batch);
     s.outbox.batching = false;
     if (n > 0) {
@@ -319,7 +321,7 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
       }
       continue;
     }
-    s.counters[WorkerCounter.busySince] = 0;
+    s.counters[WorkerCounter.busy] = 0;
     if (inbound.closed) break;
     // Idle, in three steps (see README "Tuning"): a short spin, then a blocking futex wait
     // (fast wake-up, but it holds this thread's event loop, so only while no async hook is

@@ -113,6 +113,23 @@ test('hanging handler: the watchdog replaces the worker, its connections get 101
   }
 });
 
+test('watchdog: a worker busy for longer than handlerTimeoutMs on many short records is not terminated', async () => {
+  const server = createServer({ modules: [tools], workers: 1, handlerTimeoutMs: 300 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+    // 12 records of 60 ms back to back: 720 ms busy in one batch, but each record is short.
+    for (let i = 0; i < 12; i++) c.emit('BLOCK', '60');
+    assert.equal((await c.call('ECHO', 'still here')).text, 'still here');
+    const st = server.stats();
+    assert.equal(st.drops.handlerTimeout, 0);
+    assert.equal(st.workerRestarts, 0);
+    await c.close();
+  } finally {
+    await server.close();
+  }
+});
+
 /** A raw WebSocket client that subscribes, then never reads again. */
 async function slowConsumer(port: number): Promise<Socket> {
   const sock = connect(port, '127.0.0.1');

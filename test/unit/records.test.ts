@@ -414,6 +414,44 @@ test('hand-laid-out records read the same as Builder-built ones, and both verify
   }
 });
 
+test('hbd() reads Message and Send the same from hand-laid and Builder-built records, allocating no view', () => {
+  const hbd = (r: RecordReader, data: Uint8Array, off: number, send: boolean): unknown[] => {
+    r.hbd(off, send);
+    return [r.hbdHandle, r.hbdBinary, [...data.subarray(r.hbdStart, r.hbdStart + r.hbdLength)]];
+  };
+  const cases: [number, boolean, Uint8Array][] = [[HANDLE, true, bytes(9)], [BIG_HANDLE, false, bytes(1000, 3)], [0, false, new Uint8Array(0)]];
+  for (const [handle, binary, data] of cases) {
+    for (const send of [false, true]) {
+      const kind = send ? RecordKind.Send : RecordKind.Message;
+      const expected = [handle, binary, [...data]];
+      // Hand layout (the fixed-position path).
+      const ring = Ring.create(4096);
+      assert.equal((send ? writeSend : writeMessage)(ring, handle, binary, data), RingStatus.OK);
+      next(ring, (r, off) => assert.deepEqual(hbd(r, ring.data, off, send), expected, `hand ${kind}`));
+      // Builder layout, at a 4-aligned and at an odd offset (both read through the generated accessors).
+      const b = new flatbuffers.Builder(64);
+      const vec = send ? fb.Send.createDataVector(b, data) : fb.Message.createDataVector(b, data);
+      b.finish(send ? fb.Send.createSend(b, handle, binary, vec) : fb.Message.createMessage(b, handle, binary, vec));
+      const fbBytes = b.asUint8Array();
+      for (const at of [16, 13]) {
+        const host = new Uint8Array(at + 4 + fbBytes.length);
+        new DataView(host.buffer).setUint32(at, kind, true);
+        host.set(fbBytes, at + 4);
+        assert.equal(verifyRecord(host, at, host.length - at), kind);
+        assert.deepEqual(hbd(new RecordReader(host), host, at, send), expected, `builder ${kind} at ${at}`);
+      }
+    }
+  }
+  // writeSendFrame shares the layout: its frame bytes come back whole.
+  const ring = Ring.create(4096);
+  assert.equal(writeSendFrame(ring, HANDLE, 'ev', 3, 4, bytes(5)), RingStatus.OK);
+  next(ring, (r, off) => {
+    r.hbd(off, true);
+    assert.equal(r.hbdHandle, HANDLE);
+    assert.deepEqual(r.data.subarray(r.hbdStart, r.hbdStart + r.hbdLength), r.send(off).dataArray());
+  });
+});
+
 test('hand-laid-out records decode the same with flatc (an independent C++ reader)', (t) => {
   const probe = spawnSync('flatc', ['--version'], { encoding: 'utf8' });
   if (probe.error) {
