@@ -60,8 +60,17 @@ export function planServe(argv: readonly string[], io: CliIo): ServePlan | 'help
         if ((v as string[]).length === 0) throw new UsageError(`${flag} must list at least one value`);
         break;
       case 'rate': {
-        const [rate, burst] = raw.split('/');
-        v = { messagesPerSecond: intValue(flag, rate ?? ''), ...(burst !== undefined ? { burst: intValue(flag, burst) } : {}) };
+        // N[/BURST][,shed]
+        const [spec, mode, extra] = raw.split(',');
+        if (extra !== undefined || (mode !== undefined && mode !== 'shed' && mode !== 'close')) {
+          throw new UsageError(`${flag} must be N[/BURST][,shed|,close], got ${JSON.stringify(raw)}`);
+        }
+        const [rate, burst] = (spec ?? '').split('/');
+        v = {
+          messagesPerSecond: intValue(flag, rate ?? ''),
+          ...(burst !== undefined ? { burst: intValue(flag, burst) } : {}),
+          ...(mode !== undefined ? { onExceed: mode } : {}),
+        };
         break;
       }
     }

@@ -69,8 +69,14 @@ export interface ServerOptions {
   asyncTimeoutMs?: number;
   /** Only these Origin header values may upgrade (others get 403). Default: any. */
   allowedOrigins?: readonly string[];
-  /** Per-connection message rate limit (token bucket). Over it the connection is closed with 1008. */
-  rateLimit?: { messagesPerSecond: number; burst?: number };
+  /**
+   * Per-connection message rate limit (token bucket; `burst` defaults to messagesPerSecond).
+   * A message over it: `onExceed: 'close'` (default) closes the connection with 1008;
+   * `'shed'` keeps the connection and answers that message alone with an RW_ERR_RATE_LIMITED
+   * error reply (carrying its ref, in order with the other replies), running no hook or handler.
+   * Either way counted in `stats().drops.rateLimited`.
+   */
+  rateLimit?: { messagesPerSecond: number; burst?: number; onExceed?: 'close' | 'shed' };
   /** Serve Prometheus text metrics on this HTTP path of the same port (e.g. '/metrics'). Off by default. */
   metricsPath?: string;
   /** Graceful close: how long to wait for in-flight work before forcing. Default 10 s. */
@@ -114,7 +120,7 @@ export interface ResolvedOptions {
   readonly handlerTimeoutMs: number;
   readonly asyncTimeoutMs: number;
   readonly allowedOrigins: ReadonlySet<string> | null;
-  readonly rateLimit: { readonly perMs: number; readonly burst: number } | null;
+  readonly rateLimit: { readonly perMs: number; readonly burst: number; readonly shed: boolean } | null;
   readonly lifecycle: LifecycleHooks;
   readonly uidAffinity: { readonly query: string | null; readonly header: string | null } | null;
   readonly connectors: readonly Connector[];
@@ -173,12 +179,14 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     }
     allowedOrigins = new Set(o.allowedOrigins);
   }
-  let rateLimit: { perMs: number; burst: number } | null = null;
+  let rateLimit: { perMs: number; burst: number; shed: boolean } | null = null;
   if (o.rateLimit !== undefined) {
-    if (o.rateLimit === null || typeof o.rateLimit !== 'object') throw invalidOption('rateLimit', 'an object { messagesPerSecond, burst? }');
+    if (o.rateLimit === null || typeof o.rateLimit !== 'object') throw invalidOption('rateLimit', 'an object { messagesPerSecond, burst?, onExceed? }');
     const rate = intOption(o.rateLimit.messagesPerSecond, 'rateLimit.messagesPerSecond', 0, 1, 10_000_000);
     const burst = intOption(o.rateLimit.burst, 'rateLimit.burst', rate, 1, 100_000_000);
-    rateLimit = { perMs: rate / 1000, burst };
+    const onExceed = o.rateLimit.onExceed ?? 'close';
+    if (onExceed !== 'close' && onExceed !== 'shed') throw invalidOption('rateLimit.onExceed', "'close' or 'shed'");
+    rateLimit = { perMs: rate / 1000, burst, shed: onExceed === 'shed' };
   }
   const lifecycle = o.lifecycle ?? {};
   if (lifecycle === null || typeof lifecycle !== 'object') throw invalidOption('lifecycle', 'an object of hook functions');

@@ -113,13 +113,18 @@ export class Server {
       return;
     }
     const rl = this.options.rateLimit;
+    let shed = false;
     if (rl !== null && !takeToken(ud, rl.perMs, rl.burst)) {
       c.drop('rateLimited', ud.handle);
-      ws.end(CloseCode.POLICY, 'rate limit exceeded');
-      return;
+      if (!rl.shed) {
+        ws.end(CloseCode.POLICY, 'rate limit exceeded');
+        return;
+      }
+      // Shed: the worker answers it with RW_ERR_RATE_LIMITED, in order with the connection's other replies.
+      shed = true;
     }
     const slot = this.slots[ud.slot]!;
-    const r = slot.message(ud.handle, isBinary, msg);
+    const r = slot.message(ud.handle, isBinary, msg, shed);
     if (r === 0) {
       if (!slot.dirty) this.markDirty(slot);
       return;

@@ -14,7 +14,7 @@
  * number of connections, flushed after the overflow, so ordering per connection holds.
  */
 import { Ring, RingStatus, type RingStatusCode } from '../shared/ring.js';
-import { RecordReader, writeClose, writeDrain, writeMessage, writeNotice, writeOpen, writeUpgrade } from '../shared/records.js';
+import { RecordReader, writeClose, writeDrain, writeMessage, writeNotice, writeOpen, writeShed, writeUpgrade } from '../shared/records.js';
 import { ControlKind } from '../shared/constants.js';
 import { WorkerCounter } from '../shared/tasks.js';
 
@@ -93,14 +93,16 @@ export class Slot {
   /**
    * Returns 0 when the message went into the ring, otherwise the bytes it took in the
    * overflow (the caller charges them to the connection), or -1 when neither had room.
+   * `shed`: the message is over its rate limit and goes as a Shed record (see RecordKind.Shed).
    */
-  message(handle: number, binary: boolean, src: Uint8Array): number {
+  message(handle: number, binary: boolean, src: Uint8Array, shed = false): number {
     const wasBacklog = this.backlog;
-    let st = writeMessage(this.target(), handle, binary, src);
+    const write = shed ? writeShed : writeMessage;
+    let st = write(this.target(), handle, binary, src);
     // No doorbell here: the server rings each dirty slot once per event-loop turn.
     if (st === RingStatus.OK && !wasBacklog) return 0;
     const o = this.spill(st);
-    if (o !== null) st = writeMessage(o, handle, binary, src);
+    if (o !== null) st = write(o, handle, binary, src);
     if (st !== RingStatus.OK) return -1;
     this.overflowed++;
     return src.length + 64;

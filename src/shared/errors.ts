@@ -34,6 +34,7 @@ export const ErrorCodes = {
   RW_ERR_TCP_FRAME_TOO_LARGE: 'RW_ERR_TCP_FRAME_TOO_LARGE',
   RW_ERR_CLUSTER: 'RW_ERR_CLUSTER',
   RW_ERR_HANDLER_TIMEOUT: 'RW_ERR_HANDLER_TIMEOUT',
+  RW_ERR_RATE_LIMITED: 'RW_ERR_RATE_LIMITED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -95,6 +96,14 @@ export class HandlerTimeoutError extends RingwireError {
     super(ErrorCodes.RW_ERR_HANDLER_TIMEOUT, `${stage} did not settle within ${ms} ms`);
     this.name = 'HandlerTimeoutError';
     this.stage = stage;
+  }
+}
+
+/** A message over its connection's rate limit was shed (rateLimit.onExceed 'shed'). */
+export class RateLimitedError extends RingwireError {
+  constructor() {
+    super(ErrorCodes.RW_ERR_RATE_LIMITED, 'rate limit exceeded: message not handled');
+    this.name = 'RateLimitedError';
   }
 }
 

@@ -19,7 +19,7 @@
  *   Open        0 root=12 | 4 vt[6,12, h=4] pad | 12 soffset=8 | 16 f64 handle | =24
  *   Drain       0 root=12 | 4 vt[8,16, h=4,buf=12] | 12 soffset=8 | 16 f64 handle | 24 u32 buffered | =28
  *   Message,    0 root=16 | 4 vt[10,17, h=8,bin=16,data=4] pad | 16 soffset=12 | 20 uoff data=20 |
- *   Send        24 f64 handle | 32 u8 binary | pad | 40 u32 len | 44 bytes | =44+n
+ *   Shed, Send  24 f64 handle | 32 u8 binary | pad | 40 u32 len | 44 bytes | =44+n
  *   Close       as Message with 32 i32 code (tblsize 20) and data = reason (=44+n)
  *   Subscribe,  0 root=12 | 4 vt[8,16, h=4,topic=12] | 12 soffset=8 | 16 f64 handle | 24 uoff topic=4 |
  *   Unsubscribe 28 u32 len | 32 utf8 | 32+t NUL | =33+t
@@ -71,6 +71,12 @@ export const RecordKind = {
   Close: 4,
   Drain: 5,
   Notice: 6,
+  /**
+   * A client message over its connection's rate limit (rateLimit.onExceed 'shed'): a Message
+   * table, which the worker answers with an RW_ERR_RATE_LIMITED error reply in order, running
+   * no hook or handler.
+   */
+  Shed: 7,
   // outbound commands (worker -> I/O thread)
   Send: 16,
   SendMany: 17,
@@ -326,6 +332,13 @@ export function writeMessage(
   ring: RecordRing, handle: number, binary: boolean, src: Uint8Array, srcOff = 0, srcLen = src.length - srcOff,
 ): RingStatusCode {
   return writeHandleBinaryData(ring, RecordKind.Message, handle, binary, src, srcOff, srcLen);
+}
+
+/** A message shed by the rate limiter (same table as Message, see RecordKind.Shed). */
+export function writeShed(
+  ring: RecordRing, handle: number, binary: boolean, src: Uint8Array, srcOff = 0, srcLen = src.length - srcOff,
+): RingStatusCode {
+  return writeHandleBinaryData(ring, RecordKind.Shed, handle, binary, src, srcOff, srcLen);
 }
 
 /** Send already-encoded bytes to one connection. */
@@ -726,6 +739,7 @@ export class RecordReader {
   private readonly _upgrade = new fb.Upgrade();
   private readonly _open = new fb.Open();
   private readonly _message = new fb.Message();
+  private readonly _shed = new fb.Shed();
   private readonly _close = new fb.Close();
   private readonly _drain = new fb.Drain();
   private readonly _send = new fb.Send();
@@ -755,7 +769,7 @@ export class RecordReader {
   }
 
   /**
-   * Reads the handle, binary flag and data span of the Message or Send record at `offset` into
+   * Reads the handle, binary flag and data span of the Message, Shed or Send record at `offset` into
    * hbdHandle/hbdBinary/hbdStart/hbdLength, allocating nothing. Records laid out by the hot
    * writers (writeHandleBinaryData, writeSendFrame) are recognised by their six layout words and
    * read at fixed positions (no vtable walk, no view); any other valid layout of the same table
@@ -774,7 +788,7 @@ export class RecordReader {
       this.hbdLength = w[q + 11]!;
       return;
     }
-    const m = send ? this.send(offset) : this.message(offset);
+    const m = send ? this.send(offset) : this.kind(offset) === RecordKind.Shed ? this.shed(offset) : this.message(offset);
     this.hbdHandle = m.handle();
     this.hbdBinary = m.binary();
     const a = m.dataArray();
@@ -796,6 +810,7 @@ export class RecordReader {
   upgrade(offset: number): fb.Upgrade { return this._upgrade.__init(this.root(offset + 4), this.bb); }
   open(offset: number): fb.Open { return this._open.__init(this.root(offset + 4), this.bb); }
   message(offset: number): fb.Message { return this._message.__init(this.root(offset + 4), this.bb); }
+  shed(offset: number): fb.Shed { return this._shed.__init(this.root(offset + 4), this.bb); }
   close(offset: number): fb.Close { return this._close.__init(this.root(offset + 4), this.bb); }
   drain(offset: number): fb.Drain { return this._drain.__init(this.root(offset + 4), this.bb); }
   send(offset: number): fb.Send { return this._send.__init(this.root(offset + 4), this.bb); }

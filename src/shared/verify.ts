@@ -43,6 +43,7 @@ const KIND_FIELDS: (Uint8Array | undefined)[] = [];
 KIND_FIELDS[RecordKind.Upgrade] = Uint8Array.of(F64, U16, STR, STR, STR, VEC_STR, VEC_STR, VEC_STR);
 KIND_FIELDS[RecordKind.Open] = Uint8Array.of(F64);
 KIND_FIELDS[RecordKind.Message] = Uint8Array.of(F64, U8, VEC_U8);
+KIND_FIELDS[RecordKind.Shed] = Uint8Array.of(F64, U8, VEC_U8);
 KIND_FIELDS[RecordKind.Close] = Uint8Array.of(F64, U32, VEC_U8);
 KIND_FIELDS[RecordKind.Drain] = Uint8Array.of(F64, U32);
 KIND_FIELDS[RecordKind.Send] = Uint8Array.of(F64, U8, VEC_U8);

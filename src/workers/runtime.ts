@@ -14,7 +14,7 @@ import { threadId } from 'node:worker_threads';
 import { Ring } from '../shared/ring.js';
 import { NoticeOp, RecordKind, RecordReader } from '../shared/records.js';
 import { ControlKind, CloseCode } from '../shared/constants.js';
-import { BadFrameError, ModuleLoadError, RingwireError, UnknownEventError } from '../shared/errors.js';
+import { BadFrameError, ModuleLoadError, RateLimitedError, RingwireError, UnknownEventError } from '../shared/errors.js';
 import type { DecodedFrame } from '../shared/wire.js';
 import type { Stage } from './define.js';
 import type { DescribeResult, ServeTask, WorkerTask } from '../shared/tasks.js';
@@ -23,7 +23,7 @@ import { Conn, ConnState } from './connection.js';
 import { describeModule, loadAll, type Loaded, type RouteRt } from './loader.js';
 import { Outbox, readU32 } from './outbox.js';
 import {
-  abandon, frameFailed, runConnect, runDrain, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
+  abandon, errorReply, frameFailed, runConnect, runDrain, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
 } from './pipeline.js';
 
 const utf8d = new TextDecoder();
@@ -154,6 +154,14 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       onMessage(s, conn, data, reader.hbdBinary, data.subarray(start, start + reader.hbdLength));
       return;
     }
+    case RecordKind.Shed: {
+      reader.hbd(offset, false);
+      const conn = s.conns.get(reader.hbdHandle);
+      if (conn === undefined) return;
+      if (conn.busy) return enqueue(conn, data, offset, length);
+      onShed(s, conn, data, reader.hbdBinary, reader.hbdStart, reader.hbdLength);
+      return;
+    }
     case RecordKind.Upgrade: {
       const u = reader.upgrade(offset);
       const mod = s.loaded.modules[u.module()];
@@ -249,6 +257,26 @@ function onNotice(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
     stage = 'resume';
   }
   if (p !== undefined) s.startAsync(conn, p, stage);
+}
+
+/**
+ * A message shed by the I/O thread's rate limiter: only its ref and event are read (a frame that
+ * does not decode is answered with ref 0), and it gets the RW_ERR_RATE_LIMITED error reply. No hook
+ * or handler runs; the I/O thread has counted it (drops.rateLimited).
+ */
+function onShed(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: number, length: number): void {
+  if (conn.state !== ConnState.Open) return;
+  const f = s.frame;
+  conn.ref = 0;
+  conn.event = '';
+  try {
+    conn.module.codec.decode(data, start, length, binary, f);
+    conn.ref = f.ref;
+    conn.event = f.event !== '' ? f.event : conn.module.routeById[f.eventId]?.name ?? '';
+  } catch {
+    // Undecodable and over the limit: the rate limit answer still goes out, uncorrelated.
+  }
+  errorReply(conn, new RateLimitedError(), 'message');
 }
 
 function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, view: Uint8Array | null): void {

@@ -114,6 +114,7 @@ test('bad flags and bad values exit 2 with a message naming the flag', async () 
     [['serve', echo, '--ring-bytes', '5000'], /--ring-bytes must be a power of two/],
     [['serve', echo, '--codec', 'xml'], /--codec must be one of binary, json, raw/],
     [['serve', echo, '--port', '70000'], /--port must be between 0 and 65535/],
+    [['serve', echo, '--rate-limit', '10/20,drop'], /--rate-limit must be N\[\/BURST\]\[,shed\|,close\]/],
     [['serve', echo, '--hooks', 'no/such.hooks.js'], /--hooks no\/such\.hooks\.js does not exist/],
     [['serve', 'no/such.module.js'], /module file no\/such\.module\.js does not exist/],
     [['serve'], /give at least one module file/],

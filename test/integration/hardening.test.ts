@@ -61,6 +61,33 @@ test('rate limit: past the burst the connection is closed with 1008 and counted;
   }
 });
 
+test('rate limit with onExceed shed: over-limit messages get RW_ERR_RATE_LIMITED with their ref, in order; the connection stays', async () => {
+  const server = createServer({ modules: [tools], workers: 1, rateLimit: { messagesPerSecond: 1, burst: 5, onExceed: 'shed' } });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+    const N = 40;
+    for (let i = 1; i <= N; i++) c.emit('ECHO', `m${i}`, i);
+    const replies = [];
+    for (let i = 1; i <= N; i++) replies.push(await c.next());
+    // Every message is answered, in order: the burst (and any token refilled meanwhile) echoed, the rest refused.
+    assert.deepEqual(replies.map((f) => f.ref), Array.from({ length: N }, (_, i) => i + 1));
+    const echoed = replies.filter((f) => f.event === 'ECHO');
+    const refused = replies.filter((f) => f.event === 'error');
+    assert.equal(echoed.length + refused.length, N);
+    assert.ok(echoed.length >= 5 && echoed.length < N, `echoed ${echoed.length}`);
+    assert.deepEqual(echoed.map((f) => f.ref), Array.from({ length: echoed.length }, (_, i) => i + 1), 'the burst comes first');
+    for (const f of refused) {
+      assert.deepEqual(JSON.parse(f.text), { code: 'RW_ERR_RATE_LIMITED', message: 'rate limit exceeded: message not handled', event: 'ECHO' });
+    }
+    assert.equal(server.stats().drops.rateLimited, refused.length);
+    assert.equal(c.ws.readyState, c.ws.OPEN);
+    await c.close();
+  } finally {
+    await server.close();
+  }
+});
+
 test('slowloris: an upgrade hook that never answers times out with 408 and its fd is released', async () => {
   const go = new BroadcastChannel('rw-test-go');
   const sink = new LabelSink('rw-test-labels');

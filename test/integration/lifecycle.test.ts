@@ -80,6 +80,8 @@ test('invalid options throw TypeError/RangeError naming the option', () => {
   assert.throws(() => createServer({ modules: [tools], codec: 'xml' as never }), { name: 'TypeError', message: /options\.codec must be/ });
   assert.throws(() => createServer({ modules: [tools], maxConnections: 2 ** 25 }), { name: 'RangeError', message: /options\.maxConnections must be/ });
   assert.throws(() => createServer({ modules: [tools], lifecycle: { onInit: 3 as never } }), { name: 'TypeError', message: /options\.lifecycle\.onInit must be/ });
+  assert.throws(() => createServer({ modules: [tools], rateLimit: { messagesPerSecond: 5, onExceed: 'drop' as never } }),
+    { name: 'TypeError', message: /options\.rateLimit\.onExceed must be 'close' or 'shed'/ });
 });
 
 test('graceful close with 1,000 connections: every client sees 1001, every onDisconnect runs once, the process exits by itself', async () => {

@@ -147,6 +147,7 @@ function readAll(r: RecordReader, kind: number, off: number, lo: number, hi: num
     }
     case RecordKind.Open: sink += r.open(off).handle(); break;
     case RecordKind.Message: { const t = r.message(off); sink += t.handle() + Number(t.binary()); view(t.dataArray()); break; }
+    case RecordKind.Shed: { const t = r.shed(off); sink += t.handle() + Number(t.binary()); view(t.dataArray()); break; }
     case RecordKind.Close: { const t = r.close(off); sink += t.handle() + t.code(); view(t.reasonArray()); break; }
     case RecordKind.Drain: { const t = r.drain(off); sink += t.handle() + t.buffered(); break; }
     case RecordKind.Send: { const t = r.send(off); sink += t.handle() + Number(t.binary()); view(t.dataArray()); break; }

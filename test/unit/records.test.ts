@@ -10,7 +10,7 @@ import { Ring, RingStatus } from '../../src/shared/ring.js';
 import {
   RecordKind, RecordReader, Slot, fb, utf8Length, vectorLength, vectorStart,
   writeAccept, writeRequest, writeNotice, RequestOp, NoticeOp, writeClose, writeCloseConn, writeDrain, writeMessage, writeOpen, writePublish,
-  writeReject, writeSend, writeSendFrame, writeSendMany, writeSubscribe, writeUnsubscribe, writeUpgrade,
+  writeReject, writeSend, writeSendFrame, writeShed, writeSendMany, writeSubscribe, writeUnsubscribe, writeUpgrade,
 } from '../../src/shared/records.js';
 import { verifyRecord } from '../../src/shared/verify.js';
 import { encodeFrame } from '../../src/shared/wire.js';
@@ -421,17 +421,19 @@ test('hbd() reads Message and Send the same from hand-laid and Builder-built rec
   };
   const cases: [number, boolean, Uint8Array][] = [[HANDLE, true, bytes(9)], [BIG_HANDLE, false, bytes(1000, 3)], [0, false, new Uint8Array(0)]];
   for (const [handle, binary, data] of cases) {
-    for (const send of [false, true]) {
-      const kind = send ? RecordKind.Send : RecordKind.Message;
+    for (const kind of [RecordKind.Message, RecordKind.Shed, RecordKind.Send]) {
+      const send = kind === RecordKind.Send;
       const expected = [handle, binary, [...data]];
       // Hand layout (the fixed-position path).
       const ring = Ring.create(4096);
-      assert.equal((send ? writeSend : writeMessage)(ring, handle, binary, data), RingStatus.OK);
+      const write = send ? writeSend : kind === RecordKind.Shed ? writeShed : writeMessage;
+      assert.equal(write(ring, handle, binary, data), RingStatus.OK);
       next(ring, (r, off) => assert.deepEqual(hbd(r, ring.data, off, send), expected, `hand ${kind}`));
       // Builder layout, at a 4-aligned and at an odd offset (both read through the generated accessors).
       const b = new flatbuffers.Builder(64);
-      const vec = send ? fb.Send.createDataVector(b, data) : fb.Message.createDataVector(b, data);
-      b.finish(send ? fb.Send.createSend(b, handle, binary, vec) : fb.Message.createMessage(b, handle, binary, vec));
+      const vec = fb.Message.createDataVector(b, data);
+      b.finish(send ? fb.Send.createSend(b, handle, binary, vec) : kind === RecordKind.Shed
+        ? fb.Shed.createShed(b, handle, binary, vec) : fb.Message.createMessage(b, handle, binary, vec));
       const fbBytes = b.asUint8Array();
       for (const at of [16, 13]) {
         const host = new Uint8Array(at + 4 + fbBytes.length);

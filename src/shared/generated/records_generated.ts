@@ -317,6 +317,91 @@ static createMessage(builder:flatbuffers.Builder, handle:number, binary:boolean,
 }
 }
 
+export class Shed {
+  bb: flatbuffers.ByteBuffer|null = null;
+  bb_pos = 0;
+  __init(i:number, bb:flatbuffers.ByteBuffer):Shed {
+  this.bb_pos = i;
+  this.bb = bb;
+  return this;
+}
+
+static getRootAsShed(bb:flatbuffers.ByteBuffer, obj?:Shed):Shed {
+  return (obj || new Shed()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+static getSizePrefixedRootAsShed(bb:flatbuffers.ByteBuffer, obj?:Shed):Shed {
+  bb.setPosition(bb.position() + flatbuffers.SIZE_PREFIX_LENGTH);
+  return (obj || new Shed()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+handle():number {
+  const offset = this.bb!.__offset(this.bb_pos, 4);
+  return offset ? this.bb!.readFloat64(this.bb_pos + offset) : 0.0;
+}
+
+binary():boolean {
+  const offset = this.bb!.__offset(this.bb_pos, 6);
+  return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
+}
+
+data(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? this.bb!.readUint8(this.bb!.__vector(this.bb_pos + offset) + index) : 0;
+}
+
+dataLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+dataArray():Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
+static startShed(builder:flatbuffers.Builder) {
+  builder.startObject(3);
+}
+
+static addHandle(builder:flatbuffers.Builder, handle:number) {
+  builder.addFieldFloat64(0, handle, 0.0);
+}
+
+static addBinary(builder:flatbuffers.Builder, binary:boolean) {
+  builder.addFieldInt8(1, +binary, +false);
+}
+
+static addData(builder:flatbuffers.Builder, dataOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(2, dataOffset, 0);
+}
+
+static createDataVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset {
+  builder.startVector(1, data.length, 1);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt8(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startDataVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(1, numElems, 1);
+}
+
+static endShed(builder:flatbuffers.Builder):flatbuffers.Offset {
+  const offset = builder.endObject();
+  return offset;
+}
+
+static createShed(builder:flatbuffers.Builder, handle:number, binary:boolean, dataOffset:flatbuffers.Offset):flatbuffers.Offset {
+  Shed.startShed(builder);
+  Shed.addHandle(builder, handle);
+  Shed.addBinary(builder, binary);
+  Shed.addData(builder, dataOffset);
+  return Shed.endShed(builder);
+}
+}
+
 export class Close {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
