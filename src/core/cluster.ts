@@ -14,10 +14,19 @@
  * - Received `data` is a view into the Buffer ioredis handed over (zero copy). ioredis/redis-parser
  *   never reuse those bytes, so holding the view is safe; copy it if you keep a small part of a large
  *   message for long (the view keeps the whole reply chunk alive).
- * - Presence entries live in Redis hashes `${prefix}:presence:${room}`, field `${nodeId}|${memberKey}`,
+ * - Presence entries live in Redis hashes `${prefix}:presence:${room}`, field `${nodeId}~${incarnation}|${memberKey}`,
  *   so every node sees every node's members; the calls resolve false/null when Redis is away.
  *   The bus remembers this node's own entries (and removals Redis has not acknowledged) and writes
  *   them again after every reconnect, so a Redis restart without persistence heals by itself.
+ * - Node liveness: each bus keeps a key `${prefix}:node:${nodeId}~${incarnation}` alive with a TTL
+ *   (nodeTtlMs, refreshed every third of it), and its presence fields carry the same token. A node
+ *   that dies without its graceful presenceRemoveNode() (SIGKILL, crash, power loss) stops
+ *   refreshing; once its key expires, the next presence read or periodic sweep of any node with
+ *   members in that room removes the dead node's entries in one Lua script (so exactly one node
+ *   removes each) and reports them through onPresenceExpired. A restart with the same nodeId is a
+ *   new incarnation: the old process's entries are dead too. A node whose key expired while it was
+ *   cut off from Redis writes its entries again and re-announces them (presence 'join') when it is
+ *   back, since other nodes may have swept them meanwhile.
  *
  * Standalone Redis only (or anything that speaks to one endpoint); Redis Cluster would need sharded
  * pub/sub and hash tags and is not supported.
@@ -249,6 +258,17 @@ export interface RedisBusOptions {
    * (ioredis enableAutoPipelining). Default true: ~1.6x the small-message publish rate.
    */
   autoPipelining?: boolean;
+  /**
+   * How long this node's liveness key lives without a refresh (ms, default 15,000; refreshed every
+   * third of it). Other nodes consider this node's presence entries dead this long after it stopped.
+   */
+  nodeTtlMs?: number;
+  /**
+   * Presence entries of dead nodes that this bus removed from Redis (during presenceList() or its
+   * periodic sweep of the rooms it has members in). Each removed entry is reported by exactly one
+   * node in the cluster. Not called after stop().
+   */
+  onPresenceExpired?: (room: string, entries: PresenceEntry[]) => void;
   /** Called when the bus becomes connected (both connections ready, channel subscribed) or stops being so. Not called after stop(). */
   onStatus?: (connected: boolean) => void;
   /** Connection errors (each failed reconnect attempt), malformed messages, handler exceptions, failed commands. Not called after stop(). */
@@ -300,6 +320,51 @@ for _, f in ipairs(fields) do
 end
 return n`;
 
+// Reads hash KEYS[1] and removes the fields of dead nodes: a field `${token}|${key}` is alive while
+// the key ARGV[1] .. token exists. Fields without '|' are not ours and are left alone.
+// Each token swept gets a marker key ARGV[2] .. token (TTL ARGV[3] ms), so that the node, should it
+// come back, knows its entries were removed and announced as leaves.
+// Returns { live (field, value, ...), dead (field, value, ...) }.
+const SWEEP_LUA = `
+local all = redis.call('HGETALL', KEYS[1])
+local live, dead, alive = {}, {}, {}
+for i = 1, #all, 2 do
+  local f = all[i]
+  local bar = string.find(f, '|', 1, true)
+  if bar ~= nil and bar > 1 then
+    local token = string.sub(f, 1, bar - 1)
+    local ok = alive[token]
+    if ok == nil then
+      ok = redis.call('EXISTS', ARGV[1] .. token) == 1
+      alive[token] = ok
+    end
+    if ok then
+      live[#live + 1] = f
+      live[#live + 1] = all[i + 1]
+    else
+      redis.call('HDEL', KEYS[1], f)
+      redis.call('SET', ARGV[2] .. token, '1', 'PX', ARGV[3])
+      dead[#dead + 1] = f
+      dead[#dead + 1] = all[i + 1]
+    end
+  end
+end
+return { live, dead }`;
+
+/** Presence entries from a flat [field, value, ...] list (fields `${nodeId}~${incarnation}|${key}`). */
+function entriesOf(flat: readonly string[]): PresenceEntry[] {
+  const out: PresenceEntry[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const field = flat[i]!;
+    const bar = field.indexOf('|');
+    if (bar <= 0) continue;
+    const token = field.slice(0, bar);
+    const tilde = token.indexOf('~');
+    out.push({ key: field.slice(bar + 1), node: tilde < 0 ? token : token.slice(0, tilde), member: flat[i + 1]! });
+  }
+  return out;
+}
+
 const noop = (): void => {};
 
 type OpResult<T> = { value: T } | undefined;
@@ -313,6 +378,14 @@ export class RedisBus {
   readonly #handler: (msg: BusMessage) => void;
   readonly #onStatus: ((connected: boolean) => void) | undefined;
   readonly #onError: ((err: Error) => void) | undefined;
+  readonly #onPresenceExpired: ((room: string, entries: PresenceEntry[]) => void) | undefined;
+  /** `${nodeId}~${incarnation}`: prefixes this process's presence fields and names its liveness key. */
+  readonly #token: string;
+  readonly #aliveKey: string;
+  readonly #nodeTtlMs: number;
+  #beatTimer: NodeJS.Timeout | undefined;
+  /** The liveness key has been written at least once. */
+  #beaten = false;
   readonly #maxQueue: number;
   readonly #startTimeoutMs: number;
   readonly #opTimeoutMs: number;
@@ -395,6 +468,11 @@ export class RedisBus {
     this.channel = `${this.prefix}:bus`;
     this.#channelBuf = Buffer.from(this.channel);
 
+    this.#token = `${this.nodeId}~${randomBytes(4).toString('hex')}`;
+    this.#aliveKey = `${this.prefix}:node:${this.#token}`;
+    this.#nodeTtlMs = intOption(o.nodeTtlMs, 'nodeTtlMs', 15_000, 100, 3_600_000);
+    if (o.onPresenceExpired !== undefined && typeof o.onPresenceExpired !== 'function') throw invalidOption('onPresenceExpired', 'a function');
+    this.#onPresenceExpired = o.onPresenceExpired;
     this.#maxQueue = intOption(o.maxQueue, 'maxQueue', 10_000, 1, 1_000_000);
     this.#startTimeoutMs = intOption(o.startTimeoutMs, 'startTimeoutMs', 5_000, 1, 600_000);
     this.#opTimeoutMs = intOption(o.opTimeoutMs, 'opTimeoutMs', 2_000, 1, 600_000);
@@ -561,18 +639,63 @@ export class RedisBus {
     return true;
   }
 
-  /** Every node's members of `room`; null when Redis is away. Order unspecified. */
+  /**
+   * Every live node's members of `room`; null when Redis is away. Order unspecified. Entries of dead
+   * nodes (liveness key expired) are removed on the way and reported through onPresenceExpired.
+   */
   async presenceList(room: string): Promise<PresenceEntry[] | null> {
     checkArg(room, 'room');
-    const r = await this.#op(() => this.#pub.hgetall(this.presenceKey(room)));
+    return this.#sweep(room);
+  }
+
+  /** Run the sweep script on `room`: the live entries, or null when Redis is away. */
+  async #sweep(room: string): Promise<PresenceEntry[] | null> {
+    const r = await this.#op(() => this.#pub.eval(SWEEP_LUA, 1, this.presenceKey(room), `${this.prefix}:node:`,
+      `${this.prefix}:swept:`, Math.max(60_000, 10 * this.#nodeTtlMs)) as Promise<[string[], string[]]>);
     if (r === undefined) return null;
-    const out: PresenceEntry[] = [];
-    for (const [field, member] of Object.entries(r.value)) {
-      const bar = field.indexOf('|');
-      if (bar <= 0) continue; // not written by a RedisBus
-      out.push({ key: field.slice(bar + 1), node: field.slice(0, bar), member });
+    const [live, dead] = r.value;
+    if (dead.length > 0 && this.#onPresenceExpired !== undefined && this.#state !== 'stopped') {
+      try {
+        this.#onPresenceExpired(room, entriesOf(dead));
+      } catch (err) {
+        this.#report(err);
+      }
     }
-    return out;
+    return entriesOf(live);
+  }
+
+  /**
+   * Refresh the liveness key, then sweep the rooms this node has members in. When the key turns
+   * out to have expired (Redis restarted empty, or this node was away or stalled longer than
+   * nodeTtlMs), write this node's entries again; if another node swept them meanwhile (its marker
+   * says so), announce them again as joins, since the others were told they left.
+   */
+  async #beat(): Promise<void> {
+    const r = await this.#op(() => this.#pub.set(this.#aliveKey, '1', 'PX', this.#nodeTtlMs, 'GET'));
+    if (r === undefined) return;
+    const lapsed = r.value === null && this.#beaten;
+    this.#beaten = true;
+    if (lapsed) {
+      this.#resyncPresence();
+      const swept = await this.#op(() => this.#pub.getdel(`${this.prefix}:swept:${this.#token}`));
+      if (swept !== undefined && swept.value !== null) this.#reannounce();
+    }
+    for (const [room, entries] of this.#presence) {
+      for (const json of entries.values()) {
+        if (json === null) continue;
+        void this.#sweep(room);
+        break;
+      }
+    }
+  }
+
+  /** Announce this node's entries as joins again (see #beat). */
+  #reannounce(): void {
+    for (const [room, entries] of this.#presence) {
+      for (const json of entries.values()) {
+        if (json !== null) this.publish({ type: 'presence', room, event: 'join', member: json });
+      }
+    }
   }
 
   /**
@@ -583,7 +706,7 @@ export class RedisBus {
   async presenceRemoveNode(): Promise<number | null> {
     const rooms = [...this.#presence.entries()].map(([room, entries]) => [room, [...entries]] as const);
     const results = await Promise.all(rooms.map(async ([room, sent]) => {
-      const r = await this.#op(() => this.#pub.eval(REMOVE_PREFIX_LUA, 1, this.presenceKey(room), `${this.nodeId}|`));
+      const r = await this.#op(() => this.#pub.eval(REMOVE_PREFIX_LUA, 1, this.presenceKey(room), `${this.#token}|`));
       if (r === undefined) return null;
       // Forget only what the script covered: an add issued after it stays.
       for (const [key, json] of sent) this.#forget(room, key, json);
@@ -610,6 +733,8 @@ export class RedisBus {
     if (this.#stopPromise !== undefined) return this.#stopPromise;
     this.#state = 'stopped';
     this.#connected = false;
+    if (this.#beatTimer !== undefined) clearInterval(this.#beatTimer);
+    this.#beatTimer = undefined;
     this.#startWaiter?.(false);
     this.#startWaiter = undefined;
     this.#stopPromise = Promise.all([closeConnection(this.#pub, true), closeConnection(this.#sub, false)]).then(noop);
@@ -619,7 +744,7 @@ export class RedisBus {
   // -------------------------------------------------------------------------------------------
 
   #field(memberKey: string): string {
-    return `${this.nodeId}|${memberKey}`;
+    return `${this.#token}|${memberKey}`;
   }
 
   /** Drop memberKey from the local presence view if it still has the value Redis just acknowledged. */
@@ -669,6 +794,13 @@ export class RedisBus {
     this.#connected = now;
     if (now && this.#startWaiter !== undefined) this.#startWaiter(true);
     if (now) {
+      // Liveness first: commands on the pub connection run in order, so the key exists before
+      // any presence field this node writes from here on.
+      void this.#beat();
+      if (this.#beatTimer === undefined) {
+        this.#beatTimer = setInterval(() => { if (this.#isConnected()) void this.#beat(); }, Math.max(30, Math.floor(this.#nodeTtlMs / 3)));
+        this.#beatTimer.unref();
+      }
       // Back after an outage of either connection: Redis may have restarted empty or missed writes.
       if (this.#wasConnected) this.#resyncPresence();
       this.#wasConnected = true;

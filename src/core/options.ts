@@ -100,6 +100,12 @@ export interface ClusterOptions {
   nodeId?: string;
   /** Redis key and channel prefix. Default 'rw'. */
   prefix?: string;
+  /**
+   * Node liveness TTL in ms (default 15,000): this long after a node stops (crash, SIGKILL, cut off
+   * from Redis) without removing its presence, the other nodes remove its room members and send
+   * their local members the leaves. Refreshed every third of it.
+   */
+  nodeTtlMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -213,6 +219,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     if (o.cluster.nodeId !== undefined && (typeof o.cluster.nodeId !== 'string' || !/^[\w-]{1,64}$/.test(o.cluster.nodeId))) {
       throw invalidOption('cluster.nodeId', 'a string of 1-64 letters, digits, _ or -');
     }
+    intOption(o.cluster.nodeTtlMs, 'cluster.nodeTtlMs', 15_000, 100, 3_600_000);
     cluster = o.cluster;
   }
   return { uidAffinity, connectors, cluster, modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, upgradeTimeoutMs, handlerTimeoutMs, asyncTimeoutMs, allowedOrigins, rateLimit, lifecycle };

@@ -13,7 +13,7 @@
 import { Piscina } from 'piscina';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js';
 import { loadUws } from './uws.js';
-import { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
+import { resolveOptions, type ClusterOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
@@ -188,7 +188,7 @@ export class Server {
     this.exec.host = this;
     this.sessions = new SessionManager(this);
     const co = this.options.cluster;
-    if (co !== null) this.initCluster(co.url, co.nodeId, co.prefix);
+    if (co !== null) this.initCluster(co);
     this.exec.rateBurst = this.options.rateLimit?.burst ?? 0;
     for (let i = 0; i < this.options.workers; i++) {
       this.slots.push(new Slot(i, this.options.ringBytes, this.options.overflowBytes));
@@ -875,11 +875,28 @@ export class Server {
    * reach the other nodes. While Redis is away, local delivery goes on and every cross-node
    * message that could not be sent is counted in drops.cluster; the bus reconnects by itself.
    */
-  private initCluster(url: string, nodeId: string | undefined, prefix: string | undefined): void {
-    const bus = new RedisBus({ url, ...(nodeId !== undefined ? { nodeId } : {}), ...(prefix !== undefined ? { prefix } : {}) },
-      (m) => this.onBus(m));
-    this.bus = bus;
+  private initCluster(co: ClusterOptions): void {
     const c = this.counters;
+    const bus = new RedisBus({
+      url: co.url, ...(co.nodeId !== undefined ? { nodeId: co.nodeId } : {}), ...(co.prefix !== undefined ? { prefix: co.prefix } : {}),
+      ...(co.nodeTtlMs !== undefined ? { nodeTtlMs: co.nodeTtlMs } : {}),
+      // A dead node's members, removed from Redis by this node (and by no other): local members of
+      // the room see them leave, and so do the other nodes' (through the bus, as any leave).
+      onPresenceExpired: (room, entries) => {
+        if (this.state !== 'listening') return;
+        for (const e of entries) {
+          let member: PresenceMember;
+          try {
+            member = JSON.parse(e.member) as PresenceMember;
+          } catch {
+            continue; // an entry another version wrote
+          }
+          this.sessions.remotePresence(room, 'leave', member);
+          send({ type: 'presence', room, event: 'leave', member: e.member });
+        }
+      },
+    }, (m) => this.onBus(m));
+    this.bus = bus;
     const send = (m: Parameters<RedisBus['publish']>[0]): void => {
       if (!bus.publish(m)) c.drop('cluster');
     };
@@ -926,7 +943,10 @@ export class Server {
       case 'presence':
         if (m.event === 'join' || m.event === 'leave') {
           try {
-            this.sessions.remotePresence(m.room, m.event, JSON.parse(m.member) as PresenceMember);
+            const member = JSON.parse(m.member) as PresenceMember;
+            // This node's own members are known here first-hand: a sweep by another node (this node
+            // looked dead for a while) or their re-announcement says nothing new about them.
+            if (member.node !== this.nodeId) this.sessions.remotePresence(m.room, m.event, member);
           } catch {
             this.counters.drop('badCommand');
           }

@@ -426,6 +426,64 @@ test('presence store: entries span nodes; presenceRemove and presenceRemoveNode 
   await assert.rejects(a.bus.presenceAdd('lobby', 'x', {} as unknown as string), TypeError);
 });
 
+test('node liveness: a dead node\'s entries are swept once (reported by one node), a restart is a new incarnation, a lapsed node re-announces', async (t) => {
+  const cleanups = withCleanups(t);
+  const redis = await redisFor(t, cleanups);
+  if (redis === null) return;
+  const prefix = `live${randomBytes(3).toString('hex')}`;
+  const expired: { by: string; room: string; node: string; key: string }[] = [];
+  const live = async (nodeId: string): Promise<Node> => node(cleanups, {
+    url: redis.url, nodeId, prefix, nodeTtlMs: 300,
+    onPresenceExpired: (room, entries) => { for (const e of entries) expired.push({ by: nodeId, room, node: e.node, key: e.key }); },
+  });
+  const a = await live('node-a');
+  const b = await live('node-b');
+  const c = await live('node-c');
+  assert.equal(await a.bus.presenceAdd('lobby', 'alice', '{"uid":"alice"}'), true);
+  assert.equal(await a.bus.presenceAdd('attic', 'ann', '{"uid":"ann"}'), true);
+  assert.equal(await b.bus.presenceAdd('lobby', 'bob', '{"uid":"bob"}'), true);
+  assert.equal(await c.bus.presenceAdd('lobby', 'carol', '{"uid":"carol"}'), true);
+  const keys = (l: { key: string }[] | null): string[] | null => l === null ? null : l.map((e) => e.key).sort();
+  assert.deepEqual(keys(await b.bus.presenceList('lobby')), ['alice', 'bob', 'carol']);
+
+  // A stops without presenceRemoveNode (as a crash would): its liveness key expires, and the
+  // periodic sweeps of B and C (members in 'lobby') remove alice, exactly once between them.
+  await a.bus.stop();
+  await until('alice swept', () => expired.some((e) => e.key === 'alice'));
+  assert.deepEqual(keys(await c.bus.presenceList('lobby')), ['bob', 'carol']);
+  assert.deepEqual(expired, [{ by: expired[0]!.by, room: 'lobby', node: 'node-a', key: 'alice' }]);
+  assert.ok(['node-b', 'node-c'].includes(expired[0]!.by));
+  // Nobody live has members in 'attic': its dead entry goes when it is read.
+  assert.deepEqual(await b.bus.presenceList('attic'), []);
+  assert.deepEqual(expired.slice(1), [{ by: 'node-b', room: 'attic', node: 'node-a', key: 'ann' }]);
+
+  // The same nodeId again is a new incarnation: its entries are live, the old ones stay gone.
+  const a2 = await live('node-a');
+  assert.equal(await a2.bus.presenceAdd('lobby', 'alice', '{"uid":"alice","v":2}'), true);
+  assert.deepEqual((await b.bus.presenceList('lobby'))!.filter((e) => e.node === 'node-a').map((e) => e.member), ['{"uid":"alice","v":2}']);
+
+  // C's liveness key vanishes (C looked dead, e.g. stalled past nodeTtlMs): B sweeps carol and
+  // announces nothing itself here (that is the server's job); C's next refresh sees the lapse and
+  // the sweep marker, writes carol again and announces her as a join.
+  const raw = new Redis(redis.url);
+  cleanups.push(async () => { raw.disconnect(); });
+  const cKeys = await raw.keys(`${prefix}:node:node-c~*`);
+  assert.equal(cKeys.length, 1);
+  const before = expired.length;
+  // C refreshes every 100 ms: should its refresh land between the DEL and B's sweep, C is alive
+  // again and nothing is swept; then try again (bounded).
+  for (let i = 0; i < 20 && expired.length === before; i++) {
+    await raw.del(cKeys[0]!);
+    await b.bus.presenceList('lobby');
+  }
+  assert.deepEqual(expired.slice(before), [{ by: 'node-b', room: 'lobby', node: 'node-c', key: 'carol' }]);
+  const rejoin = await b.inbox.next((m) => m.type === 'presence' && m.event === 'join' && m.room === 'lobby' && m.origin === 'node-c', 'carol re-announced');
+  assert.equal(rejoin.type === 'presence' ? rejoin.member : '', '{"uid":"carol"}');
+  await until('carol back in Redis', async () => (keys(await b.bus.presenceList('lobby')) ?? []).includes('carol'));
+  assert.deepEqual(keys(await b.bus.presenceList('lobby')), ['alice', 'bob', 'carol']);
+  assert.equal(b.bus.stats().dropped + c.bus.stats().dropped, 0);
+});
+
 test('Redis killed: publish and presence fail fast and are counted; Redis back: both nodes reconnect and deliver again', async (t) => {
   const cleanups = withCleanups(t);
   const redis = await redisFor(t, cleanups);

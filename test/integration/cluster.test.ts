@@ -16,9 +16,9 @@ interface Node { proc: ChildProcess; port: number; nodeId: string; url: string }
 
 const NODE = fileURLToPath(new URL('../fixtures/cluster-node.js', import.meta.url));
 
-function startNode(redisUrl: string, nodeId: string): Promise<Node> {
+function startNode(redisUrl: string, nodeId: string, nodeTtlMs?: number): Promise<Node> {
   return new Promise((resolve, reject) => {
-    const proc = fork(NODE, [redisUrl, nodeId], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const proc = fork(NODE, [redisUrl, nodeId, ...(nodeTtlMs !== undefined ? [String(nodeTtlMs)] : [])], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     proc.once('error', reject);
     proc.once('exit', (code) => reject(new Error(`node ${nodeId} exited early (${code})`)));
     proc.once('message', (m: { type: string; port: number; nodeId: string }) => {
@@ -55,7 +55,7 @@ async function until(n: Node, pred: (s: ServerStats) => boolean, what: string, m
 
 function stop(n: Node): Promise<void> {
   return new Promise((resolve) => {
-    if (n.proc.exitCode !== null) return resolve();
+    if (n.proc.exitCode !== null || n.proc.signalCode !== null) return resolve(); // exited, or killed
     n.proc.removeAllListeners('exit');
     n.proc.once('exit', () => resolve());
     n.proc.send({ type: 'close' });
@@ -132,4 +132,36 @@ test('cluster: publish, presence and sendToUid cross nodes; Redis down → local
   assert.equal((await ann.next('msg')).data['tag'], 'after');
   await alice.call('TO_UID', { uid: 'bob', msg: 'back' });
   assert.equal((await bob.next('direct')).data as unknown, 'back');
+});
+
+test('cluster: a node killed with SIGKILL leaves no ghost members: the others see its members leave within nodeTtlMs', async (t) => {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return;
+  }
+  t.after(() => redis.stop());
+  const A = await startNode(redis.url, 'ghost-a', 300);
+  const B = await startNode(redis.url, 'ghost-b', 300);
+  t.after(async () => { await stop(A); await stop(B); });
+
+  const alice = await JsonClient.open(A.url);
+  const bob = await JsonClient.open(B.url);
+  await alice.call('BIND', { uid: 'alice' });
+  await bob.call('BIND', { uid: 'bob' });
+  await alice.call('JOIN', { room: 'hall' });
+  await bob.call('JOIN', { room: 'hall' });
+  assert.deepEqual(uids(await bob.next('presence_state')), ['alice', 'bob']);
+
+  // Node A dies without any goodbye: no onDisconnect, no presence removal.
+  A.proc.kill('SIGKILL');
+  const diff = await bob.next('presence_diff');
+  assert.deepEqual(uids(diff, 'leaves'), ['alice']);
+  assert.deepEqual(uids(diff, 'joins'), []);
+  // A newcomer's snapshot has no ghost either.
+  const carol = await JsonClient.open(B.url);
+  await carol.call('BIND', { uid: 'carol' });
+  await carol.call('JOIN', { room: 'hall' });
+  assert.deepEqual(uids(await carol.next('presence_state')), ['bob', 'carol']);
+  assert.deepEqual(uids(await bob.next('presence_diff'), 'joins'), ['carol']);
 });
