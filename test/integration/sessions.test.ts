@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { createServer, type Server } from '../../src/index.js';
 import { LabelSink, JsonClient as J, fixture } from '../helpers.js';
+import { TcpClient, TcpConnector, TcpFrameType } from '../../src/core/connectors/tcp.js';
 
 async function start(extra: Record<string, unknown> = {}): Promise<{ server: Server; url: string }> {
   const server = createServer({ modules: [fixture('rooms.module')], workers: 2, ...extra });
@@ -296,4 +297,68 @@ test('resume while the old socket still looks alive (half-open): the old socket 
   assert.equal(server.stats().connections, 1);
   assert.deepEqual(server.roomMembers('r')?.map((m) => m.uid), ['twin']);
   assert.ok(!sink.labels.some((l) => l.startsWith('disconnect:twin')));
+});
+
+/** A TCP client speaking the json codec: next(cmd) keeps other messages queued, in order. */
+class TcpJson {
+  readonly t = new TcpClient();
+  readonly #queue: { cmd: string; data: Record<string, unknown>; ref?: number }[] = [];
+  async next(cmd: string): Promise<{ cmd: string; data: Record<string, unknown>; ref?: number }> {
+    for (;;) {
+      const i = this.#queue.findIndex((m) => m.cmd === cmd);
+      if (i >= 0) return this.#queue.splice(i, 1)[0]!;
+      const f = await this.t.next();
+      if (f.type === TcpFrameType.MESSAGE) this.#queue.push(JSON.parse(f.payload.toString('utf8')) as { cmd: string; data: Record<string, unknown> });
+    }
+  }
+  pending(cmd: string): number {
+    return this.#queue.filter((m) => m.cmd === cmd).length;
+  }
+  async call(cmd: string, data: unknown): Promise<{ cmd: string; data: Record<string, unknown>; ref?: number }> {
+    this.t.send(Buffer.from(JSON.stringify({ cmd, data, ref: 7 })));
+    for (;;) {
+      const m = await this.next(cmd);
+      if (m.ref === 7) return m;
+    }
+  }
+}
+
+test('resume over the TCP connector: a dropped TCP client resumes its session (same handle, replay in order, transport tcp)', async (t) => {
+  const sink = new LabelSink('rooms');
+  const tcp = new TcpConnector({ port: 0, heartbeatMs: 30_000 });
+  const { server, url } = await start({ connectors: [tcp] });
+  t.after(async () => { sink.close(); await server.close(); });
+
+  const a = new TcpJson();
+  await a.t.connect('127.0.0.1', tcp.port);
+  const hs = await a.t.handshake('/rooms');
+  assert.equal(hs.code, 200);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('BIND', { uid: 'alice' })).data['handle'] as number;
+  assert.equal(handle, (hs as { session: { handle: number } }).session.handle);
+  await a.call('JOIN', { room: 'tcp-game' });
+  const b = await J.open(url);
+  await b.call('BIND', { uid: 'bob' });
+  await b.call('JOIN', { room: 'tcp-game' });
+
+  a.t.socket.destroy(); // the peer vanishes: 1006 on the server, the session is detached
+  await sink.until((l) => l.includes('away:alice'));
+  await b.call('PUB', { room: 'tcp-game', n: 50 });
+
+  const a2 = new TcpJson();
+  await a2.t.connect('127.0.0.1', tcp.port);
+  const hs2 = await a2.t.handshake('/rooms', `rw_resume=${token}`);
+  assert.equal(hs2.code, 200);
+  assert.equal((hs2 as { session: { handle: number } }).session.handle, handle, 'the resumed connection keeps its handle');
+  const s = await a2.next('session');
+  assert.deepEqual([s.data['resumed'], s.data['recovered'], s.data['replayed']], [true, true, 50]);
+  for (let i = 0; i < 50; i++) assert.equal((await a2.next('msg')).data['i'], i);
+  await sink.until((l) => l.includes('resume:alice:true:50'));
+  const mine = (await a2.call('WHO', null)).data;
+  assert.deepEqual([mine['handle'], mine['uid'], mine['rooms'], mine['transport']], [handle, 'alice', ['tcp-game'], 'tcp']);
+  await b.call('PUB', { room: 'tcp-game', n: 1, tag: 'live' });
+  assert.equal((await a2.next('msg')).data['tag'], 'live');
+  assert.equal(a2.pending('msg'), 0);
+  assert.equal(server.stats().resumes, 1);
+  a2.t.end();
 });
