@@ -23,10 +23,14 @@
  *   that dies without its graceful presenceRemoveNode() (SIGKILL, crash, power loss) stops
  *   refreshing; once its key expires, the next presence read or periodic sweep of any node with
  *   members in that room removes the dead node's entries in one Lua script (so exactly one node
- *   removes each) and reports them through onPresenceExpired. A restart with the same nodeId is a
- *   new incarnation: the old process's entries are dead too. A node whose key expired while it was
- *   cut off from Redis writes its entries again and re-announces them (presence 'join') when it is
- *   back, since other nodes may have swept them meanwhile.
+ *   removes each), publishes a presence 'leave' for each from inside the script, and reports them
+ *   through onPresenceExpired. A restart with the same nodeId is a new incarnation: the old
+ *   process's entries are dead too (no leave is announced for one whose handle the new process
+ *   already uses again in that room). A node whose key expired while it was cut off from Redis or
+ *   stalled writes its entries again when it is back and, if a sweep removed them (a marker kept
+ *   24 h says so), re-announces them as joins; the sweep's leaves were published before the marker
+ *   could be read, so the join always comes after them. Needs Redis >= 6.2 (SET GET, GETDEL).
+ *   Fields of an older version (no incarnation) are never swept.
  *
  * Standalone Redis only (or anything that speaks to one endpoint); Redis Cluster would need sharded
  * pub/sub and hash tags and is not supported.
@@ -266,7 +270,9 @@ export interface RedisBusOptions {
   /**
    * Presence entries of dead nodes that this bus removed from Redis (during presenceList() or its
    * periodic sweep of the rooms it has members in). Each removed entry is reported by exactly one
-   * node in the cluster. Not called after stop().
+   * node in the cluster, which has also published it to the other nodes as a presence 'leave' bus
+   * message (origin: that node), from inside the sweep script. The callback is for this node's own
+   * delivery (it ignores its own bus messages). Not called after stop().
    */
   onPresenceExpired?: (room: string, entries: PresenceEntry[]) => void;
   /** Called when the bus becomes connected (both connections ready, channel subscribed) or stops being so. Not called after stop(). */
@@ -320,33 +326,67 @@ for _, f in ipairs(fields) do
 end
 return n`;
 
-// Reads hash KEYS[1] and removes the fields of dead nodes: a field `${token}|${key}` is alive while
-// the key ARGV[1] .. token exists. Fields without '|' are not ours and are left alone.
-// Each token swept gets a marker key ARGV[2] .. token (TTL ARGV[3] ms), so that the node, should it
-// come back, knows its entries were removed and announced as leaves.
-// Returns { live (field, value, ...), dead (field, value, ...) }.
+// Reads hash KEYS[1] and removes the fields of dead nodes: a field `${nodeId}~${incarnation}|${key}`
+// is alive while the key ARGV[1] .. token exists. Fields without '|' are not ours and fields without
+// '~' were written by an older version (no liveness key): both are left alone.
+// For each dead field, in this one atomic script:
+// - a marker ARGV[2] .. token (TTL ARGV[3] ms) tells the node, should it come back, that its entries
+//   were removed and announced as leaves;
+// - unless the same nodeId has a live entry with the same key (a restart reusing the handle), a
+//   presence 'leave' bus envelope (origin ARGV[6], room ARGV[7], member = the stored JSON) is
+//   published on channel ARGV[5]: inside the script, so no later command (such as the dead node's
+//   own re-announced join) can reach the channel before it.
+// Returns { live (field, value, ...) when ARGV[4] == '1' else {}, dead announced (field, value, ...) }.
 const SWEEP_LUA = `
 local all = redis.call('HGETALL', KEYS[1])
-local live, dead, alive = {}, {}, {}
+local function le16(n) return string.char(n % 256, math.floor(n / 256) % 256) end
+local function le32(n)
+  return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256, math.floor(n / 16777216) % 256)
+end
+local alive, liveIds, state, tokens, ids = {}, {}, {}, {}, {}
 for i = 1, #all, 2 do
   local f = all[i]
   local bar = string.find(f, '|', 1, true)
+  local st = 'foreign'
   if bar ~= nil and bar > 1 then
     local token = string.sub(f, 1, bar - 1)
-    local ok = alive[token]
-    if ok == nil then
-      ok = redis.call('EXISTS', ARGV[1] .. token) == 1
-      alive[token] = ok
-    end
-    if ok then
-      live[#live + 1] = f
-      live[#live + 1] = all[i + 1]
+    local tilde = string.find(token, '~', 1, true)
+    if tilde == nil then
+      st = 'legacy'
     else
-      redis.call('HDEL', KEYS[1], f)
-      redis.call('SET', ARGV[2] .. token, '1', 'PX', ARGV[3])
-      dead[#dead + 1] = f
+      local ok = alive[token]
+      if ok == nil then
+        ok = redis.call('EXISTS', ARGV[1] .. token) == 1
+        alive[token] = ok
+      end
+      local id = string.sub(token, 1, tilde - 1) .. '|' .. string.sub(f, bar + 1)
+      if ok then
+        st = 'live'
+        liveIds[id] = true
+      else
+        st = 'dead'
+        tokens[i] = token
+        ids[i] = id
+      end
+    end
+  end
+  state[i] = st
+end
+local head = string.char(1, 3, 1, #ARGV[6]) .. ARGV[6] .. le16(#ARGV[7]) .. ARGV[7]
+local live, dead = {}, {}
+for i = 1, #all, 2 do
+  local st = state[i]
+  if st == 'dead' then
+    redis.call('HDEL', KEYS[1], all[i])
+    redis.call('SET', ARGV[2] .. tokens[i], '1', 'PX', ARGV[3])
+    if not liveIds[ids[i]] then
+      redis.call('PUBLISH', ARGV[5], head .. le32(#all[i + 1]) .. all[i + 1])
+      dead[#dead + 1] = all[i]
       dead[#dead + 1] = all[i + 1]
     end
+  elseif st ~= 'foreign' and ARGV[4] == '1' then
+    live[#live + 1] = all[i]
+    live[#live + 1] = all[i + 1]
   end
 end
 return { live, dead }`;
@@ -364,6 +404,9 @@ function entriesOf(flat: readonly string[]): PresenceEntry[] {
   }
   return out;
 }
+
+/** How long a sweep's marker waits for the swept node to come back and re-announce (24 h). */
+const SWEPT_MARKER_MS = 86_400_000;
 
 const noop = (): void => {};
 
@@ -384,8 +427,6 @@ export class RedisBus {
   readonly #aliveKey: string;
   readonly #nodeTtlMs: number;
   #beatTimer: NodeJS.Timeout | undefined;
-  /** The liveness key has been written at least once. */
-  #beaten = false;
   readonly #maxQueue: number;
   readonly #startTimeoutMs: number;
   readonly #opTimeoutMs: number;
@@ -645,13 +686,13 @@ export class RedisBus {
    */
   async presenceList(room: string): Promise<PresenceEntry[] | null> {
     checkArg(room, 'room');
-    return this.#sweep(room);
+    return this.#sweep(room, true);
   }
 
-  /** Run the sweep script on `room`: the live entries, or null when Redis is away. */
-  async #sweep(room: string): Promise<PresenceEntry[] | null> {
+  /** Run the sweep script on `room`: the live entries (when asked for), or null when Redis is away. */
+  async #sweep(room: string, wantLive: boolean): Promise<PresenceEntry[] | null> {
     const r = await this.#op(() => this.#pub.eval(SWEEP_LUA, 1, this.presenceKey(room), `${this.prefix}:node:`,
-      `${this.prefix}:swept:`, Math.max(60_000, 10 * this.#nodeTtlMs)) as Promise<[string[], string[]]>);
+      `${this.prefix}:swept:`, SWEPT_MARKER_MS, wantLive ? '1' : '0', this.channel, this.nodeId, room) as Promise<[string[], string[]]>);
     if (r === undefined) return null;
     const [live, dead] = r.value;
     if (dead.length > 0 && this.#onPresenceExpired !== undefined && this.#state !== 'stopped') {
@@ -673,9 +714,8 @@ export class RedisBus {
   async #beat(): Promise<void> {
     const r = await this.#op(() => this.#pub.set(this.#aliveKey, '1', 'PX', this.#nodeTtlMs, 'GET'));
     if (r === undefined) return;
-    const lapsed = r.value === null && this.#beaten;
-    this.#beaten = true;
-    if (lapsed) {
+    // Absent: expired (or Redis restarted, or this is the first beat, when there is nothing to redo).
+    if (r.value === null) {
       this.#resyncPresence();
       const swept = await this.#op(() => this.#pub.getdel(`${this.prefix}:swept:${this.#token}`));
       if (swept !== undefined && swept.value !== null) this.#reannounce();
@@ -683,7 +723,7 @@ export class RedisBus {
     for (const [room, entries] of this.#presence) {
       for (const json of entries.values()) {
         if (json === null) continue;
-        void this.#sweep(room);
+        void this.#sweep(room, false);
         break;
       }
     }

@@ -880,19 +880,16 @@ export class Server {
     const bus = new RedisBus({
       url: co.url, ...(co.nodeId !== undefined ? { nodeId: co.nodeId } : {}), ...(co.prefix !== undefined ? { prefix: co.prefix } : {}),
       ...(co.nodeTtlMs !== undefined ? { nodeTtlMs: co.nodeTtlMs } : {}),
-      // A dead node's members, removed from Redis by this node (and by no other): local members of
-      // the room see them leave, and so do the other nodes' (through the bus, as any leave).
+      // A dead node's members, removed from Redis by this node (and by no other): the sweep has
+      // published their leaves to the other nodes; this node's members of the room see them here.
       onPresenceExpired: (room, entries) => {
         if (this.state !== 'listening') return;
         for (const e of entries) {
-          let member: PresenceMember;
           try {
-            member = JSON.parse(e.member) as PresenceMember;
+            this.sessions.remotePresence(room, 'leave', JSON.parse(e.member) as PresenceMember);
           } catch {
-            continue; // an entry another version wrote
+            // an entry another version wrote
           }
-          this.sessions.remotePresence(room, 'leave', member);
-          send({ type: 'presence', room, event: 'leave', member: e.member });
         }
       },
     }, (m) => this.onBus(m));

@@ -432,8 +432,8 @@ test('node liveness: a dead node\'s entries are swept once (reported by one node
   if (redis === null) return;
   const prefix = `live${randomBytes(3).toString('hex')}`;
   const expired: { by: string; room: string; node: string; key: string }[] = [];
-  const live = async (nodeId: string): Promise<Node> => node(cleanups, {
-    url: redis.url, nodeId, prefix, nodeTtlMs: 300,
+  const live = async (nodeId: string, nodeTtlMs = 300): Promise<Node> => node(cleanups, {
+    url: redis.url, nodeId, prefix, nodeTtlMs,
     onPresenceExpired: (room, entries) => { for (const e of entries) expired.push({ by: nodeId, room, node: e.node, key: e.key }); },
   });
   const a = await live('node-a');
@@ -453,20 +453,37 @@ test('node liveness: a dead node\'s entries are swept once (reported by one node
   assert.deepEqual(keys(await c.bus.presenceList('lobby')), ['bob', 'carol']);
   assert.deepEqual(expired, [{ by: expired[0]!.by, room: 'lobby', node: 'node-a', key: 'alice' }]);
   assert.ok(['node-b', 'node-c'].includes(expired[0]!.by));
+  // The sweeper published the leave from its script; the other live node received it.
+  const other = expired[0]!.by === 'node-b' ? c : b;
+  const leave = await other.inbox.next((m) => m.type === 'presence' && m.event === 'leave' && m.room === 'lobby', 'alice\'s leave');
+  assert.deepEqual(leave.type === 'presence' ? [leave.origin, leave.member] : [], [expired[0]!.by, '{"uid":"alice"}']);
   // Nobody live has members in 'attic': its dead entry goes when it is read.
   assert.deepEqual(await b.bus.presenceList('attic'), []);
   assert.deepEqual(expired.slice(1), [{ by: 'node-b', room: 'attic', node: 'node-a', key: 'ann' }]);
 
   // The same nodeId again is a new incarnation: its entries are live, the old ones stay gone.
-  const a2 = await live('node-a');
+  const a2 = await live('node-a', 2_000);
   assert.equal(await a2.bus.presenceAdd('lobby', 'alice', '{"uid":"alice","v":2}'), true);
   assert.deepEqual((await b.bus.presenceList('lobby'))!.filter((e) => e.node === 'node-a').map((e) => e.member), ['{"uid":"alice","v":2}']);
+  // It crashes too, and a third incarnation takes the same key before the second one's key expires:
+  // the dead entry goes without a leave (that key is live again on the same node).
+  await a2.bus.stop();
+  const a3 = await live('node-a');
+  assert.equal(await a3.bus.presenceAdd('lobby', 'alice', '{"uid":"alice","v":3}'), true);
+  const raw = new Redis(redis.url);
+  cleanups.push(async () => { raw.disconnect(); });
+  const seen = expired.length;
+  await until('the second incarnation swept', async () => (await raw.hkeys(`${prefix}:presence:lobby`)).filter((f) => f.startsWith('node-a~')).length === 1, 10_000);
+  assert.deepEqual((await b.bus.presenceList('lobby'))!.filter((e) => e.node === 'node-a').map((e) => e.member), ['{"uid":"alice","v":3}']);
+  assert.equal(expired.length, seen, 'no leave reported for a key that is live again');
+  // A field of an older version (no incarnation) is never swept.
+  await raw.hset(`${prefix}:presence:lobby`, 'old-node|zed', '{"uid":"zed"}');
+  assert.ok((await b.bus.presenceList('lobby'))!.some((e) => e.node === 'old-node' && e.key === 'zed'));
+  await raw.hdel(`${prefix}:presence:lobby`, 'old-node|zed');
 
   // C's liveness key vanishes (C looked dead, e.g. stalled past nodeTtlMs): B sweeps carol and
   // announces nothing itself here (that is the server's job); C's next refresh sees the lapse and
   // the sweep marker, writes carol again and announces her as a join.
-  const raw = new Redis(redis.url);
-  cleanups.push(async () => { raw.disconnect(); });
   const cKeys = await raw.keys(`${prefix}:node:node-c~*`);
   assert.equal(cKeys.length, 1);
   const before = expired.length;
@@ -481,6 +498,10 @@ test('node liveness: a dead node\'s entries are swept once (reported by one node
   assert.equal(rejoin.type === 'presence' ? rejoin.member : '', '{"uid":"carol"}');
   await until('carol back in Redis', async () => (keys(await b.bus.presenceList('lobby')) ?? []).includes('carol'));
   assert.deepEqual(keys(await b.bus.presenceList('lobby')), ['alice', 'bob', 'carol']);
+  // A third node sees the sweep's leave of carol (published inside the script) before her join.
+  await a3.inbox.next((m) => m.type === 'presence' && m.event === 'join' && m.member === '{"uid":"carol"}', 'carol\'s join at A');
+  const carolMsgs = a3.inbox.msgs.filter((m) => m.type === 'presence' && m.room === 'lobby' && m.member === '{"uid":"carol"}');
+  assert.deepEqual(carolMsgs.map((m) => (m.type === 'presence' ? `${m.event}:${m.origin}` : '')), ['leave:node-b', 'join:node-c']);
   assert.equal(b.bus.stats().dropped + c.bus.stats().dropped, 0);
 });
 
