@@ -150,8 +150,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       const conn = s.conns.get(reader.hbdHandle);
       if (conn === undefined) return;
       if (conn.busy) return enqueue(conn, data, offset, length);
-      const start = reader.hbdStart;
-      onMessage(s, conn, data, reader.hbdBinary, data.subarray(start, start + reader.hbdLength));
+      onMessage(s, conn, data, reader.hbdBinary, reader.hbdStart, reader.hbdLength);
       return;
     }
     case RecordKind.Shed: {
@@ -279,7 +278,7 @@ function onShed(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: 
   errorReply(conn, new RateLimitedError(), 'message');
 }
 
-function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, view: Uint8Array | null): void {
+function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: number, length: number): void {
   if (conn.state !== ConnState.Open) return;
   s.counters[WorkerCounter.messages]! += 1;
   const mod = conn.module;
@@ -288,8 +287,7 @@ function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, view
   conn.ref = 0;
   conn.event = '';
   try {
-    if (view === null) throw new BadFrameError('empty message');
-    mod.codec.decode(data, view.byteOffset - data.byteOffset, view.length, binary, f);
+    mod.codec.decode(data, start, length, binary, f);
   } catch (err) {
     s.counters[WorkerCounter.badFrames]! += 1;
     frameFailed(conn, err instanceof RingwireError ? err : new BadFrameError(String(err)), 'decode');
