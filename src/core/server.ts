@@ -329,10 +329,13 @@ export class Server {
   // ------------------------------------------------------------------ workers
 
   /**
-   * Hung-handler watchdog. Armed by traffic, it re-arms itself only while some worker is
-   * busy, so an idle server has no timer. A worker whose current record started more than
-   * handlerTimeoutMs ago is terminated; piscina reports the death and workerDied() closes its
-   * connections with 1011 and starts a replacement.
+   * Hung-handler watchdog. Armed by traffic, it re-arms itself only while some worker is busy,
+   * has records waiting or has async work pending, so an idle server has no timer. A worker whose
+   * record count has not moved for handlerTimeoutMs while it was busy or had records waiting is
+   * terminated; piscina reports the death and workerDied() closes its connections with 1011 and
+   * starts a replacement. An idle worker with async work pending gets a Probe record each period:
+   * if its event loop hangs in an async continuation, the probe waits in its ring and the rule
+   * above applies.
    */
   private watchdog: NodeJS.Timeout | null = null;
   private armWatchdog(): void {
@@ -346,8 +349,15 @@ export class Server {
     const now = performance.now();
     let busy = false;
     for (const slot of this.slots) {
-      if (!slot.alive || slot.counters[WorkerCounter.busy] === 0) {
+      // Stuck = running records (busy), or records waiting in its ring that it does not take:
+      // a worker whose event loop hangs in an async continuation while idle never picks them up.
+      if (!slot.alive) continue;
+      if (slot.counters[WorkerCounter.busy] === 0 && slot.inbound.usedBytes === 0) {
         slot.stuckSeq = -1;
+        if (slot.counters[WorkerCounter.asyncPending] !== 0) {
+          busy = true;
+          slot.probe();
+        }
         continue;
       }
       busy = true;

@@ -169,6 +169,16 @@ export class Slot {
     this.pending.push({ kind: 1, seq });
   }
 
+  /** Watchdog liveness probe (ControlKind.Probe). Skipped when the ring is backed up: it has records already. */
+  probe(): void {
+    if (this.backlog || this.pending.length !== 0) return;
+    const off = this.inbound.reserve(4);
+    if (off < 0) return;
+    new DataView(this.inbound.data.buffer, this.inbound.data.byteOffset + off, 4).setUint32(0, ControlKind.Probe, true);
+    this.inbound.commit();
+    this.inbound.notify();
+  }
+
   private armFlush(): void {
     if (this.flushArmed) return;
     this.flushArmed = true;

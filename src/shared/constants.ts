@@ -20,6 +20,12 @@ export const ControlKind = {
   Barrier: 32,
   /** worker → I/O: every record before the Barrier with this seq is handled and its commands written. */
   BarrierAck: 33,
+  /**
+   * I/O → worker: a no-op the worker only counts (WorkerCounter.records). The watchdog sends one
+   * to a worker that is idle with async work pending: a worker whose event loop hangs in an async
+   * continuation leaves it in the ring, and is then treated as stuck.
+   */
+  Probe: 34,
 } as const;
 
 export const Defaults = {

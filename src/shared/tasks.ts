@@ -74,5 +74,7 @@ export const WorkerCounter = {
    * moved for handlerTimeoutMs is stuck in one record. An increment, not a clock read, per record.
    */
   records: 10,
+  /** Async hook/handler chains pending in the worker (the watchdog probes such a worker while it is idle). */
+  asyncPending: 11,
   count: 12,
 } as const;

@@ -55,7 +55,7 @@ class Serve implements PipelineHost {
 
   startAsync(conn: Conn, p: PromiseLike<unknown>, stage: Stage): void {
     conn.busy = true;
-    this.inFlight++;
+    this.counters[WorkerCounter.asyncPending] = ++this.inFlight;
     // The payload view points into the ring, which is reused once this batch is released:
     // detach a copy before anything runs after an await.
     if (conn.payload.buffer === this.inbound.data.buffer) conn.payload = conn.payload.slice();
@@ -85,7 +85,7 @@ class Serve implements PipelineHost {
 
   private release(conn: Conn): void {
     conn.busy = false;
-    this.inFlight--;
+    this.counters[WorkerCounter.asyncPending] = --this.inFlight;
     replayQueue(this, conn);
     if (this.inFlight === 0) this.flushBarriers();
     this.outbox.ring.notify();
@@ -122,12 +122,19 @@ function enqueue(conn: Conn, data: Uint8Array, offset: number, length: number): 
 function replayQueue(s: Serve, conn: Conn): void {
   const q = conn.queue;
   if (q === null) return;
+  // A replay usually runs in a promise continuation while the serve loop is idle: the
+  // watchdog must see it as busy, and count its records, like a batch.
+  const c = s.counters;
+  const wasBusy = c[WorkerCounter.busy]!;
+  c[WorkerCounter.busy] = 1;
   while (conn.queueHead < q.length && !conn.busy) {
     const rec = q[conn.queueHead]!;
     q[conn.queueHead++] = EMPTY_REC;
     conn.queueBytes -= rec.length;
+    c[WorkerCounter.records] = c[WorkerCounter.records]! + 1;
     dispatch(s, new RecordReader(rec), rec, 0, rec.length);
   }
+  c[WorkerCounter.busy] = wasBusy;
   if (conn.queueHead >= q.length) {
     conn.queue = null;
     conn.queueHead = 0;
@@ -216,6 +223,8 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
     }
     case RecordKind.Notice:
       return onNotice(s, reader, data, offset, length);
+    case ControlKind.Probe:
+      return; // counted in onRecord: that is all a probe is for
     case ControlKind.Barrier: {
       const seq = readU32(data, offset + 4);
       if (s.inFlight === 0) s.outbox.barrierAck(seq);

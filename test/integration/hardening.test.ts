@@ -157,6 +157,30 @@ test('watchdog: a worker busy for longer than handlerTimeoutMs on many short rec
   }
 });
 
+for (const [name, query, event] of [
+  ['a handler stuck in a loop after an await (its worker idle meanwhile: found by the probe)', '', 'AWAIT_SPIN'],
+  ['a stuck handler replayed from the queue when an async onConnect settles (worker idle)', '?slow', 'SPIN'],
+] as const) {
+  test(`watchdog: ${name} is terminated; the connection gets 1011, new ones are served`, { timeout: 20_000 }, async () => {
+    const server = createServer({ modules: [fixture('hang.module')], workers: 1, handlerTimeoutMs: 300 });
+    const port = await server.listen(0, '127.0.0.1');
+    try {
+      const c = await Client.open(`ws://127.0.0.1:${port}/hang${query}`);
+      // Nothing else is sent: only the watchdog can end this.
+      c.emit(event, '', 1);
+      assert.equal((await c.closed).code, CloseCode.INTERNAL);
+      const st = server.stats();
+      assert.equal(st.drops.handlerTimeout, 1);
+      assert.equal(st.workerRestarts, 1);
+      const fresh = await Client.open(`ws://127.0.0.1:${port}/hang`);
+      assert.equal((await fresh.call('ECHO', 'new')).text, 'new');
+      await fresh.close();
+    } finally {
+      await server.close();
+    }
+  });
+}
+
 /** A raw WebSocket client that subscribes, then never reads again. */
 async function slowConsumer(port: number): Promise<Socket> {
   const sock = connect(port, '127.0.0.1');
