@@ -41,7 +41,7 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   { name: 'handler-timeout-ms', kind: 'int', option: 'handlerTimeoutMs', arg: 'N', def: '30000', help: 'a worker stuck this long in one record is replaced (its connections get 1011); 0 = off' },
   { name: 'async-timeout-ms', kind: 'int', option: 'asyncTimeoutMs', arg: 'N', def: '30000', help: 'an async hook or handler pending this long is abandoned (RW_ERR_HANDLER_TIMEOUT, close 1011); 0 = off' },
   { name: 'allowed-origins', kind: 'list', option: 'allowedOrigins', arg: 'A,B', def: 'any', help: 'comma-separated Origin values allowed to upgrade; others get 403' },
-  { name: 'rate-limit', kind: 'rate', option: 'rateLimit', arg: 'N[/BURST][,shed]', def: 'off', help: 'per-connection messages per second (token bucket); over it the connection is closed with 1008, or with ,shed that message alone gets an RW_ERR_RATE_LIMITED error reply' },
+  { name: 'rate-limit', kind: 'rate', option: 'rateLimit', arg: 'N[/BURST][,shed[/SHEDBURST]]', def: 'off', help: 'per-connection messages per second (token bucket); over it the connection is closed with 1008, or with ,shed that message alone gets an RW_ERR_RATE_LIMITED error reply (shed answers have their own bucket, same rate, burst SHEDBURST, default BURST; past it: 1008)' },
   { name: 'metrics-path', kind: 'string', option: 'metricsPath', arg: 'PATH', def: 'off', help: 'serve Prometheus text metrics on this HTTP path of the same port, e.g. /metrics' },
   // CLI only.
   { name: 'stats', kind: 'int', arg: 'S', def: '0 (off)', help: 'print a stats line (connections, messages/s, ring use, drops) every S seconds' },

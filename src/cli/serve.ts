@@ -60,16 +60,19 @@ export function planServe(argv: readonly string[], io: CliIo): ServePlan | 'help
         if ((v as string[]).length === 0) throw new UsageError(`${flag} must list at least one value`);
         break;
       case 'rate': {
-        // N[/BURST][,shed]
-        const [spec, mode, extra] = raw.split(',');
-        if (extra !== undefined || (mode !== undefined && mode !== 'shed' && mode !== 'close')) {
-          throw new UsageError(`${flag} must be N[/BURST][,shed|,close], got ${JSON.stringify(raw)}`);
+        // N[/BURST][,shed[/SHEDBURST]|,close]
+        const [spec, modeSpec, extra] = raw.split(',');
+        const [mode, shedBurst, more] = (modeSpec ?? '').split('/');
+        if (extra !== undefined || more !== undefined || (modeSpec !== undefined && mode !== 'shed' && mode !== 'close')
+          || (shedBurst !== undefined && mode !== 'shed')) {
+          throw new UsageError(`${flag} must be N[/BURST][,shed[/SHEDBURST]|,close], got ${JSON.stringify(raw)}`);
         }
         const [rate, burst] = (spec ?? '').split('/');
         v = {
           messagesPerSecond: intValue(flag, rate ?? ''),
           ...(burst !== undefined ? { burst: intValue(flag, burst) } : {}),
-          ...(mode !== undefined ? { onExceed: mode } : {}),
+          ...(modeSpec !== undefined ? { onExceed: mode } : {}),
+          ...(shedBurst !== undefined ? { shedBurst: intValue(flag, shedBurst) } : {}),
         };
         break;
       }

@@ -32,6 +32,9 @@ export interface SocketData {
   /** Rate limit token bucket (only used when options.rateLimit is set). */
   tokens: number;
   refilledAt: number;
+  /** Its second bucket, for shed answers (onExceed 'shed'). */
+  shedTokens: number;
+  shedAt: number;
   /** Connection record (server.connections()). */
   remoteAddress: string;
   url: string;
@@ -126,8 +129,9 @@ export class CommandExecutor {
   closing = false;
   /** Set by the server once listening: the socket whose cork wraps async upgrades. */
   carrier: CorkCarrier | null = null;
-  /** Initial tokens of a new connection's rate-limit bucket. */
+  /** Initial tokens of a new connection's rate-limit bucket, and of its shed bucket. */
   rateBurst = 0;
+  shedBurst = 0;
 
   // State of the corked run (set before ws.cork, read by the bound runner: no closure per send).
   private runRing: Ring | null = null;
@@ -367,7 +371,7 @@ export class CommandExecutor {
     }
     const ud: SocketData = {
       fd: this.alloc.fdOf(handle), handle, slot: p.slot, slotGen: p.slotGen, module: p.module, closed: false,
-      backlogBytes: 0, backlogEpoch: 0, tokens: this.rateBurst, refilledAt: 0,
+      backlogBytes: 0, backlogEpoch: 0, tokens: this.rateBurst, refilledAt: 0, shedTokens: this.shedBurst, shedAt: 0,
       remoteAddress: p.remoteAddress, url: p.url, connectedAt: Date.now(), handshakeMs: performance.now() - p.startedAt,
       transport: p.client === null ? 'websocket' : '', uid: null, rooms: null, session: null, resumeOf: p.resume,
     };

@@ -74,9 +74,12 @@ export interface ServerOptions {
    * A message over it: `onExceed: 'close'` (default) closes the connection with 1008;
    * `'shed'` keeps the connection and answers that message alone with an RW_ERR_RATE_LIMITED
    * error reply (carrying its ref, in order with the other replies), running no hook or handler.
+   * Shed answers have a bucket of their own (same rate, burst `shedBurst`, default `burst`): a
+   * client that empties that one too (sending at over twice the rate, sustained) is closed with
+   * 1008, so a flooder cannot keep its worker decoding and answering without bound.
    * Either way counted in `stats().drops.rateLimited`.
    */
-  rateLimit?: { messagesPerSecond: number; burst?: number; onExceed?: 'close' | 'shed' };
+  rateLimit?: { messagesPerSecond: number; burst?: number; onExceed?: 'close' | 'shed'; shedBurst?: number };
   /** Serve Prometheus text metrics on this HTTP path of the same port (e.g. '/metrics'). Off by default. */
   metricsPath?: string;
   /** Graceful close: how long to wait for in-flight work before forcing. Default 10 s. */
@@ -126,7 +129,7 @@ export interface ResolvedOptions {
   readonly handlerTimeoutMs: number;
   readonly asyncTimeoutMs: number;
   readonly allowedOrigins: ReadonlySet<string> | null;
-  readonly rateLimit: { readonly perMs: number; readonly burst: number; readonly shed: boolean } | null;
+  readonly rateLimit: { readonly perMs: number; readonly burst: number; readonly shed: boolean; readonly shedBurst: number } | null;
   readonly lifecycle: LifecycleHooks;
   readonly uidAffinity: { readonly query: string | null; readonly header: string | null } | null;
   readonly connectors: readonly Connector[];
@@ -185,14 +188,16 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     }
     allowedOrigins = new Set(o.allowedOrigins);
   }
-  let rateLimit: { perMs: number; burst: number; shed: boolean } | null = null;
+  let rateLimit: { perMs: number; burst: number; shed: boolean; shedBurst: number } | null = null;
   if (o.rateLimit !== undefined) {
-    if (o.rateLimit === null || typeof o.rateLimit !== 'object') throw invalidOption('rateLimit', 'an object { messagesPerSecond, burst?, onExceed? }');
+    if (o.rateLimit === null || typeof o.rateLimit !== 'object') throw invalidOption('rateLimit', 'an object { messagesPerSecond, burst?, onExceed?, shedBurst? }');
     const rate = intOption(o.rateLimit.messagesPerSecond, 'rateLimit.messagesPerSecond', 0, 1, 10_000_000);
     const burst = intOption(o.rateLimit.burst, 'rateLimit.burst', rate, 1, 100_000_000);
     const onExceed = o.rateLimit.onExceed ?? 'close';
     if (onExceed !== 'close' && onExceed !== 'shed') throw invalidOption('rateLimit.onExceed', "'close' or 'shed'");
-    rateLimit = { perMs: rate / 1000, burst, shed: onExceed === 'shed' };
+    const shedBurst = intOption(o.rateLimit.shedBurst, 'rateLimit.shedBurst', burst, 1, 100_000_000);
+    if (o.rateLimit.shedBurst !== undefined && onExceed !== 'shed') throw invalidOption('rateLimit.shedBurst', "used only with onExceed: 'shed'");
+    rateLimit = { perMs: rate / 1000, burst, shed: onExceed === 'shed', shedBurst };
   }
   const lifecycle = o.lifecycle ?? {};
   if (lifecycle === null || typeof lifecycle !== 'object') throw invalidOption('lifecycle', 'an object of hook functions');

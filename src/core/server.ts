@@ -114,9 +114,11 @@ export class Server {
     }
     const rl = this.options.rateLimit;
     let shed = false;
-    if (rl !== null && !takeToken(ud, rl.perMs, rl.burst)) {
+    if (rl !== null && !takeToken(ud, rl.perMs, rl.burst, performance.now())) {
       c.drop('rateLimited', ud.handle);
-      if (!rl.shed) {
+      // Shedding is bounded too: each shed message costs the worker a decode and a reply, so a
+      // client still sending past its shed bucket (twice the rate, sustained) is closed.
+      if (!rl.shed || !takeShedToken(ud, rl.perMs, rl.shedBurst, ud.refilledAt)) {
         ws.end(CloseCode.POLICY, 'rate limit exceeded');
         return;
       }
@@ -190,6 +192,7 @@ export class Server {
     const co = this.options.cluster;
     if (co !== null) this.initCluster(co);
     this.exec.rateBurst = this.options.rateLimit?.burst ?? 0;
+    this.exec.shedBurst = this.options.rateLimit?.shedBurst ?? 0;
     for (let i = 0; i < this.options.workers; i++) {
       this.slots.push(new Slot(i, this.options.ringBytes, this.options.overflowBytes));
       this.tasks.push(null);
@@ -1104,18 +1107,26 @@ export class Server {
   }
 }
 
-/** Token bucket: refill by elapsed time, take one token; false when empty. */
-function takeToken(ud: SocketData, perMs: number, burst: number): boolean {
-  const now = performance.now();
-  let t = ud.tokens + (now - ud.refilledAt) * perMs;
+/** Token bucket refill: the tokens after `now - at` ms at `perMs`, capped at `burst`. */
+function refill(tokens: number, at: number, now: number, perMs: number, burst: number): number {
+  const t = tokens + (now - at) * perMs;
+  return t > burst ? burst : t;
+}
+
+/** Rate limit: take one token; false when the bucket is empty. */
+function takeToken(ud: SocketData, perMs: number, burst: number, now: number): boolean {
+  const t = refill(ud.tokens, ud.refilledAt, now, perMs, burst);
   ud.refilledAt = now;
-  if (t > burst) t = burst;
-  if (t < 1) {
-    ud.tokens = t;
-    return false;
-  }
-  ud.tokens = t - 1;
-  return true;
+  ud.tokens = t < 1 ? t : t - 1;
+  return t >= 1;
+}
+
+/** Shed answers have their own bucket (same rate, burst `shedBurst`); false when it is empty too. */
+function takeShedToken(ud: SocketData, perMs: number, burst: number, now: number): boolean {
+  const t = refill(ud.shedTokens, ud.shedAt, now, perMs, burst);
+  ud.shedAt = now;
+  ud.shedTokens = t < 1 ? t : t - 1;
+  return t >= 1;
 }
 
 /** Create a ringwire server (nothing starts until `listen()`). */

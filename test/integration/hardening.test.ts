@@ -62,7 +62,7 @@ test('rate limit: past the burst the connection is closed with 1008 and counted;
 });
 
 test('rate limit with onExceed shed: over-limit messages get RW_ERR_RATE_LIMITED with their ref, in order; the connection stays', async () => {
-  const server = createServer({ modules: [tools], workers: 1, rateLimit: { messagesPerSecond: 1, burst: 5, onExceed: 'shed' } });
+  const server = createServer({ modules: [tools], workers: 1, rateLimit: { messagesPerSecond: 1, burst: 5, onExceed: 'shed', shedBurst: 100 } });
   const port = await server.listen(0, '127.0.0.1');
   try {
     const c = await Client.open(`ws://127.0.0.1:${port}/t`);
@@ -83,6 +83,35 @@ test('rate limit with onExceed shed: over-limit messages get RW_ERR_RATE_LIMITED
     assert.equal(server.stats().drops.rateLimited, refused.length);
     assert.equal(c.ws.readyState, c.ws.OPEN);
     await c.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('rate limit with onExceed shed is bounded: past the shed burst too, the connection is closed with 1008', { timeout: 20_000 }, async () => {
+  const server = createServer({ modules: [tools], workers: 1, rateLimit: { messagesPerSecond: 1, burst: 5, onExceed: 'shed', shedBurst: 10 } });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const quiet = await Client.open(`ws://127.0.0.1:${port}/t`);
+    const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+    const N = 200;
+    for (let i = 1; i <= N; i++) c.emit('ECHO', `m${i}`, i);
+    const closed = await c.closed;
+    const replies = [];
+    for (let i = c.received; i > 0; i--) replies.push(await c.next()); // all arrived before the close
+    assert.equal(closed.code, CloseCode.POLICY);
+    assert.equal(closed.reason, 'rate limit exceeded');
+    // At 1/s nothing refills meanwhile (give or take one token in a slow run): the 5 of the burst
+    // are echoed, 10 are refused, the next closes the connection. Replies still in flight when it
+    // closes may be dropped as stale, so fewer may arrive, never more, and always in order.
+    const echoed = replies.filter((f) => f.event === 'ECHO').length;
+    const refused = replies.filter((f) => f.event === 'error').length;
+    assert.ok(echoed <= 6 && refused <= 11, `echoed ${echoed}, refused ${refused}`);
+    assert.deepEqual(replies.map((f) => f.ref), Array.from({ length: replies.length }, (_, i) => i + 1));
+    const shedAndClosed = server.stats().drops.rateLimited;
+    assert.ok(shedAndClosed >= 11 && shedAndClosed <= 13, `rateLimited ${shedAndClosed}`);
+    assert.equal((await quiet.call('ECHO', 'fine')).text, 'fine');
+    await quiet.close();
   } finally {
     await server.close();
   }

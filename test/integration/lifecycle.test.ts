@@ -82,6 +82,10 @@ test('invalid options throw TypeError/RangeError naming the option', () => {
   assert.throws(() => createServer({ modules: [tools], lifecycle: { onInit: 3 as never } }), { name: 'TypeError', message: /options\.lifecycle\.onInit must be/ });
   assert.throws(() => createServer({ modules: [tools], rateLimit: { messagesPerSecond: 5, onExceed: 'drop' as never } }),
     { name: 'TypeError', message: /options\.rateLimit\.onExceed must be 'close' or 'shed'/ });
+  assert.throws(() => createServer({ modules: [tools], rateLimit: { messagesPerSecond: 5, shedBurst: 10 } }),
+    { name: 'TypeError', message: /options\.rateLimit\.shedBurst must be used only with onExceed: 'shed'/ });
+  assert.throws(() => createServer({ modules: [tools], rateLimit: { messagesPerSecond: 5, onExceed: 'shed', shedBurst: 0 } }),
+    { name: 'RangeError', message: /options\.rateLimit\.shedBurst/ });
 });
 
 test('graceful close with 1,000 connections: every client sees 1001, every onDisconnect runs once, the process exits by itself', async () => {
