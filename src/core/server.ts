@@ -898,6 +898,9 @@ export class Server {
       onPresenceExpired: (room, entries) => {
         if (this.state !== 'listening') return;
         for (const e of entries) {
+          // A previous incarnation of this node (same nodeId): its members were never shown here
+          // (remoteMembers and onBus skip this nodeId), so there is nothing to take back.
+          if (e.node === bus.nodeId) continue;
           try {
             this.sessions.remotePresence(room, 'leave', JSON.parse(e.member) as PresenceMember);
           } catch {
