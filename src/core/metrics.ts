@@ -62,5 +62,7 @@ export function prometheusText(s: ServerStats): string {
       .sample('ringwire_worker_errors_total', x.unknownEvents, { slot: x.slot, kind: 'unknown_event' })
       .sample('ringwire_worker_errors_total', x.asyncTimeouts, { slot: x.slot, kind: 'async_timeout' });
   }
+  w.family('ringwire_worker_discarded_total', 'counter', 'Messages that reached a worker after their connection started closing (not handled).');
+  for (const x of s.workers) w.sample('ringwire_worker_discarded_total', x.discarded, { slot: x.slot });
   return w.toString();
 }

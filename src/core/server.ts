@@ -1097,7 +1097,7 @@ export class Server {
         ringCapacity: s.inbound.capacity, inboundUsed: used.inbound, outboundUsed: used.outbound,
         overflowUsed: used.overflow, overflowed: s.overflowed,
         messages: k[0]!, handlerErrors: k[1]!, badFrames: k[2]!, unknownEvents: k[3]!,
-        outboundFullWaits: k[4]!, hookErrors: k[6]!, asyncTimeouts: k[WorkerCounter.asyncTimeouts]!,
+        outboundFullWaits: k[4]!, hookErrors: k[6]!, asyncTimeouts: k[WorkerCounter.asyncTimeouts]!, discarded: k[WorkerCounter.discarded]!,
       };
     });
     return {

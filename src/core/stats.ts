@@ -65,6 +65,11 @@ export interface WorkerStats {
   outboundFullWaits: number;
   /** Async hooks/handlers abandoned after `asyncTimeoutMs` (their connections closed with 1011). */
   asyncTimeouts: number;
+  /**
+   * Messages that reached the worker after their connection started closing (closed by a handler,
+   * by a failed or timed-out hook, or 1013 for a full handler backlog): counted, no hook ran.
+   */
+  discarded: number;
 }
 
 export interface ServerStats {

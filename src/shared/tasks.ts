@@ -76,5 +76,10 @@ export const WorkerCounter = {
   records: 10,
   /** Async hook/handler chains pending in the worker (the watchdog probes such a worker while it is idle). */
   asyncPending: 11,
-  count: 12,
+  /**
+   * Messages not handled because their connection was already closing (closed by a handler, by a
+   * failed or timed-out hook, or for a full handler backlog): counted, never run.
+   */
+  discarded: 12,
+  count: 13,
 } as const;

@@ -50,6 +50,11 @@ export class Conn implements Context, UpgradeContext {
   busy = false;
   /** Bumped per async chain and when one is abandoned (asyncTimeoutMs): a late settlement is ignored. */
   asyncSeq = 0;
+  /**
+   * Bumped when a chain is abandoned (asyncTimeoutMs): the chain's late steps compare it with the
+   * value they started under and do nothing (no second onError, no reply for a later message).
+   */
+  epoch = 0;
   asyncTimer: ReturnType<typeof setTimeout> | null = null;
   queue: Uint8Array[] | null = null;
   queueHead = 0;

@@ -40,8 +40,9 @@ export interface Context {
   /** Current message: correlation ref (0 = none). */
   readonly ref: number;
   /**
-   * Current message payload (binary and raw codecs). A zero-copy view into the ring: valid
-   * only until the handler returns or first awaits. Copy (`payload.slice()`) what you keep.
+   * Current message payload (binary and raw codecs). A zero-copy view into the ring while the
+   * chain runs synchronously; a copy once a hook or handler has awaited. Empty after the chain
+   * has finished: copy (`payload.slice()`) what you keep beyond it.
    */
   readonly payload: Uint8Array;
   /** Current message data (json codec: the parsed `data` field). */

@@ -128,9 +128,16 @@ export class Outbox {
     const id = f.id;
     let p: Promise<unknown> | undefined;
     if (reply) p = new Promise((resolve, reject) => { this.waiting.set(id, { resolve, reject }); });
-    while (!this.check(writeRequest(this.ring, f), size));
-    f.data = null;
-    f.handles = null;
+    try {
+      while (!this.check(writeRequest(this.ring, f), size));
+    } catch (err) {
+      // Not written (too large, ring closed): nobody will ever answer it.
+      if (reply) this.waiting.delete(id);
+      throw err;
+    } finally {
+      f.data = null;
+      f.handles = null;
+    }
     this.done();
     return p;
   }

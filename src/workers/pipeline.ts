@@ -91,9 +91,10 @@ export function runMessage(conn: Conn, chain: readonly MessageHook[], i: number)
     }
     if (isThenable(r)) {
       const next = i + 1;
+      const epoch = conn.epoch;
       return r.then(
-        (v) => (v === false || conn.replied || conn.closing ? undefined : runMessage(conn, chain, next)),
-        (err) => { messageFailed(conn, err); },
+        (v) => (conn.epoch !== epoch || v === false || conn.replied || conn.closing ? undefined : runMessage(conn, chain, next)),
+        (err) => { if (conn.epoch === epoch) messageFailed(conn, err); },
       );
     }
     if (r === false || conn.replied || conn.closing) return undefined;
@@ -115,10 +116,12 @@ export function runUpgrade(conn: Conn, i: number): PromiseLike<unknown> | undefi
     }
     if (isThenable(r)) {
       const next = i + 1;
+      const epoch = conn.epoch;
       return r.then((v) => {
+        if (conn.epoch !== epoch) return undefined;
         mergeUserData(conn, v);
         return conn.rejected ? finishUpgrade(conn) : runUpgrade(conn, next);
-      }, (err) => { upgradeFailed(conn, err); });
+      }, (err) => { if (conn.epoch === epoch) upgradeFailed(conn, err); });
     }
     mergeUserData(conn, r);
     if (conn.rejected) break;
@@ -152,6 +155,7 @@ function finishUpgrade(conn: Conn): void {
  * `closing` (or a closed state) and stop.
  */
 export function abandon(conn: Conn, stage: Stage, ms: number): void {
+  conn.epoch++; // the abandoned chain's late steps do nothing
   host.counters[WorkerCounter.asyncTimeouts]! += 1;
   const err = new HandlerTimeoutError(stage, ms);
   reportError(conn, err, stage);
@@ -196,7 +200,9 @@ export function runConnect(conn: Conn, i: number): PromiseLike<unknown> | undefi
     }
     if (isThenable(r)) {
       const next = i + 1;
-      return r.then(() => (conn.closing ? undefined : runConnect(conn, next)), (err) => { connectFailed(conn, err); });
+      const epoch = conn.epoch;
+      return r.then(() => (conn.epoch !== epoch || conn.closing ? undefined : runConnect(conn, next)),
+        (err) => { if (conn.epoch === epoch) connectFailed(conn, err); });
     }
     if (conn.closing) return undefined;
   }
@@ -221,17 +227,17 @@ export function runDisconnect(conn: Conn, i: number, code: number, reason: strin
     }
     if (isThenable(r)) {
       const next = i + 1;
-      return r.then(() => finishDisconnect(conn, next, code, reason),
-        (err) => { disconnectFailed(conn, err); return finishDisconnect(conn, next, code, reason); });
+      const epoch = conn.epoch;
+      return r.then(() => (conn.epoch !== epoch ? undefined : runDisconnect(conn, next, code, reason)), (err) => {
+        if (conn.epoch !== epoch) return undefined;
+        disconnectFailed(conn, err);
+        return runDisconnect(conn, next, code, reason);
+      });
     }
   }
   conn.state = ConnState.Closed;
   host.forget(conn);
   return undefined;
-}
-
-function finishDisconnect(conn: Conn, next: number, code: number, reason: string): PromiseLike<unknown> | undefined {
-  return runDisconnect(conn, next, code, reason);
 }
 
 /** onAway / onResume hooks: run in order; a failure is reported and the next hook still runs. */
@@ -247,8 +253,12 @@ export function runSession(conn: Conn, stage: 'away' | 'resume', info: unknown, 
     }
     if (isThenable(r)) {
       const next = i + 1;
-      return r.then(() => runSession(conn, stage, info, next),
-        (err) => { sessionHookFailed(conn, stage, err); return runSession(conn, stage, info, next); });
+      const epoch = conn.epoch;
+      return r.then(() => (conn.epoch !== epoch ? undefined : runSession(conn, stage, info, next)), (err) => {
+        if (conn.epoch !== epoch) return undefined;
+        sessionHookFailed(conn, stage, err);
+        return runSession(conn, stage, info, next);
+      });
     }
   }
   return undefined;
@@ -267,8 +277,12 @@ export function runDrain(conn: Conn, buffered: number, i: number): PromiseLike<u
     }
     if (isThenable(r)) {
       const next = i + 1;
-      return r.then(() => runDrain(conn, buffered, next),
-        (err) => { sessionHookFailed(conn, 'drain', err); return runDrain(conn, buffered, next); });
+      const epoch = conn.epoch;
+      return r.then(() => (conn.epoch !== epoch ? undefined : runDrain(conn, buffered, next)), (err) => {
+        if (conn.epoch !== epoch) return undefined;
+        sessionHookFailed(conn, 'drain', err);
+        return runDrain(conn, buffered, next);
+      });
     }
   }
   return undefined;

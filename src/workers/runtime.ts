@@ -57,8 +57,12 @@ class Serve implements PipelineHost {
     conn.busy = true;
     this.counters[WorkerCounter.asyncPending] = ++this.inFlight;
     // The payload view points into the ring, which is reused once this batch is released:
-    // detach a copy before anything runs after an await.
-    if (conn.payload.buffer === this.inbound.data.buffer) conn.payload = conn.payload.slice();
+    // detach a copy before anything runs after an await (ctx.data too, when it is the same view).
+    if (conn.payload.buffer === this.inbound.data.buffer) {
+      const copy = conn.payload.slice();
+      if (conn.data === conn.payload) conn.data = copy;
+      conn.payload = copy;
+    }
     const seq = ++conn.asyncSeq;
     const done = (): void => this.finishAsync(conn, seq);
     p.then(done, done);
@@ -105,18 +109,56 @@ class Serve implements PipelineHost {
 
 let S: Serve;
 
-function enqueue(conn: Conn, data: Uint8Array, offset: number, length: number): void {
-  if (conn.queueBytes + length > MAX_CONN_QUEUE_BYTES) {
-    // Bounded: a connection whose handler is stuck cannot grow the worker without limit.
-    if (!conn.closing) conn.close(CloseCode.TRY_AGAIN, 'handler backlog full');
-    return;
+/**
+ * Queue a record of a busy connection. Messages are bounded (MAX_CONN_QUEUE_BYTES, then 1013 and
+ * the queued messages are discarded, counted); every other record (its Close above all) is always
+ * queued, so the disconnect hooks still run once the connection is free.
+ */
+function enqueue(s: Serve, conn: Conn, message: boolean, data: Uint8Array, offset: number, length: number): void {
+  if (message) {
+    if (conn.closing) {
+      s.counters[WorkerCounter.discarded]! += 1;
+      return;
+    }
+    if (conn.queueBytes + length > MAX_CONN_QUEUE_BYTES) {
+      // Bounded: a connection whose handler is stuck cannot grow the worker without limit.
+      conn.close(CloseCode.TRY_AGAIN, 'handler backlog full');
+      s.counters[WorkerCounter.discarded]! += 1 + discardQueuedMessages(conn);
+      return;
+    }
   }
-  if (conn.queue === null) {
-    conn.queue = [];
+  let q = conn.queue;
+  if (q === null) {
+    q = conn.queue = [];
+    conn.queueHead = 0;
+  } else if (conn.queueHead >= 1024 && conn.queueHead * 2 >= q.length) {
+    // A connection that never lets its queue run dry must not grow the array for ever.
+    q = conn.queue = q.slice(conn.queueHead);
     conn.queueHead = 0;
   }
-  conn.queue.push(data.slice(offset, offset + length));
+  q.push(data.slice(offset, offset + length));
   conn.queueBytes += length;
+}
+
+/** Drop the queued Message/Shed records of a connection that is closing; returns how many. */
+function discardQueuedMessages(conn: Conn): number {
+  const q = conn.queue;
+  if (q === null) return 0;
+  const keep: Uint8Array[] = [];
+  let n = 0;
+  for (let i = conn.queueHead; i < q.length; i++) {
+    const rec = q[i]!;
+    const kind = readU32(rec, 0);
+    if (kind === RecordKind.Message || kind === RecordKind.Shed) {
+      conn.queueBytes -= rec.length;
+      n++;
+    } else {
+      keep.push(rec);
+    }
+  }
+  conn.queue = keep;
+  conn.queueHead = 0;
+  return n;
 }
 
 function replayQueue(s: Serve, conn: Conn): void {
@@ -156,7 +198,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       reader.hbd(offset, false);
       const conn = s.conns.get(reader.hbdHandle);
       if (conn === undefined) return;
-      if (conn.busy) return enqueue(conn, data, offset, length);
+      if (conn.busy) return enqueue(s, conn, true, data, offset, length);
       onMessage(s, conn, data, reader.hbdBinary, reader.hbdStart, reader.hbdLength);
       return;
     }
@@ -164,7 +206,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       reader.hbd(offset, false);
       const conn = s.conns.get(reader.hbdHandle);
       if (conn === undefined) return;
-      if (conn.busy) return enqueue(conn, data, offset, length);
+      if (conn.busy) return enqueue(s, conn, true, data, offset, length);
       onShed(s, conn, data, reader.hbdBinary, reader.hbdStart, reader.hbdLength);
       return;
     }
@@ -190,7 +232,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       const o = reader.open(offset);
       const conn = s.conns.get(o.handle());
       if (conn === undefined) return;
-      if (conn.busy) return enqueue(conn, data, offset, length);
+      if (conn.busy) return enqueue(s, conn, false, data, offset, length);
       conn.state = ConnState.Open;
       const p = runConnect(conn, 0);
       if (p !== undefined) s.startAsync(conn, p, 'connect');
@@ -200,7 +242,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       const c = reader.close(offset);
       const conn = s.conns.get(c.handle());
       if (conn === undefined) return;
-      if (conn.busy) return enqueue(conn, data, offset, length);
+      if (conn.busy) return enqueue(s, conn, false, data, offset, length);
       if (conn.state !== ConnState.Open) {
         // Closed before it opened (aborted upgrade): no connect ran, so no disconnect runs.
         conn.state = ConnState.Closed;
@@ -216,7 +258,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       const d = reader.drain(offset);
       const conn = s.conns.get(d.handle());
       if (conn === undefined || conn.state !== ConnState.Open || conn.module.drain.length === 0) return;
-      if (conn.busy) return enqueue(conn, data, offset, length);
+      if (conn.busy) return enqueue(s, conn, false, data, offset, length);
       const p = runDrain(conn, d.buffered(), 0);
       if (p !== undefined) s.startAsync(conn, p, 'drain');
       return;
@@ -246,7 +288,7 @@ function onNotice(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
   }
   const conn = s.conns.get(n.handle());
   if (conn === undefined || conn.state !== ConnState.Open) return;
-  if (conn.busy) return enqueue(conn, data, offset, length);
+  if (conn.busy) return enqueue(s, conn, false, data, offset, length);
   let p: PromiseLike<unknown> | undefined;
   let stage: Stage = 'away';
   if (op === NoticeOp.Detach) {
@@ -274,6 +316,10 @@ function onNotice(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
  */
 function onShed(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: number, length: number): void {
   if (conn.state !== ConnState.Open) return;
+  if (conn.closing) {
+    s.counters[WorkerCounter.discarded]! += 1;
+    return;
+  }
   const f = s.frame;
   conn.ref = 0;
   conn.event = '';
@@ -289,12 +335,20 @@ function onShed(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: 
 
 function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: number, length: number): void {
   if (conn.state !== ConnState.Open) return;
+  if (conn.closing) {
+    // Closed by a handler, a failed or timed-out hook, or a full backlog: no more handlers run.
+    s.counters[WorkerCounter.discarded]! += 1;
+    return;
+  }
   s.counters[WorkerCounter.messages]! += 1;
   const mod = conn.module;
   const f = s.frame;
   conn.replied = false;
   conn.ref = 0;
   conn.event = '';
+  // The previous message's views point into ring memory that may have been reused.
+  conn.payload = EMPTY_REC;
+  conn.data = undefined;
   try {
     mod.codec.decode(data, start, length, binary, f);
   } catch (err) {
@@ -308,15 +362,22 @@ function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, star
   if (route === undefined) route = mod.fallback ?? undefined;
   conn.ref = f.ref;
   conn.event = f.event !== '' ? f.event : route !== undefined ? route.name : '';
+  conn.payload = f.payload;
+  conn.data = f.data;
   if (route === undefined) {
     s.counters[WorkerCounter.unknownEvents]! += 1;
     frameFailed(conn, new UnknownEventError(f.event !== '' ? f.event : `#${f.eventId}`), 'route');
+    conn.payload = EMPTY_REC;
+    conn.data = undefined;
     return;
   }
-  conn.payload = f.payload;
-  conn.data = f.data;
   const p = runMessage(conn, route.chain, 0);
   if (p !== undefined) s.startAsync(conn, p, 'message');
+  else {
+    // Done: the views must not outlive this batch (a timer or a later hook would read reused memory).
+    conn.payload = EMPTY_REC;
+    conn.data = undefined;
+  }
 }
 
 /** Busy-poll the ring for up to `us` microseconds; true when data arrived. */

@@ -1,0 +1,141 @@
+// Worker edge cases found in review: views into reused ring memory, records of closing
+// connections, the per-connection queue's bounds, chains abandoned after asyncTimeoutMs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from '../../src/core/server.js';
+import type { ServerOptions } from '../../src/core/options.js';
+import { CloseCode } from '../../src/shared/constants.js';
+import { Client, LabelSink, fixture } from '../helpers.js';
+
+const edges = fixture('edges.module');
+
+interface Stats { handled: number; disconnects: number; errors: string[]; routePayload: string; timerPayloadLength: number }
+
+async function withServer(opts: Partial<ServerOptions>, fn: (url: string, server: ReturnType<typeof createServer>) => Promise<void>): Promise<void> {
+  const server = createServer({ modules: [edges], workers: 1, ...opts });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    await fn(`ws://127.0.0.1:${port}/e`, server);
+  } finally {
+    await server.close();
+  }
+}
+
+async function workerStats(url: string): Promise<Stats> {
+  const c = await Client.open(`${url}/probe`);
+  const s = JSON.parse((await c.call('STATS')).text) as Stats;
+  await c.close();
+  return s;
+}
+
+test('ctx.data after an await is still the message\'s own bytes while other traffic wraps the ring', async () => {
+  await withServer({ ringBytes: 64 * 1024 }, async (url) => {
+    const a = await Client.open(`${url}/a`);
+    const b = await Client.open(`${url}/b`);
+    a.emit('AWAIT_DATA', 'A'.repeat(64), 1);
+    // 300 KiB through a 64 KiB ring during a's 40 ms await.
+    const chunk = 'B'.repeat(1024);
+    for (let i = 0; i < 300; i++) b.emit('ECHO', chunk, i);
+    const r = await a.next();
+    assert.equal(r.ref, 1);
+    assert.equal(r.text, 'A'.repeat(64));
+    for (let i = 0; i < 300; i++) assert.equal((await b.next()).text, chunk);
+    await Promise.all([a.close(), b.close()]);
+  });
+});
+
+test('a full handler backlog: 1013, queued messages discarded and counted, onDisconnect runs exactly once', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  try {
+    await withServer({}, async (url, server) => {
+      const c = await Client.open(`${url}/a`);
+      c.emit('SLOW', '400', 1);
+      // 5 MiB behind the held handler: past the 4 MiB per-connection queue bound.
+      const big = 'x'.repeat(20 * 1024);
+      for (let i = 0; i < 250; i++) c.emit('SAY', big, i + 2);
+      assert.equal((await c.closed).code, CloseCode.TRY_AGAIN);
+      await sink.until((l) => l.includes('/e disconnect'));
+      const s = await workerStats(url);
+      assert.equal(s.handled, 1, 'only the held message ran');
+      assert.equal(s.disconnects, 1);
+      const w = server.stats().workers[0]!;
+      assert.ok(w.discarded > 0, `discarded ${w.discarded}`);
+    });
+  } finally {
+    sink.close();
+  }
+});
+
+test('the queue of a connection that is never idle does not grow with the messages it has seen', async () => {
+  await withServer({}, async (url) => {
+    const c = await Client.open(`${url}/a`);
+    // Each handler waits for a timer, so the client always has the next ones queued behind it.
+    const N = 3000;
+    const WINDOW = 20;
+    let sent = 0;
+    let maxQueue = 0;
+    for (; sent < WINDOW; sent++) c.emit('SLOW', '0', sent + 1);
+    for (let got = 0; got < N; got++) {
+      const r = await c.next();
+      assert.equal(r.ref, got + 1);
+      maxQueue = Math.max(maxQueue, Number(r.text));
+      if (sent < N) c.emit('SLOW', '0', ++sent);
+    }
+    assert.ok(maxQueue <= 2 * 1024 + WINDOW, `queue array reached ${maxQueue} entries`);
+    await c.close();
+  });
+});
+
+test('messages sent while an async onConnect fails are not handled; they are counted as discarded', async () => {
+  await withServer({}, async (url, server) => {
+    const c = await Client.open(`${url}/authfail`);
+    for (let i = 0; i < 5; i++) c.emit('SAY', 'hi', i + 1);
+    const closed = await c.closed;
+    assert.equal(closed.code, CloseCode.INTERNAL);
+    assert.equal(closed.reason, 'connect hook failed');
+    const s = await workerStats(url);
+    assert.equal(s.handled, 0);
+    assert.deepEqual(s.errors, ['connect:RW_ERR_HANDLER']);
+    assert.equal(server.stats().workers[0]!.discarded, 5);
+  });
+});
+
+test('a handler abandoned after asyncTimeoutMs that rejects later: onError ran once, no second error', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  try {
+    await withServer({ asyncTimeoutMs: 100 }, async (url, server) => {
+      const c = await Client.open(`${url}/a`);
+      c.emit('LATE', '', 7);
+      const err = await c.next();
+      assert.equal(err.ref, 7);
+      assert.equal(JSON.parse(err.text).code, 'RW_ERR_HANDLER_TIMEOUT');
+      assert.equal((await c.closed).code, CloseCode.INTERNAL);
+      await sink.until((l) => l.includes('/e late-throw'));
+      const s = await workerStats(url);
+      assert.deepEqual(s.errors, ['message:RW_ERR_HANDLER_TIMEOUT']);
+      assert.equal(server.stats().workers[0]!.handlerErrors, 0);
+    });
+  } finally {
+    sink.close();
+  }
+});
+
+test('onError for an unknown event sees that frame\'s payload; ctx.payload read after the handler returned is empty', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  try {
+    await withServer({}, async (url) => {
+      const c = await Client.open(`${url}/a`);
+      assert.equal((await c.call('ECHO', 'previous', 1)).text, 'previous');
+      const e = await c.call('NOPE', 'my-own', 2);
+      assert.equal(JSON.parse(e.text).code, 'RW_ERR_UNKNOWN_EVENT');
+      assert.equal((await c.call('TIMER', 'some bytes', 3)).text, 'ok');
+      await sink.until((l) => l.includes('/e timer'));
+      const s = await workerStats(url);
+      assert.equal(s.routePayload, 'my-own');
+      assert.equal(s.timerPayloadLength, 0);
+      await c.close();
+    });
+  } finally {
+    sink.close();
+  }
+});
