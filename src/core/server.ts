@@ -348,7 +348,8 @@ export class Server {
   }
   private readonly checkWatchdog = (): void => {
     this.watchdog = null;
-    if (this.state !== 'listening' || this.pool === null) return;
+    // Also while closing: a stuck worker would otherwise hold the shutdown barriers to their deadline.
+    if ((this.state !== 'listening' && this.state !== 'closing') || this.pool === null) return;
     const now = performance.now();
     let busy = false;
     for (const slot of this.slots) {
@@ -397,7 +398,9 @@ export class Server {
     const p = this.pool!.run(task);
     this.tasks[slot.index] = p;
     p.then(() => undefined, (err: unknown) => {
-      if (slot.generation === gen && (this.state === 'listening' || this.state === 'starting')) this.workerDied(slot, err);
+      // During a graceful close too (its connections still need their 1011 and its barriers
+      // an answer), but not once teardown has let the slots go (alive = false).
+      if (slot.generation === gen && slot.alive && this.state !== 'closed') this.workerDied(slot, err);
     });
     this.armOutbound(slot);
   }
@@ -426,8 +429,11 @@ export class Server {
   private workerDied(slot: Slot, err: unknown): void {
     slot.alive = false;
     if (workerChannel.hasSubscribers) workerChannel.publish({ slot: slot.index, event: 'died', error: err });
-    slot.restarts++;
-    this.counters.workerRestarts++;
+    const restart = this.state === 'listening' || this.state === 'starting';
+    if (restart) {
+      slot.restarts++;
+      this.counters.workerRestarts++;
+    }
     // Deliver what the worker produced before it died, then close exactly its connections.
     this.exec.drain(slot);
     for (const ws of this.sockets.values()) {
@@ -448,6 +454,7 @@ export class Server {
     slot.barrierWaiters.clear();
     slot.reset();
     slot.generation++;
+    if (!restart) return; // shutting down: the slot stays dead
     // Crash-loop back-off: the first deaths restart at once; past CRASH_FREE_RESTARTS within
     // CRASH_WINDOW_MS each restart waits twice as long (up to MAX_BACKOFF_MS). Meanwhile new
     // connections go to the other workers (or get 503 when none is alive).
@@ -464,7 +471,7 @@ export class Server {
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = null;
       slot.backoffMs = 0;
-      if (this.state === 'listening') this.startSlot(slot);
+      if (this.state === 'listening' || this.state === 'starting') this.startSlot(slot);
     }, slot.backoffMs);
   }
 
@@ -878,7 +885,7 @@ export class Server {
     } catch {
       // shutdown goes on; the hook's failure must not leave sockets or threads behind
     }
-    await this.teardown();
+    await this.teardown(deadline);
   }
 
   // ------------------------------------------------------------------ cluster
@@ -986,7 +993,8 @@ export class Server {
     }
   }
 
-  private async teardown(): Promise<void> {
+  /** Release everything. Workers still busy at `deadline` (stuck in a handler) are terminated. */
+  private async teardown(deadline = Date.now() + this.options.shutdownTimeoutMs): Promise<void> {
     await this.stopConnectors();
     if (this.bus !== null) {
       const bus = this.bus;
@@ -1010,7 +1018,14 @@ export class Server {
       slot.outbound.close();
     }
     const tasks = this.tasks.filter((t): t is Promise<unknown> => t !== null);
-    await Promise.allSettled(tasks);
+    // Each serve task ends once its worker sees the closed ring; one stuck in a synchronous
+    // loop never does, and pool.destroy() below terminates its thread.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(tasks),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); }),
+    ]);
+    clearTimeout(timer);
     if (this.pool !== null) {
       await this.pool.destroy();
       this.pool = null;

@@ -210,6 +210,33 @@ for (const [name, query, event] of [
   });
 }
 
+test('graceful close with a worker stuck in a handler: resolves at shutdownTimeoutMs, its client gets 1001', { timeout: 20_000 }, async () => {
+  const server = createServer({ modules: [tools], workers: 1, handlerTimeoutMs: 60_000, shutdownTimeoutMs: 500 });
+  const port = await server.listen(0, '127.0.0.1');
+  const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+  c.emit('HANG');
+  // Without the deadline on the worker tasks, close() waits for ever (the test times out).
+  await server.close();
+  assert.equal((await c.closed).code, CloseCode.GOING_AWAY);
+  assert.equal(server.listening, false);
+});
+
+test('a worker that dies during graceful close: its connections get 1011 at once, it is not restarted', { timeout: 20_000 }, async () => {
+  const server = createServer({ modules: [tools], workers: 1, shutdownTimeoutMs: 60_000 });
+  const port = await server.listen(0, '127.0.0.1');
+  const a = await Client.open(`ws://127.0.0.1:${port}/t`);
+  const b = await Client.open(`ws://127.0.0.1:${port}/t`);
+  const before = server.stats().messagesIn;
+  a.emit('BLOCK', '300');
+  a.emit('CRASH');
+  // Both are in the server before close() starts (a condition, not a delay).
+  while (server.stats().messagesIn < before + 2) await new Promise((r) => setImmediate(r));
+  // The shutdown barrier waits on the dying worker: its death must answer it (or close() takes 60 s).
+  await server.close();
+  assert.deepEqual([(await a.closed).code, (await b.closed).code], [CloseCode.INTERNAL, CloseCode.INTERNAL]);
+  assert.equal(server.stats().workerRestarts, 0);
+});
+
 /** A raw WebSocket client that subscribes, then never reads again. */
 async function slowConsumer(port: number): Promise<Socket> {
   const sock = connect(port, '127.0.0.1');
