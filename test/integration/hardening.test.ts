@@ -214,7 +214,9 @@ test('graceful close with a worker stuck in a handler: resolves at shutdownTimeo
   const server = createServer({ modules: [tools], workers: 1, handlerTimeoutMs: 60_000, shutdownTimeoutMs: 500 });
   const port = await server.listen(0, '127.0.0.1');
   const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+  const before = server.stats().messagesIn;
   c.emit('HANG');
+  while (server.stats().messagesIn < before + 1) await new Promise((r) => setImmediate(r));
   // Without the deadline on the worker tasks, close() waits for ever (the test times out).
   await server.close();
   assert.equal((await c.closed).code, CloseCode.GOING_AWAY);
