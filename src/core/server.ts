@@ -194,7 +194,9 @@ export class Server {
     this.exec.rateBurst = this.options.rateLimit?.burst ?? 0;
     this.exec.shedBurst = this.options.rateLimit?.shedBurst ?? 0;
     for (let i = 0; i < this.options.workers; i++) {
-      this.slots.push(new Slot(i, this.options.ringBytes, this.options.overflowBytes));
+      const slot = new Slot(i, this.options.ringBytes, this.options.overflowBytes);
+      slot.onTooLarge = () => this.counters.drop('noticeTooLarge');
+      this.slots.push(slot);
       this.tasks.push(null);
     }
   }

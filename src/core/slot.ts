@@ -14,9 +14,14 @@
  * number of connections, flushed after the overflow, so ordering per connection holds.
  */
 import { Ring, RingStatus, type RingStatusCode } from '../shared/ring.js';
-import { RecordReader, writeClose, writeDrain, writeMessage, writeNotice, writeOpen, writeShed, writeUpgrade } from '../shared/records.js';
+import { NoticeOp, RecordReader, writeClose, writeDrain, writeMessage, writeNotice, writeOpen, writeShed, writeUpgrade } from '../shared/records.js';
 import { ControlKind } from '../shared/constants.js';
+import { ErrorCodes } from '../shared/errors.js';
 import { WorkerCounter } from '../shared/tasks.js';
+
+/** Upper bound of a Notice record's bytes besides its data (FlatBuffers table, vtable, header). */
+const NOTICE_OVERHEAD = 128;
+const utf8 = new TextEncoder();
 
 interface PendingClose { kind: 0; handle: number; code: number; reason: Uint8Array }
 interface PendingBarrier { kind: 1; seq: number }
@@ -144,8 +149,25 @@ export class Slot {
     this.pending.push({ kind: 0, handle, code, reason: reason.slice() });
   }
 
-  /** Session events and request replies; never dropped (a worker may be awaiting the reply). */
+  /** Called for a notice that can never fit the ring (the server counts drops.noticeTooLarge). */
+  onTooLarge: () => void = () => undefined;
+
+  /**
+   * Session events and request replies; never dropped (a worker may be awaiting the reply), with
+   * one exception: a record larger than the ring can ever hold (a room listing thousands of
+   * members, say). A reply then becomes an RW_ERR_RECORD_TOO_LARGE failure, so the worker's
+   * request rejects instead of waiting for ever and the ring does not jam behind it; counted.
+   */
   notice(op: number, id: number, status: number, handle: number, data: Uint8Array): void {
+    if (data.length + NOTICE_OVERHEAD > this.inbound.maxRecord) {
+      this.onTooLarge();
+      if (op !== NoticeOp.Reply || id === 0) return;
+      status = 1;
+      data = utf8.encode(JSON.stringify({
+        code: ErrorCodes.RW_ERR_RECORD_TOO_LARGE,
+        message: `reply of ${data.length} bytes does not fit the worker's ring (raise ringBytes)`,
+      }));
+    }
     if (!this.backlog && this.pending.length === 0) {
       if (writeNotice(this.inbound, op, id, status, handle, data) === RingStatus.OK) {
         this.inbound.notify();

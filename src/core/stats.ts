@@ -42,6 +42,11 @@ export interface DropStats {
   connector: number;
   /** Cross-node messages that could not be published because the cluster bus was down. */
   cluster: number;
+  /**
+   * I/O → worker notices larger than the worker's ring can ever hold (a reply listing a huge room):
+   * the worker's request rejects with RW_ERR_RECORD_TOO_LARGE instead.
+   */
+  noticeTooLarge: number;
 }
 
 export interface WorkerStats {
@@ -110,7 +115,7 @@ export class Counters {
   readonly drops: DropStats = {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
     upgradeAborted: 0, upgradeTimeout: 0, originRejected: 0, tooBig: 0, rateLimited: 0, handlerTimeout: 0, shutdown: 0, workerShutdown: 0,
-    resumeOverflow: 0, resumeRefused: 0, uidOffline: 0, connector: 0, cluster: 0,
+    resumeOverflow: 0, resumeRefused: 0, uidOffline: 0, connector: 0, cluster: 0, noticeTooLarge: 0,
   };
 
   /** Count a drop, and publish it on 'ringwire:drop' when someone listens. */

@@ -362,3 +362,29 @@ test('resume over the TCP connector: a dropped TCP client resumes its session (s
   assert.equal(server.stats().resumes, 1);
   a2.t.end();
 });
+
+test('a room reply too large for the worker\'s ring: the join fails with RW_ERR_RECORD_TOO_LARGE, counted; the worker is not jammed', { timeout: 20_000 }, async (t) => {
+  // 4 KiB rings (records up to ~2 KiB); each member carries 250 bytes of meta, so the join reply
+  // listing the room outgrows the ring after a handful of members.
+  const { server, url } = await start({ workers: 1, ringBytes: 4096 });
+  const clients: J[] = [];
+  t.after(async () => {
+    for (const c of clients) c.c.ws.terminate();
+    await server.close();
+  });
+  const outcomes: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const c = await J.open(url);
+    clients.push(c);
+    const r = await c.call('JOIN', { room: 'big', meta: 'm'.repeat(250) });
+    outcomes.push(r.cmd === 'error' ? String(r.data['code']) : 'ok');
+  }
+  const failed = outcomes.filter((o) => o !== 'ok');
+  assert.ok(outcomes[0] === 'ok' && failed.length > 0, outcomes.join(' '));
+  assert.ok(failed.every((o) => o === 'RW_ERR_RECORD_TOO_LARGE'), outcomes.join(' '));
+  assert.equal(server.stats().drops.noticeTooLarge, failed.length);
+  // Not jammed: new connections are accepted and served, small replies still arrive.
+  const fresh = await J.open(url);
+  clients.push(fresh);
+  assert.equal((await fresh.call('JOIN', { room: 'small' })).cmd, 'JOIN');
+});
