@@ -5,6 +5,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { once } from 'node:events';
 import { createServer, type Server } from '../../src/core/server.js';
 import { TcpClient, TcpConnector, TcpFrameType, encodeTcpFrame, type TcpHandshakeReply } from '../../src/core/connectors/tcp.js';
 import { MemoryConnector } from '../../src/core/connectors/memory.js';
@@ -222,4 +224,27 @@ test('graceful close with TCP and in-memory clients: each gets 1001 (TCP: a kick
   assert.equal((await m.closed).code, 1001);
   assert.equal(s2.stats().connections, 0);
   assert.equal(s2.stats().liveFds, 0);
+});
+
+test('graceful close: a TCP peer that never sends its FIN is destroyed after a short grace, not after 2 x heartbeatMs', { timeout: 20_000 }, async () => {
+  const t3 = new TcpConnector({ port: 0, heartbeatMs: 60_000 });
+  const s3 = createServer({ modules: [fixture('tools.module')], workers: 1, connectors: [t3] });
+  await s3.listen(0, '127.0.0.1');
+  const sock = connect({ host: '127.0.0.1', port: t3.port, allowHalfOpen: true });
+  await once(sock, 'connect');
+  sock.write(encodeTcpFrame(TcpFrameType.HANDSHAKE, Buffer.from(JSON.stringify({ path: '/t' }))));
+  await once(sock, 'data');
+  sock.on('data', () => undefined);
+  let gotFin = false;
+  sock.on('end', () => { gotFin = true; }); // and never ends its own side
+  sock.on('error', () => undefined);
+  await s3.close();
+  // A half-open peer only learns that the server side is gone when it writes (a reset comes
+  // back), so it keeps writing until its socket closes. Without the grace the server would
+  // read and discard these until its 120 s sweep (the test times out).
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve())); // (once() would reject on the EPIPE)
+  const probe = setInterval(() => { if (!sock.destroyed) sock.write(encodeTcpFrame(TcpFrameType.HEARTBEAT, Buffer.alloc(0))); }, 100);
+  await closed;
+  clearInterval(probe);
+  assert.equal(gotFin, true);
 });

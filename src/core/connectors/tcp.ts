@@ -185,6 +185,8 @@ export interface TcpConnectorOptions {
 type ResolvedOptions = Required<TcpConnectorOptions>;
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** After stop(): how long a closing client has to send its FIN before its socket is destroyed. */
+const STOP_GRACE_MS = 1000;
 
 function resolveOptions(options: TcpConnectorOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
@@ -379,7 +381,9 @@ class TcpConnection implements ConnectorClient {
     if (frame.type === TcpFrameType.MESSAGE) {
       this.#shared.manager.handleMsg(this, frame.payload, this.#binary);
     } else if (frame.type === TcpFrameType.HEARTBEAT) {
-      this.socket.write(HEARTBEAT_FRAME);
+      // Echoed only while the client reads what it is sent: one that sends heartbeats but never
+      // reads must not grow this socket's write queue past maxBufferedBytes.
+      if (this.socket.writableLength <= this.#shared.opts.maxBufferedBytes) this.socket.write(HEARTBEAT_FRAME);
     } else {
       this.fail(TcpErrorCodes.BAD_FRAME, `unexpected frame type ${frame.type}`, 400);
     }
@@ -464,6 +468,12 @@ class TcpConnection implements ConnectorClient {
     this.lastSeen = performance.now();
     this.socket.end(last);
     this.socket.resume();
+    // After the connector stopped, a peer that never sends its FIN must not hold the process for
+    // the sweep's 2 × heartbeatMs: it gets a short grace, then the socket is destroyed.
+    if (this.#shared.stopped) {
+      const socket = this.socket;
+      setTimeout(() => { socket.destroy(); }, Math.min(STOP_GRACE_MS, this.#shared.opts.heartbeatMs)).unref();
+    }
   }
 
   #removeIfDone(): void {
