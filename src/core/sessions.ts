@@ -111,6 +111,8 @@ const dec = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 /** Connections per turn of the event loop for paged sends (SendAll). */
 const PAGE = 1024;
+/** Bytes of sendAll payloads waiting for their pages; past it a sendAll is refused (drops.sendAllOverflow). */
+const MAX_PAGED_BYTES = 64 * 1024 * 1024;
 
 export const DEFAULT_KICK_CODE = 4001;
 
@@ -148,6 +150,7 @@ export class SessionManager {
   private readonly detachedTopics = new Map<string, Set<Session>>();
   private readonly paged: PagedSend[] = [];
   private pagedArmed = false;
+  private pagedBytes = 0;
   private readonly codecs: Codec[] = [];
 
   constructor(host: SessionHost) {
@@ -597,9 +600,14 @@ export class SessionManager {
       case RequestOp.SendAll: {
         const except = new Set<number>();
         for (let i = 0; i < r.handlesLength(); i++) except.add(r.handles(i)!);
-        this.paged.push({
-          it: this.host.sockets.values(), module: handle, except, data: (r.dataArray() ?? EMPTY).slice(), binary: r.binary(),
-        });
+        const data = r.dataArray() ?? EMPTY;
+        if (this.pagedBytes + data.length > MAX_PAGED_BYTES) {
+          // Bounded: a handler calling sendAll faster than the pages go out is refused, counted.
+          this.host.counters.drop('sendAllOverflow');
+          return;
+        }
+        this.pagedBytes += data.length;
+        this.paged.push({ it: this.host.sockets.values(), module: handle, except, data: data.slice(), binary: r.binary() });
         this.armPaged();
         return;
       }
@@ -639,6 +647,7 @@ export class SessionManager {
       const next = job.it.next();
       if (next.done === true) {
         this.paged.shift();
+        this.pagedBytes -= job.data.length;
         break;
       }
       const sock = next.value;

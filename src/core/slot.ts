@@ -121,11 +121,13 @@ export class Slot {
     return st === RingStatus.OK;
   }
 
-  drain(handle: number, buffered: number): void {
+  /** False when neither the ring nor the overflow had room (the caller counts it). */
+  drain(handle: number, buffered: number): boolean {
     let st = writeDrain(this.target(), handle, buffered);
     const o = this.spill(st);
     if (o !== null) st = writeDrain(o, handle, buffered);
     this.inbound.notify();
+    return st === RingStatus.OK;
   }
 
   /** Upgrades are refused (503) rather than queued when the worker is behind. */

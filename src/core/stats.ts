@@ -47,6 +47,8 @@ export interface DropStats {
    * the worker's request rejects with RW_ERR_RECORD_TOO_LARGE instead.
    */
   noticeTooLarge: number;
+  /** `ctx.sendAll` calls refused because 64 MiB of earlier ones were still waiting for their pages. */
+  sendAllOverflow: number;
 }
 
 export interface WorkerStats {
@@ -115,7 +117,7 @@ export class Counters {
   readonly drops: DropStats = {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
     upgradeAborted: 0, upgradeTimeout: 0, originRejected: 0, tooBig: 0, rateLimited: 0, handlerTimeout: 0, shutdown: 0, workerShutdown: 0,
-    resumeOverflow: 0, resumeRefused: 0, uidOffline: 0, connector: 0, cluster: 0, noticeTooLarge: 0,
+    resumeOverflow: 0, resumeRefused: 0, uidOffline: 0, connector: 0, cluster: 0, noticeTooLarge: 0, sendAllOverflow: 0,
   };
 
   /** Count a drop, and publish it on 'ringwire:drop' when someone listens. */

@@ -73,7 +73,10 @@ export interface Context {
   sendToUid(uid: string, payload: unknown, options?: SendOptions): void;
   /** Send the same message to several connections (one command). */
   sendMany(handles: readonly number[], payload: unknown, options?: SendOptions): void;
-  /** Send to every connection of this module (all modules with `allModules`) in pages that never stall the I/O thread. */
+  /**
+   * Send to every connection of this module (all modules with `allModules`) in pages that never
+   * stall the I/O thread. Not ordered with this handler's later sends (they may arrive first).
+   */
   sendAll(payload: unknown, options?: SendOptions & { except?: readonly number[]; allModules?: boolean }): void;
 
   /** The I/O thread's record of a connection (this one by default): address, times, uid, rooms, transport, ... */
