@@ -89,6 +89,9 @@ class Serve implements PipelineHost {
 
   private release(conn: Conn): void {
     conn.busy = false;
+    // The chain is over: its message (a detached copy by now) is not the connection's any more.
+    conn.payload = EMPTY_REC;
+    conn.data = undefined;
     this.counters[WorkerCounter.asyncPending] = --this.inFlight;
     replayQueue(this, conn);
     if (this.inFlight === 0) this.flushBarriers();
@@ -194,20 +197,20 @@ function onRecord(data: Uint8Array, offset: number, length: number): void {
 function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: number, length: number): void {
   const kind = readU32(data, offset);
   switch (kind) {
-    case RecordKind.Message: {
-      reader.hbd(offset, false);
-      const conn = s.conns.get(reader.hbdHandle);
-      if (conn === undefined) return;
-      if (conn.busy) return enqueue(s, conn, true, data, offset, length);
-      onMessage(s, conn, data, reader.hbdBinary, reader.hbdStart, reader.hbdLength);
-      return;
-    }
+    case RecordKind.Message:
     case RecordKind.Shed: {
       reader.hbd(offset, false);
       const conn = s.conns.get(reader.hbdHandle);
       if (conn === undefined) return;
       if (conn.busy) return enqueue(s, conn, true, data, offset, length);
-      onShed(s, conn, data, reader.hbdBinary, reader.hbdStart, reader.hbdLength);
+      if (conn.state !== ConnState.Open) return;
+      if (conn.closing) {
+        // Closed by a handler, a failed or timed-out hook, or a full backlog: no more handlers run.
+        s.counters[WorkerCounter.discarded]! += 1;
+        return;
+      }
+      if (kind === RecordKind.Message) onMessage(s, conn, data, reader.hbdBinary, reader.hbdStart, reader.hbdLength);
+      else onShed(s, conn, data, reader.hbdBinary, reader.hbdStart, reader.hbdLength);
       return;
     }
     case RecordKind.Upgrade: {
@@ -315,11 +318,6 @@ function onNotice(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
  * or handler runs; the I/O thread has counted it (drops.rateLimited).
  */
 function onShed(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: number, length: number): void {
-  if (conn.state !== ConnState.Open) return;
-  if (conn.closing) {
-    s.counters[WorkerCounter.discarded]! += 1;
-    return;
-  }
   const f = s.frame;
   conn.ref = 0;
   conn.event = '';
@@ -333,22 +331,14 @@ function onShed(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: 
   errorReply(conn, new RateLimitedError(), 'message');
 }
 
+/** An open connection's message. Between chains ctx.payload/ctx.data are empty (see release()). */
 function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, start: number, length: number): void {
-  if (conn.state !== ConnState.Open) return;
-  if (conn.closing) {
-    // Closed by a handler, a failed or timed-out hook, or a full backlog: no more handlers run.
-    s.counters[WorkerCounter.discarded]! += 1;
-    return;
-  }
   s.counters[WorkerCounter.messages]! += 1;
   const mod = conn.module;
   const f = s.frame;
   conn.replied = false;
   conn.ref = 0;
   conn.event = '';
-  // The previous message's views point into ring memory that may have been reused.
-  conn.payload = EMPTY_REC;
-  conn.data = undefined;
   try {
     mod.codec.decode(data, start, length, binary, f);
   } catch (err) {
