@@ -10,8 +10,10 @@
  *      that, or when the overflow is full, the message is refused and the caller closes
  *      that connection with 1013 (try again later), counted. The flooding connection is
  *      refused first; the others of the same worker keep their share.
- * Records that must never be dropped (Close, Barrier) go to a pending list bounded by the
- * number of connections, flushed after the overflow, so ordering per connection holds.
+ * Records that must never be dropped (Close, Barrier, Notice) go to a pending list bounded by the
+ * number of connections. Each pending record remembers how many records had entered the
+ * overflow before it and is flushed right after those, so the worker sees every record in the
+ * order it was written (a Resume notice before the resumed socket's first message, say).
  */
 import { Ring, RingStatus, type RingStatusCode } from '../shared/ring.js';
 import { NoticeOp, RecordReader, writeClose, writeDrain, writeMessage, writeNotice, writeOpen, writeShed, writeUpgrade } from '../shared/records.js';
@@ -23,9 +25,10 @@ import { WorkerCounter } from '../shared/tasks.js';
 const NOTICE_OVERHEAD = 128;
 const utf8 = new TextEncoder();
 
-interface PendingClose { kind: 0; handle: number; code: number; reason: Uint8Array }
-interface PendingBarrier { kind: 1; seq: number }
-interface PendingNotice { kind: 2; op: number; id: number; status: number; handle: number; data: Uint8Array }
+/** `after`: the overflow's input count when it was queued (it goes right after those records). */
+interface PendingClose { kind: 0; after: number; handle: number; code: number; reason: Uint8Array }
+interface PendingBarrier { kind: 1; after: number; seq: number }
+interface PendingNotice { kind: 2; after: number; op: number; id: number; status: number; handle: number; data: Uint8Array }
 type Pending = PendingClose | PendingBarrier | PendingNotice;
 
 export interface UpgradeFields {
@@ -55,6 +58,9 @@ export class Slot {
   backlog = false;
   pending: Pending[] = [];
   overflowed = 0;
+  /** Records written into / moved out of the overflow during this backlog (orders the pending list). */
+  private ovIn = 0;
+  private ovOut = 0;
   /** Bumped each time a backlog ends: per-connection overflow charges older than this are void. */
   backlogEpoch = 0;
   /** Most overflow bytes one connection may hold: the one flooding is refused first. */
@@ -110,24 +116,33 @@ export class Slot {
     if (o !== null) st = write(o, handle, binary, src);
     if (st !== RingStatus.OK) return -1;
     this.overflowed++;
+    this.ovIn++;
     return src.length + 64;
   }
 
   open(handle: number): boolean {
-    let st = writeOpen(this.target(), handle);
+    const t = this.target();
+    let st = writeOpen(t, handle);
     const o = this.spill(st);
     if (o !== null) st = writeOpen(o, handle);
     this.inbound.notify();
-    return st === RingStatus.OK;
+    return this.wrote(st, o !== null || t === this.overflow);
   }
 
   /** False when neither the ring nor the overflow had room (the caller counts it). */
   drain(handle: number, buffered: number): boolean {
-    let st = writeDrain(this.target(), handle, buffered);
+    const t = this.target();
+    let st = writeDrain(t, handle, buffered);
     const o = this.spill(st);
     if (o !== null) st = writeDrain(o, handle, buffered);
     this.inbound.notify();
-    return st === RingStatus.OK;
+    return this.wrote(st, o !== null || t === this.overflow);
+  }
+
+  private wrote(st: RingStatusCode, toOverflow: boolean): boolean {
+    if (st !== RingStatus.OK) return false;
+    if (toOverflow) this.ovIn++;
+    return true;
   }
 
   /** Upgrades are refused (503) rather than queued when the worker is behind. */
@@ -148,7 +163,7 @@ export class Slot {
       this.backlog = true;
       this.armFlush();
     }
-    this.pending.push({ kind: 0, handle, code, reason: reason.slice() });
+    this.pending.push({ kind: 0, after: this.ovIn, handle, code, reason: reason.slice() });
   }
 
   /** Called for a notice that can never fit the ring (the server counts drops.noticeTooLarge). */
@@ -178,7 +193,7 @@ export class Slot {
       this.backlog = true;
       this.armFlush();
     }
-    this.pending.push({ kind: 2, op, id, status, handle, data: data.slice() });
+    this.pending.push({ kind: 2, after: this.ovIn, op, id, status, handle, data: data.slice() });
   }
 
   barrier(seq: number): void {
@@ -190,7 +205,7 @@ export class Slot {
       this.backlog = true;
       this.armFlush();
     }
-    this.pending.push({ kind: 1, seq });
+    this.pending.push({ kind: 1, after: this.ovIn, seq });
   }
 
   /** Watchdog liveness probe (ControlKind.Probe). Skipped when the ring is backed up: it has records already. */
@@ -211,42 +226,55 @@ export class Slot {
     else p.then(this.flushBound, this.flushBound);
   }
 
+  /** Bytes the next record to move needs (a pending one when its turn has come). */
   private nextNeeded(): number {
+    const r = this.pending[0];
+    if (r !== undefined && r.after <= this.ovOut) {
+      return r.kind === 0 ? r.reason.length + NOTICE_OVERHEAD : r.kind === 2 ? r.data.length + NOTICE_OVERHEAD : 16;
+    }
     const off = this.overflow.peek();
     if (off >= 0) return this.overflow.peekLength + 16;
     return 256;
   }
 
-  /** Move the overflow, then the pending list, back into the ring, in order. */
+  /**
+   * Move the overflow and the pending list back into the ring in the order they were written:
+   * a pending record goes once the overflow records queued before it have been moved.
+   */
   flush(): void {
     if (!this.alive) return;
     const ov = this.overflow;
     const ring = this.inbound;
+    const p = this.pending;
+    let i = 0;
     let off: number;
     let moved = false;
-    while ((off = ov.peek()) >= 0) {
-      if (ring.push(ov.data, off, ov.peekLength) !== RingStatus.OK) break;
-      ov.skip();
-      moved = true;
-    }
-    if (moved) ov.release();
-    if (ov.peek() < 0) {
-      let i = 0;
-      const p = this.pending;
-      for (; i < p.length; i++) {
+    let fromOverflow = false;
+    for (;;) {
+      if (i < p.length && p[i]!.after <= this.ovOut) {
         const r = p[i]!;
         const ok = r.kind === 0 ? writeClose(ring, r.handle, r.code, r.reason) === RingStatus.OK
           : r.kind === 1 ? writeBarrier(ring, r.seq)
             : writeNotice(ring, r.op, r.id, r.status, r.handle, r.data) === RingStatus.OK;
         if (!ok) break;
-        moved = true;
+        i++;
+      } else if ((off = ov.peek()) >= 0) {
+        if (ring.push(ov.data, off, ov.peekLength) !== RingStatus.OK) break;
+        ov.skip();
+        this.ovOut++;
+        fromOverflow = true;
+      } else {
+        break;
       }
-      if (i > 0) this.pending = p.slice(i);
+      moved = true;
     }
+    if (fromOverflow) ov.release();
+    if (i > 0) this.pending = p.slice(i);
     if (moved) ring.notify();
     if (ov.peek() < 0 && this.pending.length === 0) {
       this.backlog = false;
       this.backlogEpoch++;
+      this.ovIn = this.ovOut = 0;
     } else {
       this.armFlush();
     }
@@ -258,6 +286,7 @@ export class Slot {
     this.outbound.reset();
     this.overflow.reset();
     this.pending = [];
+    this.ovIn = this.ovOut = 0;
     this.backlog = false;
     this.flushArmed = false;
     this.backlogEpoch++;

@@ -388,3 +388,46 @@ test('a room reply too large for the worker\'s ring: the join fails with RW_ERR_
   clients.push(fresh);
   assert.equal((await fresh.call('JOIN', { room: 'small' })).cmd, 'JOIN');
 });
+
+test('resume during a worker backlog: onResume runs before the resumed socket\'s first message', async (t) => {
+  // One worker with a 4 KiB ring. The resume upgrade's hook holds the worker while another
+  // client fills the ring (backlog: records go to the overflow); the Resume notice is then
+  // written while the backlog lasts, and the resumed client's first message right after it.
+  const server = createServer({ modules: [fixture('resume-order.module')], workers: 1, ringBytes: 4096, overflowBytes: 1 << 18 });
+  const port = await server.listen(0, '127.0.0.1');
+  const url = `ws://127.0.0.1:${port}/resume-order`;
+  const sab = new SharedArrayBuffer(16);
+  const gate = new Int32Array(sab);
+  const ch = new BroadcastChannel('rw-test-resume-gate');
+  const release = (i: number): void => { Atomics.store(gate, i, 1); Atomics.notify(gate, i); };
+  const until = async (ok: () => boolean): Promise<void> => { while (!ok()) await new Promise((r) => setImmediate(r)); };
+  t.after(async () => { release(0); release(2); ch.close(); await server.close(); });
+
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const f = await J.open(url);
+  for (;;) {
+    ch.postMessage(sab);
+    if ((await f.call('ARMED', null)).data['armed'] === true) break;
+  }
+  a.c.ws.terminate(); // no close frame: the session waits for a resume
+  await until(() => server.stats().detached === 1);
+
+  const r = J.open(`${url}?rw_resume=${token}&hold=1`);
+  await until(() => Atomics.load(gate, 1) === 1); // the worker waits in the resume's upgrade hook
+  f.send('HOLD', null, 2);
+  for (let i = 0; i < 60; i++) f.send('WORK', 'x'.repeat(100), 3);
+  await until(() => server.stats().workers[0]!.overflowUsed > 0); // the ring is full: backlog
+  release(0); // the upgrade completes; the worker then waits in HOLD, the backlog stays
+  const rc = await r;
+  const s = await rc.next('session');
+  assert.equal(s.data['resumed'], true);
+  await until(() => Atomics.load(gate, 3) === 1);
+  const probe = rc.call('PROBE', null);
+  const seen = server.stats().messagesIn;
+  await until(() => server.stats().messagesIn > seen); // the I/O thread has queued PROBE
+  release(2);
+  assert.deepEqual((await probe).data, { resumed: true }, 'onResume ran before the first message of the resumed socket');
+  assert.equal(server.stats().resumes, 1);
+  await Promise.all([rc.c.close(), f.c.close()]);
+});
