@@ -160,12 +160,14 @@ export class CommandExecutor {
 
   /** The live socket a handle names, or undefined (counted as a stale-handle drop). */
   lookup(handle: number): Sock | undefined {
-    if (this.alloc.isCurrent(handle)) {
-      const ws = this.sockets.get(this.alloc.fdOf(handle));
-      if (ws !== undefined) return ws;
-    }
-    this.counters.drop('staleHandle', handle);
-    return undefined;
+    const ws = this.find(handle);
+    if (ws === undefined) this.counters.drop('staleHandle', handle);
+    return ws;
+  }
+
+  /** The live socket a handle names, or undefined (not counted). */
+  private find(handle: number): Sock | undefined {
+    return this.alloc.isCurrent(handle) ? this.sockets.get(this.alloc.fdOf(handle)) : undefined;
   }
 
   /** Drain everything the slot's worker has written so far. */
@@ -262,22 +264,32 @@ export class CommandExecutor {
       }
       case RecordKind.Subscribe: {
         const s = rd.subscribe(off);
-        const ws = this.lookup(s.handle());
+        const ws = this.find(s.handle());
         if (ws !== undefined) {
           const t = s.topic()!;
           ws.subscribe(t);
           this.host?.sessions.subscribed(ws.getUserData(), t);
+          return;
         }
+        // Detached: the session's topic set changes; the new socket subscribes on resume.
+        const d = this.host?.sessions.detachedOf(s.handle());
+        if (d !== undefined) this.host!.sessions.subscribed(d.ud, s.topic()!);
+        else this.counters.drop('staleHandle', s.handle());
         return;
       }
       case RecordKind.Unsubscribe: {
         const s = rd.unsubscribe(off);
-        const ws = this.lookup(s.handle());
+        const ws = this.find(s.handle());
         if (ws !== undefined) {
           const t = s.topic()!;
           ws.unsubscribe(t);
           this.host?.sessions.unsubscribed(ws.getUserData(), t);
+          return;
         }
+        // Detached: the session's topic set changes; the new socket unsubscribes on resume.
+        const d = this.host?.sessions.detachedOf(s.handle());
+        if (d !== undefined) this.host!.sessions.unsubscribed(d.ud, s.topic()!);
+        else this.counters.drop('staleHandle', s.handle());
         return;
       }
       case RecordKind.Request:

@@ -534,7 +534,7 @@ export class Server {
   private beginUpgrade(p: PendingUpgrade, query: string, headerNames: string[], headerValues: string[], params: string[]): void {
     let slot: Slot | null = null;
     if (this.resumeOpts[p.module] != null && query.includes('rw_resume=')) {
-      const t = this.sessions.resumeTarget(new URLSearchParams(query).get('rw_resume') ?? '');
+      const t = this.sessions.resumeTarget(new URLSearchParams(query).get('rw_resume') ?? '', p.module, p.url);
       const s = typeof t === 'string' ? null : this.slots[t.ud.slot]!;
       if (typeof t === 'string' || !s!.alive || s!.generation !== t.ud.slotGen) {
         this.counters.drop('resumeRefused');

@@ -27,7 +27,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FdAllocator } from '../fd/index.js';
-import { BROADCAST_TOPIC_PREFIX, CloseCode } from '../shared/constants.js';
+import { BROADCAST_TOPIC_PREFIX, CloseCode, Defaults } from '../shared/constants.js';
 import { NoticeOp, RequestOp, type fb } from '../shared/records.js';
 import { codecByName, type Codec } from '../shared/wire.js';
 import type { ModuleDescriptor } from '../shared/tasks.js';
@@ -115,6 +115,16 @@ const PAGE = 1024;
 const MAX_PAGED_BYTES = 64 * 1024 * 1024;
 
 export const DEFAULT_KICK_CODE = 4001;
+/** Bytes allowed per replayed message besides its payload (a WebSocket frame header is 2-10). */
+const REPLAY_FRAME_OVERHEAD = 16;
+/** Bytes allowed for the session frame that precedes a replay. */
+const SESSION_FRAME_BYTES = 1024;
+
+/** A request URL without its query. */
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
 
 /** 144 random bits per token, drawn from a pooled buffer. */
 let tokenPool = Buffer.alloc(0);
@@ -167,6 +177,12 @@ export class SessionManager {
   }
 
   /** A system frame (session, presence) in the module's codec, copied (codecs may return pooled views). */
+  /** The module's maxBackpressure (0: none), which bounds what one replay can send. */
+  private maxBackpressure(module: number): number {
+    const v = this.host.moduleDescriptors[module]?.options['maxBackpressure'];
+    return typeof v === 'number' ? v : Defaults.maxBackpressure;
+  }
+
   private frame(module: number, event: string, payload: unknown): { data: Uint8Array; binary: boolean } {
     const c = this.codecOf(module);
     return { data: c.encode(event, 0, payload).slice(), binary: c.binary };
@@ -233,11 +249,22 @@ export class SessionManager {
   }
 
   subscribed(ud: SocketData, topic: string): void {
-    ud.session?.topics.add(topic);
+    const s = ud.session;
+    if (s === null) return;
+    s.topics.add(topic);
+    if (s.detached) {
+      let set = this.detachedTopics.get(topic);
+      if (set === undefined) this.detachedTopics.set(topic, (set = new Set()));
+      set.add(s);
+    }
   }
 
   unsubscribed(ud: SocketData, topic: string): void {
-    ud.session?.topics.delete(topic);
+    const s = ud.session;
+    if (s === null) return;
+    s.topics.delete(topic);
+    const set = this.detachedTopics.get(topic);
+    if (set !== undefined && set.delete(s) && set.size === 0) this.detachedTopics.delete(topic);
   }
 
   // ------------------------------------------------------------------ open / close / resume
@@ -297,11 +324,11 @@ export class SessionManager {
     if (s.detached && !s.resuming) this.expire(s, 'session expired');
   };
 
-  /** End a detached session for good: the worker runs the disconnect hooks, rooms see the leave. */
-  expire(s: Session, reason: string): void {
+  /** End a detached session for good: the worker runs the disconnect hooks (with `code`), rooms see the leave. */
+  expire(s: Session, reason: string, code: number = CloseCode.ABNORMAL): void {
     this.undetach(s);
     this.release(s.ud);
-    this.host.finishClose(s.ud, CloseCode.ABNORMAL, reason);
+    this.host.finishClose(s.ud, code, reason);
   }
 
   private undetach(s: Session): void {
@@ -325,16 +352,23 @@ export class SessionManager {
       ud.rooms = null;
     }
     if (ud.session !== null) {
+      // A resume upgrade in flight must not take over the fd released below (handleOpen ends it).
+      ud.session.resuming = false;
       this.byToken.delete(ud.session.token);
       ud.session = null;
     }
   }
 
-  /** A resume upgrade arrived: the session it names, or a reason to refuse it. */
-  resumeTarget(token: string): Session | string {
+  /**
+   * A resume upgrade arrived on `module` for `url`: the session it names, or a reason to refuse
+   * it. The session resumes only on the module and path it was opened on (the worker keeps
+   * routing it as that module, with those params).
+   */
+  resumeTarget(token: string, module: number, url: string): Session | string {
     const s = this.byToken.get(token);
     if (s === undefined) return 'resume token unknown or expired';
     if (s.resuming) return 'a resume of this session is already in progress';
+    if (s.ud.module !== module || pathOf(s.ud.url) !== pathOf(url)) return 'resume token belongs to another path';
     return s;
   }
 
@@ -378,6 +412,16 @@ export class SessionManager {
     s.ud = ud;
     this.host.sockets.set(s.fd, sock);
     for (const t of s.topics) sock.subscribe(t);
+    // uWS drops what goes past the module's maxBackpressure: a replay with a gap would be worse
+    // than none (as past the buffer bound), so a replay that cannot fit is not sent, counted.
+    const limit = this.maxBackpressure(ud.module);
+    if (s.buffer.length > 0 && limit > 0 && s.bufBytes + REPLAY_FRAME_OVERHEAD * s.buffer.length + SESSION_FRAME_BYTES > limit) {
+      this.host.counters.drops.resumeOverflow += s.buffer.length - 1;
+      this.host.counters.drop('resumeOverflow', s.handle);
+      s.overflowed = true;
+      s.buffer = [];
+      s.bufBytes = 0;
+    }
     const recovered = !s.overflowed;
     const replayed = s.buffer.length;
     const f = this.frame(ud.module, 'session', {
@@ -385,11 +429,15 @@ export class SessionManager {
       firstSeq: replayed > 0 ? s.firstSeq : 0, lastSeq: replayed > 0 ? s.seq : 0,
     });
     const buf = s.buffer;
+    let sent = 0;
     sock.cork(() => {
       sock.send(f.data, f.binary);
-      for (let i = 0; i < buf.length; i++) sock.send(buf[i]!.data, buf[i]!.binary);
+      for (let i = 0; i < buf.length; i++) {
+        if (sock.send(buf[i]!.data, buf[i]!.binary) === 2) this.host.counters.drop('backpressure', s.handle);
+        else sent++;
+      }
     });
-    this.host.counters.messagesOut += buf.length;
+    this.host.counters.messagesOut += sent;
     this.host.counters.resumes++;
     s.buffer = [];
     s.bufBytes = 0;
@@ -417,7 +465,7 @@ export class SessionManager {
           if (sock !== undefined) sock.end(code, 'uid bound by another connection');
           else {
             const d = this.detachedOf(h);
-            if (d !== undefined) this.expire(d, 'uid bound by another connection');
+            if (d !== undefined) this.expire(d, 'uid bound by another connection', code);
           }
           set.delete(h);
         }

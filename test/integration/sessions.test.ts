@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { createServer, type Server } from '../../src/index.js';
-import { LabelSink, JsonClient as J, fixture } from '../helpers.js';
+import { Client, LabelSink, JsonClient as J, fixture } from '../helpers.js';
 import { TcpClient, TcpConnector, TcpFrameType } from '../../src/core/connectors/tcp.js';
 
 async function start(extra: Record<string, unknown> = {}): Promise<{ server: Server; url: string }> {
@@ -427,7 +427,125 @@ test('resume during a worker backlog: onResume runs before the resumed socket\'s
   const seen = server.stats().messagesIn;
   await until(() => server.stats().messagesIn > seen); // the I/O thread has queued PROBE
   release(2);
-  assert.deepEqual((await probe).data, { resumed: true }, 'onResume ran before the first message of the resumed socket');
+  assert.equal((await probe).data['resumed'], true, 'onResume ran before the first message of the resumed socket');
   assert.equal(server.stats().resumes, 1);
   await Promise.all([rc.c.close(), f.c.close()]);
+});
+
+/** The resume-order fixture on one worker, its label sink and its 'go' channel, closed after the test. */
+async function startEdges(t: TestContext): Promise<{ server: Server; url: string; sink: LabelSink; go: () => void }> {
+  const server = createServer({ modules: [fixture('resume-order.module'), fixture('rooms.module')], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  const sink = new LabelSink('rw-test-resume-labels');
+  const ch = new BroadcastChannel('rw-test-resume-go');
+  t.after(async () => { ch.postMessage('go'); ch.close(); sink.close(); await server.close(); });
+  return { server, url: `ws://127.0.0.1:${port}/resume-order`, sink, go: () => ch.postMessage('go') };
+}
+
+/** A connection whose socket drops (1006) while `what` waits in its handler; resolves once detached. */
+async function dropWhileWaiting(server: Server, sink: LabelSink, c: J, what: string): Promise<void> {
+  await sink.until((l) => l.includes(`waiting:${what}`));
+  const n = server.stats().detached;
+  c.c.ws.terminate();
+  while (server.stats().detached === n) await new Promise((r) => setImmediate(r));
+}
+
+test('a resume upgrade in flight when its session ends (kicked by another bind) is closed 1011, and never takes over the freed fd', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('BIND', { uid: 'u' })).data['handle'] as number;
+  a.c.ws.terminate();
+  while (server.stats().detached !== 1) await new Promise((r) => setImmediate(r));
+  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  const k = await J.open(url);
+  await k.call('BIND', { uid: 'u', policy: 'kick' });
+  await sink.until((l) => l.includes(`disconnect:${handle}:4001`)); // the detached holder ends with the kick code
+  go();
+  const closed = await r.c.closed;
+  assert.deepEqual(closed, { code: 1011, reason: 'session lost' });
+  // The freed fd goes to new connections, which stay served after the refused resume is gone.
+  const others = await Promise.all([J.open(url), J.open(url), J.open(url)]);
+  for (const o of others) assert.equal(typeof (await o.call('PROBE', null)).data['handle'], 'number');
+  assert.equal(server.stats().connections, 4);
+  assert.equal(server.stats().liveFds, 4);
+});
+
+test('a room left while detached: the session is no longer buffered for it (not after the resume, not after a later drop)', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  await a.call('JOIN', { room: 'x' });
+  const b = await J.open(url);
+  await b.call('JOIN', { room: 'x' });
+  a.send('LEAVE', { room: 'x', wait: true });
+  await dropWhileWaiting(server, sink, a, 'leave');
+  go();
+  await sink.until((l) => l.includes('done:leave'));
+  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  assert.equal((await a2.next('session')).data['resumed'], true);
+  a2.c.ws.terminate();
+  while (server.stats().detached !== 1) await new Promise((r) => setImmediate(r));
+  for (let i = 0; i < 3; i++) await b.call('PUB', { topic: 'x', msg: i });
+  const a3 = await J.open(`${url}?rw_resume=${token}`);
+  const s = (await a3.next('session')).data;
+  assert.deepEqual([s['recovered'], s['replayed']], [true, 0], 'nothing of room x is replayed');
+  await a3.c.close();
+  for (let i = 0; i < 3; i++) await b.call('PUB', { topic: 'x', msg: i });
+  assert.equal(server.stats().drops.resumeOverflow, 0, 'no phantom buffering for a session that is gone');
+});
+
+test('join, subscribe and unsubscribe made while detached hold after the resume: publishes meanwhile are replayed', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  await a.call('SUB', { sub: ['old'] });
+  const b = await J.open(url);
+  a.send('JOIN', { room: 'r', wait: true });
+  await dropWhileWaiting(server, sink, a, 'join');
+  go();
+  await sink.until((l) => l.includes('done:join'));
+  const a1 = await J.open(`${url}?rw_resume=${token}`);
+  await a1.next('session');
+  a1.send('SUB', { sub: ['new'], unsub: ['old'], wait: true }, 2);
+  await dropWhileWaiting(server, sink, a1, 'sub');
+  go();
+  await sink.until((l) => l.includes('done:sub'));
+  for (const topic of ['r', 'old', 'new']) await b.call('PUB', { topic, msg: `to-${topic}` });
+  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  const s = (await a2.next('session')).data;
+  assert.equal(s['recovered'], true);
+  const got: unknown[] = [];
+  for (let i = 0; i < 2; i++) got.push((await a2.next('msg')).data);
+  assert.deepEqual(got, ['to-r', 'to-new']);
+  assert.equal(server.stats().drops.staleHandle, 0);
+});
+
+test('a replay larger than the module\'s maxBackpressure is not sent with a gap: recovered false, every message counted', async (t) => {
+  const { server, url } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  a.c.ws.terminate();
+  while (server.stats().detached !== 1) await new Promise((r) => setImmediate(r));
+  const b = await J.open(url);
+  await b.call('SEND_TO', { to: handle, n: 40, size: 4000 }); // 160 KB buffered, maxBackpressure 64 KiB
+  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  const s = (await a2.next('session')).data;
+  assert.deepEqual([s['resumed'], s['recovered'], s['replayed']], [true, false, 0]);
+  assert.equal(server.stats().drops.resumeOverflow, 40);
+  assert.equal(server.stats().drops.backpressure, 0);
+});
+
+test('a resume token only resumes on the path it was issued on', async (t) => {
+  const { server, url } = await startEdges(t);
+  const a = await J.open(url.replace('/resume-order', '/rooms'));
+  const token = (await a.next('session')).data['token'] as string;
+  a.c.ws.terminate();
+  while (server.stats().detached !== 1) await new Promise((r) => setImmediate(r));
+  const r = await refused(`${url}?rw_resume=${token}`);
+  assert.equal(r.status, 410);
+  assert.equal((JSON.parse(r.body) as { code: string }).code, 'RW_ERR_RESUME_TOKEN');
+  assert.equal(server.stats().drops.resumeRefused, 1);
 });
