@@ -12,7 +12,11 @@ import { UsageError, parse } from './args.js';
 import { benchHelp } from './help.js';
 import type { CliIo } from './serve.js';
 
-/** The arguments the runner gets; exported for tests. */
+/**
+ * The arguments the runner gets; exported for tests. The runner takes the scenario as
+ * `--scenario NAME` (a name, a group such as `echo`, or a comma-separated list), not as a
+ * positional argument.
+ */
 export function planBench(argv: readonly string[]): readonly string[] | 'help' {
   const { values, positionals, rest } = parse(argv, {
     quick: { type: 'boolean' },
@@ -23,7 +27,8 @@ export function planBench(argv: readonly string[]): readonly string[] | 'help' {
   if (values['quick'] === true && values['full'] === true) throw new UsageError('--quick and --full exclude each other');
   if (positionals.length > 1) throw new UsageError(`one scenario at most, got ${positionals.join(' ')}`);
   const mode = values['full'] === true ? '--full' : '--quick';
-  return [...positionals, mode, ...rest];
+  const scenario = positionals[0];
+  return [...(scenario !== undefined ? ['--scenario', scenario] : []), mode, ...rest];
 }
 
 export function benchRunner(packageRoot: string): string {

@@ -22,6 +22,9 @@ export interface ServeFlag {
 
 export const CODECS: readonly CodecName[] = ['binary', 'json', 'raw'];
 
+/** Longest `--stats` interval (one day); longer ones would overflow setInterval's 32-bit delay. */
+export const MAX_STATS_SECONDS = 86_400;
+
 export const SERVE_FLAGS: readonly ServeFlag[] = [
   { name: 'port', kind: 'int', arg: 'N', def: '9001 (env PORT)', help: 'TCP port to listen on; 0 picks a free port (the bound port is printed)' },
   { name: 'host', kind: 'string', arg: 'H', def: '127.0.0.1 (env HOST)', help: 'address to bind; 0.0.0.0 for every IPv4 interface' },
@@ -41,10 +44,10 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   { name: 'handler-timeout-ms', kind: 'int', option: 'handlerTimeoutMs', arg: 'N', def: '30000', help: 'a worker stuck this long in one record is replaced (its connections get 1011); 0 = off' },
   { name: 'async-timeout-ms', kind: 'int', option: 'asyncTimeoutMs', arg: 'N', def: '30000', help: 'an async hook or handler pending this long is abandoned (RW_ERR_HANDLER_TIMEOUT, close 1011); 0 = off' },
   { name: 'allowed-origins', kind: 'list', option: 'allowedOrigins', arg: 'A,B', def: 'any', help: 'comma-separated Origin values allowed to upgrade; others get 403' },
-  { name: 'rate-limit', kind: 'rate', option: 'rateLimit', arg: 'N[/BURST][,shed[/SHEDBURST]]', def: 'off', help: 'per-connection messages per second (token bucket); over it the connection is closed with 1008, or with ,shed that message alone gets an RW_ERR_RATE_LIMITED error reply (shed answers have their own bucket, same rate, burst SHEDBURST, default BURST; past it: 1008)' },
+  { name: 'rate-limit', kind: 'rate', option: 'rateLimit', arg: 'N[/BURST][,shed[/SHEDBURST]|,close]', def: 'off', help: 'per-connection messages per second (token bucket, burst BURST, default N); over it the connection is closed with 1008 (,close, the default), or with ,shed that message alone gets an RW_ERR_RATE_LIMITED error reply (shed answers have their own bucket, same rate, burst SHEDBURST, default BURST; past it: 1008)' },
   { name: 'metrics-path', kind: 'string', option: 'metricsPath', arg: 'PATH', def: 'off', help: 'serve Prometheus text metrics on this HTTP path of the same port, e.g. /metrics' },
   // CLI only.
-  { name: 'stats', kind: 'int', arg: 'S', def: '0 (off)', help: 'print a stats line (connections, messages/s, ring use, drops) every S seconds' },
+  { name: 'stats', kind: 'int', arg: 'S', def: '0 (off)', help: `print a stats line (connections, messages/s, ring use, drops) every S seconds (1 to ${MAX_STATS_SECONDS})` },
 ];
 
 /** parseArgs options for `serve`: every table flag takes a value; plus --help. */
@@ -54,8 +57,12 @@ export function serveParseOptions(): OptionSpecs {
   return o;
 }
 
-/** `--ring-bytes` for `ringBytes`, used to name the flag in createServer()'s option errors. */
+/**
+ * `--ring-bytes` for `ringBytes`, used to name the flag in createServer()'s option errors. A
+ * nested option (`rateLimit.burst`) names the flag of its top-level option (`--rate-limit`).
+ */
 export function flagOfOption(option: string): string | undefined {
-  const f = SERVE_FLAGS.find((x) => x.option === option);
+  const top = option.split('.')[0];
+  const f = SERVE_FLAGS.find((x) => x.option === top);
   return f === undefined ? undefined : `--${f.name}`;
 }

@@ -44,7 +44,7 @@ ${serveFlagLines()}
 bench flags:
   --quick          short runs (default)
   --full           long runs, for figures worth quoting
-  -- ARGS...       passed to the bench runner untouched
+  -- ARGS...       passed to the bench runner untouched (-- --list lists the scenarios)
 
 Exit status: 0 success (serve: closed gracefully after SIGINT/SIGTERM), 1 runtime failure
 (a module failed to load, the port is taken, a benchmark failed), 2 bad command line.
@@ -78,10 +78,13 @@ export function benchHelp(): string {
 Runs the benchmark runner of a ringwire checkout (dist/bench/run.js, built by 'npm run build')
 in a child process with this terminal: its progress and tables print as they come. Every
 figure is a ratio against a baseline measured in the same run, with Node version, CPU model
-and core count. Without a scenario every scenario runs.
+and core count. The scenario is passed to the runner as --scenario: a scenario name, a group
+(all, micro, echo, e2e) or a comma-separated list of them. Without a scenario every scenario
+runs. 'ringwire bench -- --list' lists the scenarios and groups.
 
   --quick   short runs (default)
   --full    long runs
   -h, --help
+  -- ARGS   passed to the runner untouched: --duration ms, --warmup ms, --runs n, --out DIR, --list
 `;
 }

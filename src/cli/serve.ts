@@ -8,7 +8,7 @@ import type { ServerOptions } from '../core/options.js';
 import type { ServerStats } from '../core/stats.js';
 import { RingwireError } from '../shared/errors.js';
 import { UsageError, choiceValue, intValue, parse, resolveCodeFile } from './args.js';
-import { CODECS, SERVE_FLAGS, flagOfOption, serveParseOptions } from './flags.js';
+import { CODECS, MAX_STATS_SECONDS, SERVE_FLAGS, flagOfOption, serveParseOptions } from './flags.js';
 import { serveHelp } from './help.js';
 
 export interface CliIo {
@@ -37,8 +37,10 @@ export function planServe(argv: readonly string[], io: CliIo): ServePlan | 'help
   if (names.length === 0) throw new UsageError('give at least one module file');
   const files = names.map((p) => resolveCodeFile('module file', p, io.cwd, io.packageRoot));
   const options: Record<string, unknown> = { modules: files };
+  // PORT is only a default: with --port given it is not parsed at all (a bad PORT is no error then).
   const envPort = io.env['PORT'];
-  let port = envPort !== undefined && envPort !== '' ? intValue('PORT (environment)', envPort) : 9001;
+  const portFrom = typeof values['port'] === 'string' ? '--port' : 'PORT (environment)';
+  let port = portFrom !== '--port' && envPort !== undefined && envPort !== '' ? intValue(portFrom, envPort) : 9001;
   let host = io.env['HOST'] || '127.0.0.1';
   let statsSeconds = 0;
   for (const f of SERVE_FLAGS) {
@@ -65,7 +67,7 @@ export function planServe(argv: readonly string[], io: CliIo): ServePlan | 'help
         const [mode, shedBurst, more] = (modeSpec ?? '').split('/');
         if (extra !== undefined || more !== undefined || (modeSpec !== undefined && mode !== 'shed' && mode !== 'close')
           || (shedBurst !== undefined && mode !== 'shed')) {
-          throw new UsageError(`${flag} must be N[/BURST][,shed[/SHEDBURST]|,close], got ${JSON.stringify(raw)}`);
+          throw new UsageError(`${flag} must be ${f.arg}, got ${JSON.stringify(raw)}`);
         }
         const [rate, burst] = (spec ?? '').split('/');
         v = {
@@ -80,21 +82,29 @@ export function planServe(argv: readonly string[], io: CliIo): ServePlan | 'help
     if (f.option !== undefined) options[f.option] = v;
     else if (f.name === 'port') port = v as number;
     else if (f.name === 'host') host = v as string;
-    else if (f.name === 'stats') statsSeconds = v as number;
+    else if (f.name === 'stats') {
+      // setInterval takes at most 2^31-1 ms; past it Node warns and fires every millisecond.
+      if ((v as number) > MAX_STATS_SECONDS) throw new UsageError(`${flag} must be between 1 and ${MAX_STATS_SECONDS} seconds (0 = off), got ${raw}`);
+      statsSeconds = v as number;
+    }
   }
-  if (port > 65535) throw new UsageError(`--port must be between 0 and 65535, got ${port}`);
+  if (port > 65535) throw new UsageError(`${portFrom} must be between 0 and 65535, got ${port}`);
   return { files, options: options as unknown as ServerOptions, port, host, statsSeconds };
 }
 
-/** createServer(), with its `options.x must be ...` errors reported as the matching flag. */
+/**
+ * createServer(), with its `options.x must be ...` errors reported as the matching flag. A
+ * nested option keeps its sub-field: `options.rateLimit.burst must be ...` becomes
+ * `--rate-limit burst must be ...`.
+ */
 function create(plan: ServePlan): Server {
   try {
     return createServer(plan.options);
   } catch (err) {
     if (err instanceof TypeError || err instanceof RangeError) {
-      const m = /^options\.(\w+) (must .*)$/s.exec(err.message);
+      const m = /^options\.(\w+)((?:\.\w+)*) (must .*)$/s.exec(err.message);
       const flag = m === null ? undefined : flagOfOption(m[1]!);
-      if (flag !== undefined) throw new UsageError(`${flag} ${m![2]!}`);
+      if (flag !== undefined) throw new UsageError(`${flag}${m![2]!.replace(/\./g, ' ')} ${m![3]!}`);
     }
     throw err;
   }

@@ -8,8 +8,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseRunArgs } from '../../bench/run.js';
+import { UsageError } from '../../src/cli/args.js';
+import { planBench } from '../../src/cli/bench.js';
 import { SERVE_FLAGS } from '../../src/cli/flags.js';
 import { main } from '../../src/cli/main.js';
+import { planServe, type CliIo } from '../../src/cli/serve.js';
 import { Client } from '../helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -159,7 +163,7 @@ test('bench runs <package>/dist/bench/run.js with the scenario and mode, passing
     const out = join(root, 'args.json');
     const lines: string[] = [];
     assert.equal(await main(['bench', 'echo', '--full', '--', '--out', out], io(lines)), 3);
-    assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), ['echo', '--full', '--out', out]);
+    assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), ['--scenario', 'echo', '--full', '--out', out]);
     assert.match(lines.join('\n'), /ERR ringwire bench: the runner exited with status 3/);
     // No mode given: --quick (as `npm run bench`).
     assert.equal(await main(['bench', '--', '--out', out], io([])), 3);
@@ -167,4 +171,84 @@ test('bench runs <package>/dist/bench/run.js with the scenario and mode, passing
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('bench <scenario> reaches the real runner as --scenario: its parser accepts every planBench output', async () => {
+  const runArgs = (argv: string[]) => {
+    const planned = planBench(argv);
+    assert.notEqual(planned, 'help');
+    return parseRunArgs(planned as readonly string[]);
+  };
+  const one = runArgs(['micro-fd']);
+  assert.deepEqual(one.scenarios, ['micro-fd']);
+  assert.equal(one.mode, 'quick');
+  // A group and a comma-separated list pass through as the runner's --scenario value.
+  assert.deepEqual(runArgs(['echo', '--full', '--', '--runs', '2']).scenarios, ['echo-32b', 'echo-512b', 'echo-8kb', 'pingpong-32b']);
+  assert.equal(runArgs(['echo', '--full', '--', '--runs', '2']).timing.runs, 2);
+  assert.deepEqual(runArgs(['fanout,micro-fd']).scenarios, ['micro-fd', 'fanout']);
+  assert.equal(runArgs([]).scenarios.length, runArgs(['all']).scenarios.length);
+
+  // End to end through bin/ringwire.js and this checkout's dist/bench/run.js: --list returns
+  // before anything is measured, after the scenario has been parsed and checked.
+  const r = await run(['bench', 'micro-fd', '--', '--list']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /ringwire bench: \S*run\.js --scenario micro-fd --quick --list/);
+  assert.match(r.stdout, /^micro-fd +fd allocator/m);
+  assert.match(r.stdout, /ringwire bench: done in/);
+});
+
+/** An io for in-process planServe() calls, run from the package root. */
+function planIo(env: NodeJS.ProcessEnv = {}): CliIo {
+  return { out: () => undefined, err: () => undefined, cwd: ROOT, env, packageRoot: ROOT };
+}
+const ECHO = 'dist/examples/echo/echo.module.js';
+
+test('--rate-limit: an out-of-range part exits 2 naming the flag and the sub-field; help shows ,close as the parser accepts it', async () => {
+  const cases: [string, RegExp][] = [
+    ['0', /ringwire serve: --rate-limit messagesPerSecond must be an integer between 1 and \d+, got 0/],
+    ['5/0', /ringwire serve: --rate-limit burst must be an integer between 1 and \d+, got 0/],
+    ['5/2,shed/0', /ringwire serve: --rate-limit shedBurst must be an integer between 1 and \d+, got 0/],
+  ];
+  for (const [value, message] of cases) {
+    const r = await run(['serve', ECHO, '--rate-limit', value]);
+    assert.equal(r.code, 2, `--rate-limit ${value}: ${r.stderr}`);
+    assert.match(r.stderr, message, `--rate-limit ${value}`);
+    assert.doesNotMatch(r.stderr, /options\./, `--rate-limit ${value} names the flag, not the option`);
+  }
+  // The parser takes ,close (the default mode, spelled out); the help says so.
+  const plan = planServe([ECHO, '--rate-limit', '5/10,close'], planIo());
+  assert.notEqual(plan, 'help');
+  assert.deepEqual((plan as Exclude<typeof plan, 'help'>).options.rateLimit, { messagesPerSecond: 5, burst: 10, onExceed: 'close' });
+  const help = await run(['serve', '--help']);
+  assert.equal(help.code, 0);
+  assert.ok(help.stdout.includes('--rate-limit N[/BURST][,shed[/SHEDBURST]|,close] '), help.stdout);
+});
+
+test('--stats is bounded to 86400 seconds: a larger value exits 2 naming --stats instead of starting', { timeout: 60_000 }, async () => {
+  const { child, done } = start(['serve', ECHO, '--port', '0', '--workers', '1', '--stats', '3000000']);
+  // Should it start after all (it must not), stop it at once so the test fails on the exit status.
+  const rl = createInterface({ input: child.stdout });
+  rl.on('line', (line) => { if (/listening on/.test(line)) child.kill('SIGKILL'); });
+  const d = await done;
+  assert.equal(d.code, 2, d.stderr);
+  assert.match(d.stderr, /ringwire serve: --stats must be between 1 and 86400 seconds \(0 = off\), got 3000000/);
+  assert.doesNotMatch(d.stderr, /TimeoutOverflowWarning/);
+  assert.equal(d.stdout, '');
+  // The bounds themselves.
+  const stats = (v: string) => (planServe([ECHO, '--stats', v], planIo()) as Exclude<ReturnType<typeof planServe>, 'help'>).statsSeconds;
+  assert.equal(stats('86400'), 86400);
+  assert.equal(stats('0'), 0);
+  assert.throws(() => stats('86401'), (e: unknown) => e instanceof UsageError && /--stats must be between 1 and 86400/.test(e.message));
+});
+
+test('PORT from the environment is parsed only when --port is absent', () => {
+  const port = (argv: string[], env: NodeJS.ProcessEnv) =>
+    (planServe([ECHO, ...argv], planIo(env)) as Exclude<ReturnType<typeof planServe>, 'help'>).port;
+  assert.equal(port(['--port', '0'], { PORT: 'abc' }), 0);
+  assert.equal(port(['--port=8123'], { PORT: '70000' }), 8123);
+  assert.equal(port([], { PORT: '8124' }), 8124);
+  assert.equal(port([], {}), 9001);
+  assert.throws(() => port([], { PORT: 'abc' }), (e: unknown) => e instanceof UsageError && /^PORT \(environment\) must be a non-negative integer, got "abc"$/.test(e.message));
+  assert.throws(() => port([], { PORT: '70000' }), (e: unknown) => e instanceof UsageError && /^PORT \(environment\) must be between 0 and 65535, got 70000$/.test(e.message));
+  assert.throws(() => port(['--port', '70000'], { PORT: '1' }), (e: unknown) => e instanceof UsageError && /^--port must be between 0 and 65535/.test(e.message));
 });
