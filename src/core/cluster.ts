@@ -277,6 +277,11 @@ export interface RedisBusOptions {
   onPresenceExpired?: (room: string, entries: PresenceEntry[]) => void;
   /** Called when the bus becomes connected (both connections ready, channel subscribed) or stops being so. Not called after stop(). */
   onStatus?: (connected: boolean) => void;
+  /**
+   * A message publish() had accepted (returned true) failed later (the connection dropped with it
+   * in flight): counted in `dropped` too; this lets the caller count it where it counts the rest.
+   */
+  onPublishFailed?: () => void;
   /** Connection errors (each failed reconnect attempt), malformed messages, handler exceptions, failed commands. Not called after stop(). */
   onError?: (err: Error) => void;
 }
@@ -312,6 +317,21 @@ export interface PresenceEntry {
 
 const NODE_ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 const MAX_KEY = 0xffff;
+
+/**
+ * A presence write and its bus event in one step: HSET (ARGV[4] = '1') or HDEL of field ARGV[1]
+ * (value ARGV[2]), then PUBLISH of ARGV[3] when it is not empty. A node listing the room can
+ * then never see the event without the hash change (or the change without the event to follow).
+ */
+const PRESENCE_WRITE_LUA = `
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+if ARGV[3] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[3]) end
+return 1
+`;
 
 // Removes every field starting with ARGV[1] from hash KEYS[1]; returns how many.
 const REMOVE_PREFIX_LUA = `
@@ -422,6 +442,7 @@ export class RedisBus {
   readonly #onStatus: ((connected: boolean) => void) | undefined;
   readonly #onError: ((err: Error) => void) | undefined;
   readonly #onPresenceExpired: ((room: string, entries: PresenceEntry[]) => void) | undefined;
+  readonly #onPublishFailed: (() => void) | undefined;
   /** `${nodeId}~${incarnation}`: prefixes this process's presence fields and names its liveness key. */
   readonly #token: string;
   readonly #aliveKey: string;
@@ -514,6 +535,8 @@ export class RedisBus {
     this.#nodeTtlMs = intOption(o.nodeTtlMs, 'nodeTtlMs', 15_000, 100, 3_600_000);
     if (o.onPresenceExpired !== undefined && typeof o.onPresenceExpired !== 'function') throw invalidOption('onPresenceExpired', 'a function');
     this.#onPresenceExpired = o.onPresenceExpired;
+    if (o.onPublishFailed !== undefined && typeof o.onPublishFailed !== 'function') throw invalidOption('onPublishFailed', 'a function');
+    this.#onPublishFailed = o.onPublishFailed;
     this.#maxQueue = intOption(o.maxQueue, 'maxQueue', 10_000, 1, 1_000_000);
     this.#startTimeoutMs = intOption(o.startTimeoutMs, 'startTimeoutMs', 5_000, 1, 600_000);
     this.#opTimeoutMs = intOption(o.opTimeoutMs, 'opTimeoutMs', 2_000, 1, 600_000);
@@ -626,6 +649,7 @@ export class RedisBus {
         this.#inflight--;
         this.#dropped++;
         this.#report(err);
+        if (this.#state !== 'stopped') this.#onPublishFailed?.();
       },
     );
     return true;
@@ -653,28 +677,52 @@ export class RedisBus {
   /**
    * Add (or replace) this node's member `memberKey` in `room`. Resolves false when Redis is away;
    * the entry is still remembered and written again after the next reconnect (see below).
+   * `event`: a bus message published in the same Redis script as the write (then lost, and
+   * counted in `dropped`, when Redis is away).
    */
-  async presenceAdd(room: string, memberKey: string, memberJson: string): Promise<boolean> {
+  async presenceAdd(room: string, memberKey: string, memberJson: string, event?: BusMessageInput): Promise<boolean> {
     checkArg(room, 'room');
     checkArg(memberKey, 'memberKey');
     if (typeof memberJson !== 'string') throw new TypeError('memberJson must be a string');
     let entries = this.#presence.get(room);
     if (entries === undefined) this.#presence.set(room, (entries = new Map()));
     entries.set(memberKey, memberJson);
-    const r = await this.#op(() => this.#pub.hset(this.presenceKey(room), this.#field(memberKey), memberJson));
+    const r = await this.#presenceWrite(room, memberKey, memberJson, event);
     return r !== undefined;
+  }
+
+  /** HSET/HDEL of a presence field, with `event` published in the same script (see PRESENCE_WRITE_LUA). */
+  #presenceWrite(room: string, memberKey: string, memberJson: string | null, event: BusMessageInput | undefined): Promise<OpResult<unknown>> {
+    const field = this.#field(memberKey);
+    if (event === undefined) {
+      return this.#op(() => memberJson === null ? this.#pub.hdel(this.presenceKey(room), field) : this.#pub.hset(this.presenceKey(room), field, memberJson));
+    }
+    let buf: Buffer;
+    try {
+      buf = encodeBusMessage({ ...event, origin: this.nodeId } as BusMessage);
+    } catch (err) {
+      this.#dropped++;
+      this.#report(err);
+      return Promise.resolve(undefined);
+    }
+    return this.#op(() => this.#pub.eval(PRESENCE_WRITE_LUA, 2, this.presenceKey(room), this.channel, field,
+      memberJson ?? '', buf, memberJson === null ? '0' : '1')).then((r) => {
+      if (r !== undefined) this.#published++;
+      return r;
+    });
   }
 
   /**
    * Remove this node's member `memberKey` from `room`. Resolves true when Redis applied it
    * (present or not), false when Redis is away; the removal is then retried after the next reconnect.
+   * `event`: as for presenceAdd.
    */
-  async presenceRemove(room: string, memberKey: string): Promise<boolean> {
+  async presenceRemove(room: string, memberKey: string, event?: BusMessageInput): Promise<boolean> {
     checkArg(room, 'room');
     checkArg(memberKey, 'memberKey');
     const entries = this.#presence.get(room);
     entries?.set(memberKey, null); // owed to Redis until the HDEL is acknowledged
-    const r = await this.#op(() => this.#pub.hdel(this.presenceKey(room), this.#field(memberKey)));
+    const r = await this.#presenceWrite(room, memberKey, null, event);
     if (r === undefined) return false;
     this.#forget(room, memberKey, null);
     return true;

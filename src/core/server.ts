@@ -905,6 +905,7 @@ export class Server {
       ...(co.nodeTtlMs !== undefined ? { nodeTtlMs: co.nodeTtlMs } : {}),
       // A dead node's members, removed from Redis by this node (and by no other): the sweep has
       // published their leaves to the other nodes; this node's members of the room see them here.
+      onPublishFailed: () => c.drop('cluster'),
       onPresenceExpired: (room, entries) => {
         if (this.state !== 'listening') return;
         for (const e of entries) {
@@ -930,8 +931,10 @@ export class Server {
       presence: (room, event, member) => {
         const json = JSON.stringify(member);
         const key = String(member.handle);
-        send({ type: 'presence', room, event, member: json });
-        const p = event === 'join' ? bus.presenceAdd(room, key, json) : bus.presenceRemove(room, key);
+        // The hash write and the bus event in one Redis script: a node listing the room never
+        // sees one without the other (see SessionManager's presence sync).
+        const msg = { type: 'presence', room, event, member: json } as const;
+        const p = event === 'join' ? bus.presenceAdd(room, key, json, msg) : bus.presenceRemove(room, key, msg);
         void p.then((ok) => { if (!ok) c.drop('cluster'); });
       },
       remoteMembers: async (room) => {

@@ -120,6 +120,14 @@ const REPLAY_FRAME_OVERHEAD = 16;
 /** Bytes allowed for the session frame that precedes a replay. */
 const SESSION_FRAME_BYTES = 1024;
 
+/** A presence_diff frame's payload. */
+interface PresenceDiff { room: string; joins: PresenceMember[]; leaves: PresenceMember[] }
+
+/** A member's identity across the cluster. */
+function memberKey(m: PresenceMember): string {
+  return `${m.node}:${m.handle}`;
+}
+
 /** A request URL without its query. */
 function pathOf(url: string): string {
   const q = url.indexOf('?');
@@ -153,6 +161,8 @@ export class SessionManager {
   readonly uids = new Map<string, Set<number>>();
   /** room → handle → member. */
   readonly rooms = new Map<string, Map<number, PresenceMember>>();
+  /** Cluster joiners waiting for the other nodes' members, by room and handle: the diffs of the room meanwhile. */
+  private readonly syncing = new Map<string, Map<number, PresenceDiff[]>>();
   readonly byToken = new Map<string, Session>();
   /** fd → detached session. */
   readonly detached = new Map<number, Session>();
@@ -549,6 +559,8 @@ export class SessionManager {
     const me = members?.get(ud.handle);
     if (members === undefined || me === undefined) return;
     members.delete(ud.handle);
+    const w = this.syncing.get(room);
+    if (w !== undefined && w.delete(ud.handle) && w.size === 0) this.syncing.delete(room);
     if (unsubscribe) {
       ud.rooms?.delete(room);
       this.sockOf(ud.handle)?.unsubscribe(room);
@@ -559,11 +571,20 @@ export class SessionManager {
     else this.diff(members, { room, joins: [], leaves: [me] }, 0);
   }
 
-  /** Send a presence_diff to every member but `except`, encoded once per codec. */
-  private diff(members: Map<number, PresenceMember>, payload: unknown, except: number): void {
+  /**
+   * Send a presence_diff to every member but `except`, encoded once per codec. A member still
+   * waiting for its snapshot (see syncing) gets it folded into the snapshot instead.
+   */
+  private diff(members: Map<number, PresenceMember>, payload: PresenceDiff, except: number): void {
     const frames: ({ data: Uint8Array; binary: boolean } | undefined)[] = [];
+    const waiting = this.syncing.size === 0 ? undefined : this.syncing.get(payload.room);
     for (const m of members.values()) {
       if (m.handle === except) continue;
+      const q = waiting?.get(m.handle);
+      if (q !== undefined) {
+        q.push(payload);
+        continue;
+      }
       const ud = this.udOf(m.handle);
       if (ud === undefined) continue;
       let f = frames[ud.module];
@@ -619,10 +640,30 @@ export class SessionManager {
           this.sendState(ud, room, local);
           return this.ok(slot, id, handle, { members: local });
         }
-        // Presence spans nodes: the snapshot adds the other nodes' members (local only while Redis is away).
+        // Presence spans nodes: the snapshot adds the other nodes' members (local only while Redis
+        // is away). Diffs of the room that arrive meanwhile are folded into it rather than sent
+        // ahead of it, so the joiner sees its snapshot, then only later diffs. (Each node writes a
+        // member and publishes its diff in one Redis script, so a diff is never seen before the list
+        // shows it; one that arrives after the list went out is applied to it or sent after it.)
+        let waiting = this.syncing.get(room);
+        if (waiting === undefined) this.syncing.set(room, (waiting = new Map()));
+        const q: PresenceDiff[] = [];
+        waiting.set(handle, q);
         void cluster.remoteMembers(room).then((remote) => {
-          const members = remote === null ? local : [...local, ...remote];
-          this.sendState(ud, room, members);
+          const w = this.syncing.get(room);
+          if (w !== undefined && w.get(handle) === q) {
+            w.delete(handle);
+            if (w.size === 0) this.syncing.delete(room);
+          }
+          const byKey = new Map<string, PresenceMember>();
+          for (const m of local) byKey.set(memberKey(m), m);
+          for (const m of remote ?? []) byKey.set(memberKey(m), m);
+          for (const d of q) {
+            for (const m of d.leaves) byKey.delete(memberKey(m));
+            for (const m of d.joins) byKey.set(memberKey(m), m);
+          }
+          const members = [...byKey.values()];
+          if (ud.rooms?.has(room) === true) this.sendState(ud, room, members);
           this.ok(slot, id, handle, { members });
         });
         return;

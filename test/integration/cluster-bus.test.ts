@@ -718,3 +718,23 @@ test('after stop() the process exits by itself (no leaked handles), also after a
   // Nothing but ioredis' short disconnectTimeout (200 ms) may outlive stop().
   assert.ok(Number(m[1]) < 1_000, `the process lingered ${m[1]} ms after the last stop()`);
 });
+
+test('presence write with its event: one Redis script writes the entry and publishes the event; the other node lists the entry when the event arrives', async (t) => {
+  const cleanups = withCleanups(t);
+  const redis = await redisFor(t, cleanups);
+  if (redis === null) return;
+  const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
+  const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
+  const published = a.bus.stats().published;
+  const join = { type: 'presence', room: 'lobby', event: 'join', member: '{"uid":"ann"}' } as const;
+  assert.equal(await a.bus.presenceAdd('lobby', 'ann', '{"uid":"ann"}', join), true);
+  const got = await b.inbox.next((m) => m.type === 'presence' && m.event === 'join', 'the join event');
+  assert.deepEqual(got, { ...join, origin: 'node-a' });
+  assert.deepEqual((await b.bus.presenceList('lobby'))?.map((e) => e.key), ['ann']);
+  const leave = { ...join, event: 'leave' } as const;
+  assert.equal(await a.bus.presenceRemove('lobby', 'ann', leave), true);
+  await b.inbox.next((m) => m.type === 'presence' && m.event === 'leave', 'the leave event');
+  assert.deepEqual(await b.bus.presenceList('lobby'), []);
+  assert.equal(a.bus.stats().published, published + 2);
+  assert.equal(a.bus.stats().dropped, 0);
+});

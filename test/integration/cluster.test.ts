@@ -165,3 +165,37 @@ test('cluster: a node killed with SIGKILL leaves no ghost members: the others se
   assert.deepEqual(uids(await carol.next('presence_state')), ['bob', 'carol']);
   assert.deepEqual(uids(await bob.next('presence_diff'), 'joins'), ['carol']);
 });
+
+test('cluster: a joiner\'s snapshot comes first and is exact: a member leaving while the other nodes are asked is folded in, not sent ahead', async (t) => {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return;
+  }
+  t.after(() => redis.stop());
+  const A = await startNode(redis.url, 'sync-a');
+  t.after(() => stop(A));
+  const lee = await JsonClient.open(A.url);
+  const jay = await JsonClient.open(A.url);
+  await lee.call('BIND', { uid: 'lee' });
+  await jay.call('BIND', { uid: 'jay' });
+  await lee.call('JOIN', { room: 'hall' });
+  await lee.next('presence_state');
+
+  redis.pause(); // jay's join now waits for the other nodes' members (the Redis round trip)
+  try {
+    jay.send('JOIN', { room: 'hall' });
+    assert.deepEqual(uids(await lee.next('presence_diff'), 'joins'), ['jay']); // jay is in: its request is out
+    assert.deepEqual((await lee.call('LEAVE', { room: 'hall' })).data, { left: true });
+  } finally {
+    redis.resume();
+  }
+
+  // jay's first frames, in arrival order: the snapshot (without lee), then the reply; no diff ahead of it.
+  const first = await jay.c.nextJson() as { cmd: string; data: Record<string, unknown> };
+  assert.equal(first.cmd, 'presence_state');
+  assert.deepEqual(uids(first), ['jay']);
+  const reply = await jay.c.nextJson() as { cmd: string; data: Record<string, unknown> };
+  assert.equal(reply.cmd, 'JOIN');
+  assert.deepEqual((reply.data['members'] as string[]).sort(), ['jay']);
+});
