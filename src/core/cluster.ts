@@ -21,10 +21,11 @@
  * - Node liveness: each bus keeps a key `${prefix}:node:${nodeId}~${incarnation}` alive with a TTL
  *   (nodeTtlMs, refreshed every third of it), and its presence fields carry the same token. A node
  *   that dies without its graceful presenceRemoveNode() (SIGKILL, crash, power loss) stops
- *   refreshing; once its key expires, the next presence read or periodic sweep of any node with
- *   members in that room removes the dead node's entries in one Lua script (so exactly one node
- *   removes each), publishes a presence 'leave' for each from inside the script, and reports them
- *   through onPresenceExpired. A restart with the same nodeId is a new incarnation: the old
+ *   refreshing; once its key expires, the first node whose periodic check (one script over the set
+ *   of node tokens, DEAD_NODES_LUA) sees it claims it and sweeps the rooms it had indexed, and a
+ *   presence read of a room sweeps it too: each sweep removes the dead node's entries in one Lua
+ *   script (so exactly one node removes each), publishes a presence 'leave' for each from inside
+ *   the script, and reports them through onPresenceExpired. A restart with the same nodeId is a new incarnation: the old
  *   process's entries are dead too (no leave is announced for one whose handle the new process
  *   already uses again in that room). A node whose key expired while it was cut off from Redis or
  *   stalled writes its entries again when it is back and, if a sweep removed them (a marker kept
@@ -320,17 +321,40 @@ const MAX_KEY = 0xffff;
 
 /**
  * A presence write and its bus event in one step: HSET (ARGV[4] = '1') or HDEL of field ARGV[1]
- * (value ARGV[2]), then PUBLISH of ARGV[3] when it is not empty. A node listing the room can
- * then never see the event without the hash change (or the change without the event to follow).
+ * (value ARGV[2]), then PUBLISH of ARGV[3] on channel KEYS[2] when it is not empty. A node listing
+ * the room can then never see the event without the hash change (or the change without the event
+ * to follow). An HSET also indexes the room: room ARGV[5] into this node's room set KEYS[3], token
+ * ARGV[6] into the node set KEYS[4] (see DEAD_NODES_LUA).
  */
 const PRESENCE_WRITE_LUA = `
 if ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[5])
+  redis.call('SADD', KEYS[4], ARGV[6])
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 if ARGV[3] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[3]) end
 return 1
+`;
+
+/**
+ * The periodic check for dead nodes, O(nodes) instead of a sweep of every room: node set KEYS[1]
+ * holds the tokens that wrote presence, `${ARGV[2]}${token}` the rooms each wrote to. A token whose
+ * liveness key `${ARGV[1]}${token}` has expired is taken out of the set and its room set is
+ * deleted, in this one script, so exactly one node claims it; that node then sweeps those rooms
+ * (SWEEP_LUA). Returns the claimed rooms (may repeat).
+ */
+const DEAD_NODES_LUA = `
+local rooms = {}
+for _, token in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. token) == 0 then
+    redis.call('SREM', KEYS[1], token)
+    for _, room in ipairs(redis.call('SMEMBERS', ARGV[2] .. token)) do rooms[#rooms + 1] = room end
+    redis.call('DEL', ARGV[2] .. token)
+  end
+end
+return rooms
 `;
 
 // Removes every field starting with ARGV[1] from hash KEYS[1]; returns how many.
@@ -425,6 +449,9 @@ function entriesOf(flat: readonly string[]): PresenceEntry[] {
   return out;
 }
 
+/** Every this many beats a node also sweeps its own rooms itself (fallback; see #beat). */
+const OWN_SWEEP_BEATS = 30;
+
 /** How long a sweep's marker waits for the swept node to come back and re-announce (24 h). */
 const SWEPT_MARKER_MS = 86_400_000;
 
@@ -446,6 +473,12 @@ export class RedisBus {
   /** `${nodeId}~${incarnation}`: prefixes this process's presence fields and names its liveness key. */
   readonly #token: string;
   readonly #aliveKey: string;
+  /** Set of the tokens that wrote presence entries (see DEAD_NODES_LUA). */
+  readonly #nodesKey: string;
+  /** Set of the rooms this incarnation wrote presence entries in. */
+  readonly #roomsKey: string;
+  /** Beats since this node last swept its own rooms itself (the fallback, see #beat). */
+  #beatsSinceOwnSweep = 0;
   readonly #nodeTtlMs: number;
   #beatTimer: NodeJS.Timeout | undefined;
   readonly #maxQueue: number;
@@ -532,6 +565,8 @@ export class RedisBus {
 
     this.#token = `${this.nodeId}~${randomBytes(4).toString('hex')}`;
     this.#aliveKey = `${this.prefix}:node:${this.#token}`;
+    this.#nodesKey = `${this.prefix}:nodes`;
+    this.#roomsKey = `${this.prefix}:rooms:${this.#token}`;
     this.#nodeTtlMs = intOption(o.nodeTtlMs, 'nodeTtlMs', 15_000, 100, 3_600_000);
     if (o.onPresenceExpired !== undefined && typeof o.onPresenceExpired !== 'function') throw invalidOption('onPresenceExpired', 'a function');
     this.#onPresenceExpired = o.onPresenceExpired;
@@ -693,21 +728,19 @@ export class RedisBus {
 
   /** HSET/HDEL of a presence field, with `event` published in the same script (see PRESENCE_WRITE_LUA). */
   #presenceWrite(room: string, memberKey: string, memberJson: string | null, event: BusMessageInput | undefined): Promise<OpResult<unknown>> {
-    const field = this.#field(memberKey);
-    if (event === undefined) {
-      return this.#op(() => memberJson === null ? this.#pub.hdel(this.presenceKey(room), field) : this.#pub.hset(this.presenceKey(room), field, memberJson));
+    let buf: Buffer | string = '';
+    if (event !== undefined) {
+      try {
+        buf = encodeBusMessage({ ...event, origin: this.nodeId } as BusMessage);
+      } catch (err) {
+        this.#dropped++;
+        this.#report(err);
+        return Promise.resolve(undefined);
+      }
     }
-    let buf: Buffer;
-    try {
-      buf = encodeBusMessage({ ...event, origin: this.nodeId } as BusMessage);
-    } catch (err) {
-      this.#dropped++;
-      this.#report(err);
-      return Promise.resolve(undefined);
-    }
-    return this.#op(() => this.#pub.eval(PRESENCE_WRITE_LUA, 2, this.presenceKey(room), this.channel, field,
-      memberJson ?? '', buf, memberJson === null ? '0' : '1')).then((r) => {
-      if (r !== undefined) this.#published++;
+    return this.#op(() => this.#pub.eval(PRESENCE_WRITE_LUA, 4, this.presenceKey(room), this.channel, this.#roomsKey, this.#nodesKey,
+      this.#field(memberKey), memberJson ?? '', buf, memberJson === null ? '0' : '1', room, this.#token)).then((r) => {
+      if (r !== undefined && event !== undefined) this.#published++;
       return r;
     });
   }
@@ -754,10 +787,13 @@ export class RedisBus {
   }
 
   /**
-   * Refresh the liveness key, then sweep the rooms this node has members in. When the key turns
-   * out to have expired (Redis restarted empty, or this node was away or stalled longer than
-   * nodeTtlMs), write this node's entries again; if another node swept them meanwhile (its marker
-   * says so), announce them again as joins, since the others were told they left.
+   * Refresh the liveness key, then look for dead nodes: one script over the node set claims the
+   * rooms of each dead node (DEAD_NODES_LUA), and this node sweeps those. As a fallback (a claimer
+   * that died before it swept, entries written before the index existed) it also sweeps the rooms
+   * it has members in itself, every OWN_SWEEP_BEATS beats. When the key turns out to have expired
+   * (Redis restarted empty, or this node was away or stalled longer than nodeTtlMs), write this
+   * node's entries again; if another node swept them meanwhile (its marker says so), announce them
+   * again as joins, since the others were told they left.
    */
   async #beat(): Promise<void> {
     const r = await this.#op(() => this.#pub.set(this.#aliveKey, '1', 'PX', this.#nodeTtlMs, 'GET'));
@@ -768,7 +804,13 @@ export class RedisBus {
       const swept = await this.#op(() => this.#pub.getdel(`${this.prefix}:swept:${this.#token}`));
       if (swept !== undefined && swept.value !== null) this.#reannounce();
     }
+    const dead = await this.#op(() => this.#pub.eval(DEAD_NODES_LUA, 1, this.#nodesKey, `${this.prefix}:node:`, `${this.prefix}:rooms:`) as Promise<string[]>);
+    const claimed = new Set(dead?.value ?? []);
+    for (const room of claimed) void this.#sweep(room, false);
+    if (++this.#beatsSinceOwnSweep < OWN_SWEEP_BEATS) return;
+    this.#beatsSinceOwnSweep = 0;
     for (const [room, entries] of this.#presence) {
+      if (claimed.has(room)) continue;
       for (const json of entries.values()) {
         if (json === null) continue;
         void this.#sweep(room, false);
@@ -804,6 +846,10 @@ export class RedisBus {
     for (const r of results) {
       if (r === null) return null;
       n += r;
+    }
+    // Out of the dead-node index too (nothing left to sweep); an add issued meanwhile re-indexes.
+    if (this.#presence.size === 0) {
+      await Promise.all([this.#op(() => this.#pub.srem(this.#nodesKey, this.#token)), this.#op(() => this.#pub.del(this.#roomsKey))]);
     }
     return n;
   }
@@ -857,7 +903,11 @@ export class RedisBus {
         else live.push(this.#field(key), json);
       }
       const hkey = this.presenceKey(room);
-      if (live.length > 0) void this.#op(() => this.#pub.hset(hkey, ...live));
+      if (live.length > 0) {
+        void this.#op(() => this.#pub.hset(hkey, ...live));
+        void this.#op(() => this.#pub.sadd(this.#roomsKey, room));
+        void this.#op(() => this.#pub.sadd(this.#nodesKey, this.#token));
+      }
       if (removed.length > 0) {
         void this.#op(() => this.#pub.hdel(hkey, ...removed.map((k) => this.#field(k)))).then((r) => {
           if (r !== undefined) for (const k of removed) this.#forget(room, k, null);

@@ -446,20 +446,27 @@ test('node liveness: a dead node\'s entries are swept once (reported by one node
   const keys = (l: { key: string }[] | null): string[] | null => l === null ? null : l.map((e) => e.key).sort();
   assert.deepEqual(keys(await b.bus.presenceList('lobby')), ['alice', 'bob', 'carol']);
 
-  // A stops without presenceRemoveNode (as a crash would): its liveness key expires, and the
-  // periodic sweeps of B and C (members in 'lobby') remove alice, exactly once between them.
+  // A stops without presenceRemoveNode (as a crash would): its liveness key expires. B or C
+  // claims the dead node (one script over the node set) and sweeps every room A wrote to, 'attic'
+  // too although no live node has members there: each entry is removed and reported exactly once.
   await a.bus.stop();
-  await until('alice swept', () => expired.some((e) => e.key === 'alice'));
+  await until('alice and ann swept', () => expired.some((e) => e.key === 'alice') && expired.some((e) => e.key === 'ann'));
   assert.deepEqual(keys(await c.bus.presenceList('lobby')), ['bob', 'carol']);
-  assert.deepEqual(expired, [{ by: expired[0]!.by, room: 'lobby', node: 'node-a', key: 'alice' }]);
-  assert.ok(['node-b', 'node-c'].includes(expired[0]!.by));
-  // The sweeper published the leave from its script; the other live node received it.
-  const other = expired[0]!.by === 'node-b' ? c : b;
-  const leave = await other.inbox.next((m) => m.type === 'presence' && m.event === 'leave' && m.room === 'lobby', 'alice\'s leave');
-  assert.deepEqual(leave.type === 'presence' ? [leave.origin, leave.member] : [], [expired[0]!.by, '{"uid":"alice"}']);
-  // Nobody live has members in 'attic': its dead entry goes when it is read.
   assert.deepEqual(await b.bus.presenceList('attic'), []);
-  assert.deepEqual(expired.slice(1), [{ by: 'node-b', room: 'attic', node: 'node-a', key: 'ann' }]);
+  const alice = expired.find((e) => e.key === 'alice')!;
+  assert.deepEqual(expired.map((e) => ({ ...e, by: '' })).sort((x, y) => x.key.localeCompare(y.key)), [
+    { by: '', room: 'lobby', node: 'node-a', key: 'alice' },
+    { by: '', room: 'attic', node: 'node-a', key: 'ann' },
+  ]);
+  assert.ok(expired.every((e) => ['node-b', 'node-c'].includes(e.by)));
+  // The sweeper published the leave from its script; the other live node received it.
+  const other = alice.by === 'node-b' ? c : b;
+  const leave = await other.inbox.next((m) => m.type === 'presence' && m.event === 'leave' && m.room === 'lobby', 'alice\'s leave');
+  assert.deepEqual(leave.type === 'presence' ? [leave.origin, leave.member] : [], [alice.by, '{"uid":"alice"}']);
+  // The claimed node is out of the node set: no node sweeps its rooms again.
+  const probe = new Redis(redis.url);
+  cleanups.push(async () => { probe.disconnect(); });
+  assert.deepEqual((await probe.smembers(`${prefix}:nodes`)).map((t) => t.split('~')[0]).sort(), ['node-b', 'node-c']);
 
   // The same nodeId again is a new incarnation: its entries are live, the old ones stay gone.
   const a2 = await live('node-a', 2_000);
@@ -737,4 +744,25 @@ test('presence write with its event: one Redis script writes the entry and publi
   assert.deepEqual(await b.bus.presenceList('lobby'), []);
   assert.equal(a.bus.stats().published, published + 2);
   assert.equal(a.bus.stats().dropped, 0);
+});
+
+test('the periodic dead-node check costs one script per beat, not one sweep per room', async (t) => {
+  const cleanups = withCleanups(t);
+  const redis = await redisFor(t, cleanups);
+  if (redis === null) return;
+  const raw = new Redis(redis.url);
+  cleanups.push(async () => { raw.disconnect(); });
+  const scripts = async (): Promise<number> => {
+    const info = await raw.info('commandstats');
+    let n = 0;
+    for (const m of info.matchAll(/cmdstat_(?:eval|evalsha):calls=(\d+)/g)) n += Number(m[1]);
+    return n;
+  };
+  // Beats every second; its own-rooms fallback sweep comes only every 30 beats.
+  const a = await node(cleanups, { url: redis.url, nodeId: 'node-a', nodeTtlMs: 3_000 });
+  for (let i = 0; i < 100; i++) assert.equal(await a.bus.presenceAdd(`room-${i}`, 'ann', '{"uid":"ann"}'), true);
+  const base = await scripts();
+  let delta = 0;
+  await until('two beats', async () => (delta = (await scripts()) - base) >= 2, 10_000);
+  assert.ok(delta < 10, `${delta} scripts over two beats with 100 rooms (a per-room sweep would run 100 per beat)`);
 });
