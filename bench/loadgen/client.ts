@@ -60,6 +60,8 @@ class LoadClient implements FrameSink {
   readonly mode: LoadMode;
   readonly inflight: number;
   readonly frameLen: number;
+  /** Echo mode: the length every reply must have (-1: any). */
+  readonly replyBytes: number;
   readonly window: Buffer;
   readonly closeFrame: Buffer;
   /** Pre-built masked handshake frames (null: no handshake). */
@@ -120,6 +122,7 @@ class LoadClient implements FrameSink {
       : Buffer.from(cfg.payloadBase64 ?? '', 'base64');
     const opcode = cfg.binary === false ? Opcode.TEXT : Opcode.BINARY;
     this.frameLen = maskedFrameLength(payload.length);
+    this.replyBytes = cfg.replyBytes ?? -1;
     this.window = buildFrameWindow(opcode, payload, this.maskKey, Math.max(1, this.inflight));
     this.closeFrame = buildCloseFrame(1000, this.maskKey);
     const hs = cfg.handshake;
@@ -369,7 +372,7 @@ class LoadClient implements FrameSink {
 
   // -------------------------------------------------------------------------------- FrameSink
 
-  onMessage(conn: number, _opcode: number, _length: number, _payload: Buffer | null): void {
+  onMessage(conn: number, _opcode: number, length: number, _payload: Buffer | null): void {
     if (this.state[conn] === C_HANDSHAKE) return this.handshakeMessage(conn);
     const measuring = this.phase === P_MEASURING;
     if (this.mode === 'echo') {
@@ -383,6 +386,11 @@ class LoadClient implements FrameSink {
       this.fifoHead[conn] = (head + 1) & (this.fifoCap - 1);
       this.fifoLen[conn] = len - 1;
       this.replies++;
+      // A reply, but not the echo asked for (an error frame, say): the window goes on, the reply does not count.
+      if (this.replyBytes >= 0 && length !== this.replyBytes) {
+        if (this.phase !== P_DONE) this.error('echo:unexpected-reply');
+        return;
+      }
       if (measuring) {
         this.messages++;
         this.hist.record((this.now - ts) * 1e6);
@@ -487,6 +495,9 @@ function validate(cfg: ClientConfig): void {
   if (!Number.isInteger(cfg.connections) || cfg.connections < 0) throw new RangeError('config.connections must be an integer >= 0');
   if (!Number.isInteger(cfg.inflight) || cfg.inflight < 0) throw new RangeError('config.inflight must be an integer >= 0');
   if (!(cfg.durationMs > 0)) throw new RangeError('config.durationMs must be > 0');
+  if (cfg.replyBytes !== undefined && (!Number.isInteger(cfg.replyBytes) || cfg.replyBytes < 0)) {
+    throw new RangeError('config.replyBytes must be an integer >= 0');
+  }
 }
 
 function send(msg: ChildMessage): void {

@@ -58,6 +58,12 @@ export interface RunLoadOptions {
   connectTimeoutMs?: number;
   /** Application handshake after the upgrade (socket.io's `40`), see Handshake. */
   handshake?: Handshake;
+  /**
+   * Echo mode: the byte length every reply must have; a reply of another length counts as an
+   * error (`echo:unexpected-reply`), not as an echo. Default: the payload's length (every bench
+   * server replies with a message of the request's size); null: not checked.
+   */
+  replyBytes?: number | null;
 }
 
 export interface LatencySummaryUs {
@@ -154,6 +160,8 @@ export function planLoad(opts: RunLoadOptions): ClientConfig[] {
     sourceAddresses = [];
     for (let i = first; i < first + nSrc; i++) sourceAddresses.push(`127.0.0.${i}`);
   }
+  const replyBytes = mode !== 'echo' || opts.replyBytes === null ? undefined
+    : opts.replyBytes === undefined ? opts.payload.byteLength : checkInt('replyBytes', opts.replyBytes, 0);
   const payloadBase64 = Buffer.from(opts.payload.buffer, opts.payload.byteOffset, opts.payload.byteLength).toString('base64');
   const configs: ClientConfig[] = [];
   const base = Math.floor(connections / processes);
@@ -174,6 +182,7 @@ export function planLoad(opts: RunLoadOptions): ClientConfig[] {
       mode,
     };
     if (sourceAddresses !== undefined) cfg.sourceAddresses = sourceAddresses;
+    if (replyBytes !== undefined) cfg.replyBytes = replyBytes;
     if (opts.senders !== undefined) cfg.senders = checkInt('senders', opts.senders, 0);
     if (opts.connectConcurrency !== undefined) cfg.connectConcurrency = checkInt('connectConcurrency', opts.connectConcurrency, 1);
     if (opts.connectTimeoutMs !== undefined) cfg.connectTimeoutMs = checkInt('connectTimeoutMs', opts.connectTimeoutMs, 1);

@@ -50,6 +50,12 @@ export interface ClientConfig {
   handshake?: Handshake;
   /** After the run, wait this long for close handshakes before destroying sockets (default 2000 ms). */
   closeTimeoutMs?: number;
+  /**
+   * Echo mode: the byte length every reply must have (an echo of the request, or ringwire's
+   * equal-sized reply frame). A reply of another length (an error frame, a stray message) counts
+   * as an error `echo:unexpected-reply`, not as an echo. Default: not checked.
+   */
+  replyBytes?: number;
 }
 
 export interface ClientResult {

@@ -7,6 +7,7 @@ import { launchServer } from '../../bench/servers/launch.js';
 import { SOCKETIO, RINGWIRE, UWS, WS, type Peer } from '../../bench/suite/peers.js';
 import { echoTable, limitOf, type PeerRow } from '../../bench/suite/measure.js';
 import { parseRunArgs, TIMING } from '../../bench/run.js';
+import { encodeFrame } from '../../src/shared/wire.js';
 
 function fakeResult(over: Partial<Omit<LoadResult, 'histogram'>>): Omit<LoadResult, 'histogram'> {
   return {
@@ -101,6 +102,24 @@ test('load generator speaks the socket.io handshake: echo and held connections a
     assert.ok(held.result.upgradesPerSec > 0);
     assert.equal(held.result.latencyUs.p50 <= held.result.latencyUs.p99, true);
     assert.equal(await held.close(), 0, 'no connection was dropped while held');
+  } finally {
+    await server.stop();
+  }
+});
+
+test('echo load against ringwire: an RW_ERR_UNKNOWN_EVENT or RW_ERR_BAD_FRAME reply is an error, an ECHO reply is not', async () => {
+  const server = await launchServer(RINGWIRE.script);
+  try {
+    const url = `ws://127.0.0.1:${server.port}${RINGWIRE.path('echo')}`;
+    const load = (payload: Uint8Array): Promise<LoadResult> => runLoad({ url, connections: 2, inflight: 2, payload, durationMs: 200 });
+    const ok = await load(encodeFrame({ event: 'ECHO', ref: 1, payload: new Uint8Array(32) }));
+    assert.deepStrictEqual(ok.errorKinds, {});
+    assert.ok(ok.messages > 0);
+    for (const payload of [encodeFrame({ event: 'NOPE', ref: 1, payload: new Uint8Array(32) }), new Uint8Array(32).fill(7)]) {
+      const r = await load(payload);
+      assert.ok((r.errorKinds['echo:unexpected-reply'] ?? 0) > 0, JSON.stringify(r.errorKinds));
+      assert.equal(r.messages, 0);
+    }
   } finally {
     await server.stop();
   }

@@ -280,3 +280,52 @@ test('hand-off floor server: every message comes back unchanged, in order, acros
     await server.stop();
   }
 });
+
+/** An in-process ws server answering every message with `reply(message)` (a bad echo server on demand). */
+async function replyServer(reply: (data: Buffer) => Buffer): Promise<{ port: number; close(): void }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  wss.on('connection', (ws) => {
+    ws.on('message', (data: RawData, isBinary: boolean) => ws.send(reply(data as Buffer), { binary: isBinary }));
+  });
+  await once(wss, 'listening');
+  return {
+    port: (wss.address() as net.AddressInfo).port,
+    close: () => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    },
+  };
+}
+
+test('planLoad: echo mode passes the expected reply length (default: the payload length), count mode does not', () => {
+  const base = { url: 'ws://127.0.0.1:9/', connections: 2, inflight: 1, payload: p5, durationMs: 10 };
+  assert.equal(planLoad(base)[0]!.replyBytes, p5.length);
+  assert.equal(planLoad({ ...base, replyBytes: 7 })[0]!.replyBytes, 7);
+  assert.equal(planLoad({ ...base, replyBytes: null })[0]!.replyBytes, undefined);
+  assert.equal(planLoad({ ...base, mode: 'count' })[0]!.replyBytes, undefined);
+  assert.throws(() => planLoad({ ...base, replyBytes: -1 }), RangeError);
+});
+
+test('echo load: a reply of another length than the request is an error, not a counted echo', async () => {
+  // Replies one byte longer (what an error frame instead of the echo looks like to the client).
+  const bad = await replyServer((d) => Buffer.concat([d, Buffer.of(0)]));
+  try {
+    const r = await runLoad({ url: `ws://127.0.0.1:${bad.port}/`, connections: 2, inflight: 2, payload: p5, durationMs: 200 });
+    assert.equal(r.established, 2);
+    assert.ok(r.errors > 0, `errors: ${r.errors}`);
+    assert.ok((r.errorKinds['echo:unexpected-reply'] ?? 0) > 0, JSON.stringify(r.errorKinds));
+    assert.equal(r.messages, 0, 'no wrong reply counted as an echo');
+    assert.equal(r.histogram.total, 0);
+  } finally {
+    bad.close();
+  }
+  // The same server echoing exactly: no errors (the check does not flag good echoes).
+  const good = await replyServer((d) => d);
+  try {
+    const r = await runLoad({ url: `ws://127.0.0.1:${good.port}/`, connections: 2, inflight: 2, payload: p5, durationMs: 200 });
+    assert.deepStrictEqual(r.errorKinds, {});
+    assert.ok(r.messages > 0);
+  } finally {
+    good.close();
+  }
+});
