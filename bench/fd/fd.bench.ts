@@ -28,6 +28,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { Bench } from 'tinybench';
 import { FdAllocator, FD_MAX } from '../../src/fd/index.js';
+import { median } from '../report/stats.js';
 
 const args = process.argv.slice(2);
 function numArg(name: string, def: number): number {
@@ -177,12 +178,6 @@ const scenarios: Scenario[] = [
   },
 ];
 const impls = ['FdAllocator', 'Map baseline'] as const;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function main(): Promise<void> {
   const cpu = cpus();

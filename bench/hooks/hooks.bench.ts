@@ -21,6 +21,7 @@ import { Bench } from 'tinybench';
 import { runMessage } from '../../src/workers/pipeline.js';
 import type { Conn } from '../../src/workers/connection.js';
 import type { MessageHook } from '../../src/workers/define.js';
+import { median } from '../report/stats.js';
 
 const resultsDir = new URL('../../../bench/results/', import.meta.url);
 const quick = process.argv.includes('--quick');
@@ -99,12 +100,6 @@ function rows(): Row[] {
     });
   }
   return out;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

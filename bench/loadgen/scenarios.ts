@@ -6,6 +6,7 @@
  */
 import { cpus, loadavg } from 'node:os';
 import { formatLoadResult, runLoad, type LoadResult } from './index.js';
+import { medianItem } from '../report/stats.js';
 
 /** A server under test. `start` must return once it listens on 127.0.0.1:port. */
 export interface ServerEntry {
@@ -123,8 +124,7 @@ export async function runScenarios(servers: readonly ServerEntry[], scenarios: r
     let baseRate: number | null = null;
     for (let vi = 0; vi < servers.length; vi++) {
       const list = all[si]![vi]!;
-      const sorted = [...list].sort((a, b) => a.messagesPerSec - b.messagesPerSec);
-      const median = sorted[(sorted.length - 1) >> 1]!;
+      const median = medianItem(list, (r) => r.messagesPerSec)!;
       const { histogram: _h, ...result } = median;
       if (vi === 0 && median.messagesPerSec > 0) baseRate = median.messagesPerSec;
       rows.push({

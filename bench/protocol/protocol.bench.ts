@@ -23,6 +23,7 @@ import { Bench } from 'tinybench';
 import { Ring, RingStatus } from '../../src/shared/ring.js';
 import { RecordKind, fb, writeMessage, writeSendFrame, type RecordRing } from '../../src/shared/records.js';
 import { binaryCodec, createDecodedFrame, encodeFrame, jsonCodec } from '../../src/shared/wire.js';
+import { median } from '../report/stats.js';
 
 const resultsDir = new URL('../../../bench/results/', import.meta.url);
 const quick = process.argv.includes('--quick');
@@ -104,12 +105,6 @@ function rowsFor(size: number): Row[] {
       fn: ringLoop(() => writeSendFrame(ring, 77, 'chat.send', 0, 123456, payload)) },
     { group: 'ring', name: 'Builder Send+WireFrame, copy', size, fn: ringLoop(() => builderSend(ring)) },
   ];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

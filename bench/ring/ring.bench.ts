@@ -21,6 +21,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Ring } from '../../src/shared/ring.js';
+import { median } from '../report/stats.js';
 import type { BenchDone, BenchInput, Role } from './ring-bench-worker.js';
 
 const workerUrl = new URL('./ring-bench-worker.js', import.meta.url);
@@ -153,12 +154,6 @@ const scenarios: Scenario[] = [
   { name: `postMessage array of ${BATCH}`, records: PM_RECORDS, run: () => postMessageRun('pm-array') },
   { name: `postMessage ${BATCH}×64 B buffer (transfer)`, records: PM_RECORDS, run: () => postMessageRun('pm-buffer') },
 ];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function main(): Promise<void> {
   const cpu = cpus();

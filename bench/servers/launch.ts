@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { medianOrNull } from '../report/stats.js';
 
 export interface LaunchedServer {
   port: number;
@@ -134,12 +135,6 @@ export function hostCpuTicks(): { busy: number; total: number } | null {
   }
 }
 
-function median(xs: number[]): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-}
-
 /**
  * Samples a process's CPU, and the whole host's, every `intervalMs` while a measurement runs.
  * Figures are medians of the per-interval values (% of one core: > 100 with several busy
@@ -179,11 +174,11 @@ export class CpuSampler {
   /** Stop; returns the median sample (CPU % of one core), null if there were none. */
   stop(): number | null {
     clearInterval(this.timer);
-    return median(this.samples);
+    return medianOrNull(this.samples);
   }
 
   /** After stop(): the host's median busy CPU (% of one core, up to cores × 100), null if unknown. */
   hostBusy(): number | null {
-    return median(this.hostSamples);
+    return medianOrNull(this.hostSamples);
   }
 }

@@ -6,6 +6,7 @@
  * The iteration count comes from BENCH_WORK_ITERS (bench/run.ts calibrates it to ~50 µs on the
  * machine it runs on and passes it to every server process; worker threads inherit the env).
  */
+import { median } from '../report/stats.js';
 
 /** Default when BENCH_WORK_ITERS is not set: ~50 µs on the 2-core AMD EPYC this was written on. */
 export const DEFAULT_WORK_ITERS = 34_000;
@@ -48,8 +49,7 @@ export function measureWorkMicros(iterations: number, rounds = 7, callsPerRound 
     const c = process.cpuUsage(c0);
     per.push((c.user + c.system) / callsPerRound);
   }
-  per.sort((a, b) => a - b);
-  return per[per.length >> 1]!;
+  return median(per);
 }
 
 /** Iterations for about `targetMicros` of work on this machine. */

@@ -11,6 +11,7 @@ import { int, mdTable, pct, ratio, us } from '../report/markdown.js';
 import type { SuiteContext, Timing } from './context.js';
 import type { Peer } from './peers.js';
 import { takeSourceAddresses } from './addresses.js';
+import { medianItem } from '../report/stats.js';
 
 export interface LoadSpec {
   route: RouteName;
@@ -124,8 +125,7 @@ export async function runPeers(ctx: SuiteContext, label: string, peers: readonly
   }
   return peers.map((peer, i) => {
     const list = all[i]!;
-    const sorted = [...list].sort((a, b) => a.result.messagesPerSec - b.result.messagesPerSec);
-    return { peer, median: sorted[(sorted.length - 1) >> 1]!, runsMsgPerSec: list.map((m) => Math.round(m.result.messagesPerSec)) };
+    return { peer, median: medianItem(list, (m) => m.result.messagesPerSec)!, runsMsgPerSec: list.map((m) => Math.round(m.result.messagesPerSec)) };
   });
 }
 

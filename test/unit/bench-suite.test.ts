@@ -3,7 +3,8 @@ import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
 import { runLoad, type LoadResult } from '../../bench/loadgen/index.js';
 import { openConnections } from '../../bench/loadgen/hold.js';
-import { launchServer } from '../../bench/servers/launch.js';
+import { CpuSampler, launchServer } from '../../bench/servers/launch.js';
+import { median, medianItem, medianOrNull } from '../../bench/report/stats.js';
 import { SOCKETIO, RINGWIRE, UWS, WS, type Peer } from '../../bench/suite/peers.js';
 import { echoTable, limitOf, type PeerRow } from '../../bench/suite/measure.js';
 import { parseRunArgs, TIMING } from '../../bench/run.js';
@@ -123,4 +124,32 @@ test('echo load against ringwire: an RW_ERR_UNKNOWN_EVENT or RW_ERR_BAD_FRAME re
   } finally {
     await server.stop();
   }
+});
+
+test('median: the middle value, for an even count the mean of the two middle values; one rule for runs and samples', () => {
+  assert.ok(Number.isNaN(median([])));
+  assert.equal(medianOrNull([]), null);
+  assert.equal(median([7]), 7);
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([10, 20]), 15);
+  assert.equal(median([4, 1, 3, 2]), 2.5); // (2 + 3) / 2
+  assert.equal(median([1, 1, 1, 100]), 1); // (1 + 1) / 2
+  assert.equal(median([-5, 0, 5, 100, 7, 6]), 5.5); // sorted -5 0 5 6 7 100: (5 + 6) / 2
+  const xs = [3, 1, 2];
+  median(xs);
+  assert.deepStrictEqual(xs, [3, 1, 2], 'input not reordered');
+  // The reported run of an even number of runs: the lower of the two middle ones by key, never the upper.
+  const runs = [{ id: 'a', v: 30 }, { id: 'b', v: 10 }, { id: 'c', v: 40 }, { id: 'd', v: 20 }];
+  assert.equal(medianItem(runs, (r) => r.v)!.id, 'd'); // 20 (keys 10 20 | 30 40; median 25)
+  assert.equal(medianItem(runs.slice(0, 3), (r) => r.v)!.id, 'a'); // 10 30 40
+  assert.equal(medianItem(runs.slice(0, 2), (r) => r.v)!.id, 'b');
+  assert.equal(medianItem([], (r: number) => r), undefined);
+  // The /proc CPU sampler (server CPU, host busy) uses the same median: 4 samples average the middle two.
+  const sampler = new CpuSampler(process.pid, 3_600_000); // no tick before stop(): samples are set by hand
+  const s = sampler as unknown as { samples: number[]; hostSamples: number[] };
+  s.samples.push(90, 60, 100, 80);
+  s.hostSamples.push(150, 120);
+  assert.equal(sampler.stop(), 85); // (80 + 90) / 2
+  assert.equal(sampler.hostBusy(), 135);
+  assert.equal(new CpuSampler(process.pid, 3_600_000).stop(), null);
 });

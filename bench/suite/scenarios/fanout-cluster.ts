@@ -36,6 +36,7 @@ import { int, mdTable, pct, ratio } from '../../report/markdown.js';
 import { takeSourceAddresses } from '../addresses.js';
 import type { ScenarioDef, ScenarioResult, SuiteContext, Timing } from '../context.js';
 import { limitOf, type LoadSpec } from '../measure.js';
+import { medianItem, medianOrNull } from '../../report/stats.js';
 import { RINGWIRE } from '../peers.js';
 import { processRate, runSplitLoad } from '../split-load.js';
 
@@ -271,12 +272,6 @@ export function skippedResult(def: { name: string; title: string }): ScenarioRes
 
 // ------------------------------------------------------------------------------------------ measurement
 
-function median(xs: readonly number[]): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-}
-
 /**
  * redis-server's CPU (INFO cpu: used_cpu_user + used_cpu_sys) and the largest output buffer of
  * its pub/sub clients (CLIENT LIST TYPE pubsub, omem), every 200 ms while a load runs.
@@ -313,7 +308,7 @@ class RedisSampler {
 
   stop(): { cpuPercent: number | null; peakOmem: number } {
     clearInterval(this.timer);
-    return { cpuPercent: median(this.cpu), peakOmem: this.peakOmem };
+    return { cpuPercent: medianOrNull(this.cpu), peakOmem: this.peakOmem };
   }
 }
 
@@ -453,9 +448,8 @@ export function fanoutClusterScenario(deps: FanoutClusterDeps = {}): ScenarioDef
         }
         const rows: ClusterRow[] = SETUPS.map((s, i) => {
           const list = all[i]!;
-          const sorted = [...list].sort((a, b) => a.result.messagesPerSec - b.result.messagesPerSec);
           return {
-            setup: s.id, label: s.label, median: sorted[(sorted.length - 1) >> 1]!,
+            setup: s.id, label: s.label, median: medianItem(list, (m) => m.result.messagesPerSec)!,
             runsDeliveriesPerSec: list.map((m) => Math.round(m.result.messagesPerSec)),
           };
         });

@@ -9,6 +9,7 @@
  */
 import type { LaunchedServer } from '../../servers/launch.js';
 import { int, mdTable, pct, us } from '../../report/markdown.js';
+import { medianItem } from '../../report/stats.js';
 import { machineLine, summaryOf, type ScenarioDef, type SuiteContext } from '../context.js';
 import { limitOf, loadAgainst, ratioLine, startPeer, type LoadSpec, type Measurement } from '../measure.js';
 import type { Peer } from '../peers.js';
@@ -58,8 +59,7 @@ export const ISOLATION: ScenarioDef = {
     }
     const p99 = (m: Measurement): number => m.result.latencyUs?.p99 ?? Infinity;
     const rows = ctx.peers.map((peer, i) => {
-      const list = [...runs[i]!].sort((a, b) => p99(a.light) - p99(b.light));
-      return { peer, median: list[(list.length - 1) >> 1]!, all: runs[i]!.map((r) => p99(r.light)) };
+      return { peer, median: medianItem(runs[i]!, (r) => p99(r.light))!, all: runs[i]!.map((r) => p99(r.light)) };
     });
     const table = mdTable(['server', 'light alone p50 µs>', 'light alone p99 µs>', 'light+heavy p50 µs>', 'light+heavy p90 µs>',
       'light+heavy p99 µs>', 'light+heavy p99.9 µs>', 'p99 loaded/alone>', 'light msg/s>', 'heavy msg/s>', 'server CPU %>',

@@ -7,6 +7,7 @@
 import { openConnections, type HeldConnections, type HoldReport } from '../../loadgen/hold.js';
 import { CpuSampler } from '../../servers/launch.js';
 import { int, mdTable, pct, ratio, us } from '../../report/markdown.js';
+import { medianItem } from '../../report/stats.js';
 import { machineLine, summaryOf, type ScenarioDef } from '../context.js';
 import { limitOf, ratioLine, startPeer } from '../measure.js';
 import type { Peer } from '../peers.js';
@@ -55,8 +56,7 @@ export const STORM: ScenarioDef = {
       }
     }
     const rows = ctx.peers.map((peer, i) => {
-      const list = [...runs[i]!].sort((a, b) => a.report.upgradesPerSec - b.report.upgradesPerSec);
-      return { peer, median: list[(list.length - 1) >> 1]!, all: runs[i]!.map((x) => Math.round(x.report.upgradesPerSec)) };
+      return { peer, median: medianItem(runs[i]!, (x) => x.report.upgradesPerSec)!, all: runs[i]!.map((x) => Math.round(x.report.upgradesPerSec)) };
     });
     const u = rows.find((r) => r.peer.id === 'uws')?.median.report.upgradesPerSec;
     const w = rows.find((r) => r.peer.id === 'ws')?.median.report.upgradesPerSec;
