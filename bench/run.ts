@@ -101,18 +101,52 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
   return { mode, scenarios: ordered, timing: { ...TIMING[mode], ...over }, out, list };
 }
 
-function summaryTable(results: readonly ScenarioResult[]): string {
+/** What one scenario gave: its result (null: it threw) and why it failed (empty: it passed). */
+export interface ScenarioOutcome {
+  result: ScenarioResult | null;
+  failures: string[];
+}
+
+/**
+ * Run one scenario. It fails when it throws, and when any of its load runs had errors or
+ * connections that never got established (it says so through ctx.fail, measure.ts checkLoad):
+ * then its result is still given back (written and shown, marked FAILED), and the run exits 1.
+ */
+export async function runScenario(def: ScenarioDef, ctx: Omit<SuiteContext, 'fail'>): Promise<ScenarioOutcome> {
+  const failures: string[] = [];
+  const scenarioCtx: SuiteContext = {
+    ...ctx,
+    fail: (reason: string) => {
+      failures.push(reason);
+      ctx.progress(`${def.name} FAILED: ${reason}`);
+    },
+  };
+  try {
+    return { result: await def.run(scenarioCtx), failures };
+  } catch (err) {
+    failures.push(err instanceof Error ? err.message : String(err));
+    ctx.progress(`${def.name} FAILED: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    return { result: null, failures };
+  }
+}
+
+function summaryTable(results: readonly ScenarioResult[], failed: readonly string[]): string {
   const rows = results.map((r) => {
     const s: Summary = r.summary;
-    if (s.text !== undefined) return [r.name, s.metric, s.text, '', '', '', '', ''];
+    const name = failed.includes(r.name) ? `${r.name} (FAILED)` : r.name;
+    if (s.text !== undefined) return [name, s.metric, s.text, '', '', '', '', ''];
     const f = (v: number | null): string => (v === null ? '-' : v >= 1000 ? int(v) : us(v));
-    return [r.name, s.metric + (s.lowerIsBetter === true ? ' (lower is better)' : ''), f(s.ringwire), f(s.uws), f(s.ws), f(s.socketio),
+    return [name, s.metric + (s.lowerIsBetter === true ? ' (lower is better)' : ''), f(s.ringwire), f(s.uws), f(s.ws), f(s.socketio),
       ratio(s.ringwire, s.uws), ratio(s.ringwire, s.ws)];
   });
   return mdTable(['scenario', 'metric', 'ringwire>', 'raw uWS>', 'ws>', 'socket.io>', 'ringwire/raw-uWS>', 'ringwire/ws>'], rows);
 }
 
-interface SummaryEntry { name: string; title: string; mode: Mode; date: string; summary: Summary; json: string; svg: string | null }
+interface SummaryEntry {
+  name: string; title: string; mode: Mode; date: string; summary: Summary; json: string; svg: string | null;
+  /** Why the run that measured it failed (absent: it passed). */
+  failures?: string[];
+}
 
 /**
  * summary.json keeps one entry per scenario across runs: a run of some scenarios replaces
@@ -149,7 +183,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   };
   const work = calibrateWork(50);
   const machine = machineInfo();
-  const ctx: SuiteContext = {
+  const ctx: Omit<SuiteContext, 'fail'> = {
     mode: args.mode,
     machine,
     env: { ...process.env, BENCH_WORK_ITERS: String(work.iterations) },
@@ -157,6 +191,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     peers: PEERS,
     timing: args.timing,
     progress,
+    out: args.out,
   };
   mkdirSync(args.out, { recursive: true });
   const out = (s: string): void => { process.stdout.write(s + '\n'); };
@@ -175,31 +210,38 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   progress(`${args.mode} mode: ${args.scenarios.join(', ')}`);
   const results: ScenarioResult[] = [];
   const failed: string[] = [];
+  const failuresOf = new Map<string, string[]>();
   for (const name of args.scenarios) {
     const def = SCENARIOS.find((s) => s.name === name)!;
     const started = performance.now();
-    try {
-      const r = await def.run(ctx);
-      results.push(r);
-      const base = resolve(args.out, name);
-      writeFileSync(`${base}.json`, JSON.stringify({ scenario: name, title: r.title, mode: args.mode, machine, work, data: r.data }, null, 2) + '\n');
-      if (r.chart !== null) writeFileSync(`${base}.svg`, barChartSvg(r.chart));
-      out('');
-      out(r.markdown);
-      progress(`${name} done in ${((performance.now() - started) / 1000).toFixed(1)} s (wrote ${base}.json${r.chart !== null ? ', .svg' : ''})`);
-    } catch (err) {
+    const { result: r, failures } = await runScenario(def, ctx);
+    if (failures.length > 0) {
       failed.push(name);
-      progress(`${name} FAILED: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-      out('');
-      out(`### ${def.title}\n\nFAILED: ${err instanceof Error ? err.message : String(err)}`);
-      await stopAllServers();
+      failuresOf.set(name, failures);
     }
+    if (r === null) {
+      out('');
+      out(`### ${def.title}\n\nFAILED: ${failures.join('; ')}`);
+      await stopAllServers();
+      continue;
+    }
+    results.push(r);
+    const base = resolve(args.out, name);
+    writeFileSync(`${base}.json`, JSON.stringify({
+      scenario: name, title: r.title, mode: args.mode, machine, work, ...(failures.length > 0 ? { failures } : {}), data: r.data,
+    }, null, 2) + '\n');
+    if (r.chart !== null) writeFileSync(`${base}.svg`, barChartSvg(r.chart));
+    out('');
+    out(r.markdown);
+    if (failures.length > 0) out(`\nFAILED (figures not valid): ${failures.join('; ')}`);
+    progress(`${name} ${failures.length > 0 ? 'FAILED' : 'done'} in ${((performance.now() - started) / 1000).toFixed(1)} s ` +
+      `(wrote ${base}.json${r.chart !== null ? ', .svg' : ''})`);
   }
   const elapsed = (performance.now() - t0) / 1000;
   out('');
   out('### Summary');
   out('');
-  out(summaryTable(results));
+  out(summaryTable(results, failed));
   out('');
   out(`${results.length} scenario(s) in ${elapsed.toFixed(0)} s${failed.length > 0 ? `; FAILED: ${failed.join(', ')}` : ''}. ` +
     `JSON and SVG in ${args.out}.`);
@@ -208,6 +250,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   }, results.map((r) => ({
     name: r.name, title: r.title, mode: args.mode, date: machine.date, summary: r.summary,
     json: `${r.name}.json`, svg: r.chart !== null ? `${r.name}.svg` : null,
+    ...(failuresOf.has(r.name) ? { failures: failuresOf.get(r.name)! } : {}),
   })));
   return failed.length > 0 ? 1 : 0;
 }

@@ -5,7 +5,8 @@
  *   node dist/bench/e2e/baseline.js [--duration ms] [--warmup ms] [--runs n] [--out file] [--quiet]
  *
  * Prints a markdown table (msg/s, p50, p99, client CPU %, ratio to uWS) with Node version, CPU model
- * and core count, and writes bench/results/baseline.json.
+ * and core count, and writes bench/results/baseline.json. Exits 1 when any run had errors or
+ * connections never established (see ScenarioReport.failed).
  *
  * Adding a server (e.g. ringwire) is one more ServerEntry:
  *   import { BASELINE_SERVERS, main } from './baseline.js';
@@ -15,7 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
-  formatLoadResult, formatScenarioTable, runScenarios, type Scenario, type ScenarioReport, type ServerEntry,
+  formatLoadResult, formatScenarioTable, reportExitCode, runScenarios, type Scenario, type ScenarioReport, type ServerEntry,
 } from '../loadgen/scenarios.js';
 import { UWS_ECHO_SCRIPT, WS_ECHO_SCRIPT, startServer } from '../servers/spawn.js';
 
@@ -80,11 +81,12 @@ export async function main(servers: readonly ServerEntry[] = BASELINE_SERVERS,
   mkdirSync(dirname(args.out), { recursive: true });
   writeFileSync(args.out, JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(`\nwrote ${args.out}\n`);
+  if (report.failed.length > 0) process.stderr.write(`FAILED: ${report.failed.join('\n        ')}\n`);
   return report;
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err: unknown) => {
+  main().then((report) => { process.exitCode = reportExitCode(report); }, (err: unknown) => {
     process.stderr.write(`baseline: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     process.exit(1);
   });

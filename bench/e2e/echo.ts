@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { encodeFrame } from '../../src/shared/wire.js';
 import { HANDOFF_ECHO_SCRIPT, startServer, UWS_ECHO_SCRIPT, WS_ECHO_SCRIPT } from '../servers/spawn.js';
-import type { Scenario, ServerEntry } from '../loadgen/scenarios.js';
+import { reportExitCode, type Scenario, type ServerEntry } from '../loadgen/scenarios.js';
 import { main } from './baseline.js';
 
 const RINGWIRE_ECHO = fileURLToPath(new URL('./ringwire-echo-server.js', import.meta.url));
@@ -49,7 +49,9 @@ const OUT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bench/res
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const argv = process.argv.slice(2);
-  main(ECHO_SERVERS, ECHO_SCENARIOS, argv.includes('--out') ? argv : [...argv, '--out', OUT]).catch((err: unknown) => {
+  main(ECHO_SERVERS, ECHO_SCENARIOS, argv.includes('--out') ? argv : [...argv, '--out', OUT]).then((report) => {
+    process.exitCode = reportExitCode(report);
+  }, (err: unknown) => {
     process.stderr.write(`echo bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     process.exit(1);
   });

@@ -304,6 +304,21 @@ export async function runClients(configs: readonly ClientConfig[], opts: RunLoad
   return results as ClientResult[];
 }
 
+/**
+ * Why a load's figures are not a measurement of what was asked, null when they are: any error
+ * (a reply that was not the echo, a connection the server closed or reset, ...), or connections
+ * that never got established (the load ran on fewer). Works on LoadResult and HoldReport alike.
+ */
+export function loadFailure(r: { errors: number; errorKinds: Record<string, number>; established: number; connections: number }): string | null {
+  const why: string[] = [];
+  if (r.established < r.connections) why.push(`${r.established}/${r.connections} connections established`);
+  if (r.errors > 0) {
+    const kinds = Object.entries(r.errorKinds).map(([k, v]) => `${k}=${v}`).join(', ');
+    why.push(`${r.errors} error${r.errors === 1 ? '' : 's'}${kinds === '' ? '' : ` (${kinds})`}`);
+  }
+  return why.length === 0 ? null : why.join(', ');
+}
+
 /** Run one load: spawn the client processes, start them together, merge their results. */
 export async function runLoad(opts: RunLoadOptions): Promise<LoadResult> {
   const results = await runClients(planLoad(opts), opts);

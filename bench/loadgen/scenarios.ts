@@ -5,7 +5,7 @@
  * The first server is the baseline the ratios refer to.
  */
 import { cpus, loadavg } from 'node:os';
-import { formatLoadResult, runLoad, type LoadResult } from './index.js';
+import { formatLoadResult, loadFailure, runLoad, type LoadResult } from './index.js';
 import { medianItem } from '../report/stats.js';
 
 /** A server under test. `start` must return once it listens on 127.0.0.1:port. */
@@ -50,6 +50,8 @@ export interface ScenarioRow {
   runsMsgPerSec: number[];
   /** Median msg/s relative to the baseline server in the same scenario (null for failed baselines). */
   ratio: number | null;
+  /** Runs that had errors or connections never established ("run 2: 3 errors (...)"); empty: all clean. */
+  failures: string[];
 }
 
 export interface ScenarioReport {
@@ -59,6 +61,27 @@ export interface ScenarioReport {
   runs: number;
   baseline: string;
   rows: ScenarioRow[];
+  /**
+   * "scenario / server: run N: why" for every failed run. Any failed run fails the report, not only
+   * a failed median run: a run that counted error replies as echoes, or ran on fewer connections,
+   * did not measure the scenario.
+   */
+  failed: string[];
+}
+
+/** Why runs of one (scenario, server) cell are not valid measurements, one entry per failed run (run numbers from 1). */
+export function runFailures(runs: readonly Pick<LoadResult, 'errors' | 'errorKinds' | 'established' | 'connections'>[]): string[] {
+  const out: string[] = [];
+  runs.forEach((r, i) => {
+    const why = loadFailure(r);
+    if (why !== null) out.push(`run ${i + 1}: ${why}`);
+  });
+  return out;
+}
+
+/** Exit status of a benchmark that produced `report`: 1 when any run failed, else 0. */
+export function reportExitCode(report: Pick<ScenarioReport, 'failed'>): number {
+  return report.failed.length > 0 ? 1 : 0;
 }
 
 export interface RunScenariosOptions {
@@ -120,6 +143,7 @@ export async function runScenarios(servers: readonly ServerEntry[], scenarios: r
     }
   }
   const rows: ScenarioRow[] = [];
+  const failed: string[] = [];
   for (let si = 0; si < scenarios.length; si++) {
     let baseRate: number | null = null;
     for (let vi = 0; vi < servers.length; vi++) {
@@ -127,16 +151,19 @@ export async function runScenarios(servers: readonly ServerEntry[], scenarios: r
       const median = medianItem(list, (r) => r.messagesPerSec)!;
       const { histogram: _h, ...result } = median;
       if (vi === 0 && median.messagesPerSec > 0) baseRate = median.messagesPerSec;
+      const failures = runFailures(list);
+      for (const f of failures) failed.push(`${scenarios[si]!.name} / ${servers[vi]!.name}: ${f}`);
       rows.push({
         scenario: scenarios[si]!.name,
         server: servers[vi]!.name,
         result,
         runsMsgPerSec: list.map((r) => Math.round(r.messagesPerSec)),
         ratio: baseRate === null ? null : median.messagesPerSec / baseRate,
+        failures,
       });
     }
   }
-  return { machine: machineInfo(), durationMs: opts.durationMs, warmupMs, runs, baseline: servers[0]!.name, rows };
+  return { machine: machineInfo(), durationMs: opts.durationMs, warmupMs, runs, baseline: servers[0]!.name, rows, failed };
 }
 
 function int(n: number): string {
@@ -165,6 +192,10 @@ export function formatScenarioTable(report: ScenarioReport): string {
     out.push(`| ${row.scenario} | ${row.server} | ${int(r.messagesPerSec)} | ${us(r.latencyUs?.p50)} | ` +
       `${us(r.latencyUs?.p99)} | ${cpu} | ${row.ratio === null ? '-' : row.ratio.toFixed(2) + 'x'} | ` +
       `${r.errors} | ${row.runsMsgPerSec.map(int).join(', ')} |`);
+  }
+  if (report.failed.length > 0) {
+    out.push('');
+    out.push(`FAILED (runs with errors or missing connections; figures not valid): ${report.failed.join('; ')}`);
   }
   return out.join('\n');
 }

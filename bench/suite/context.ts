@@ -24,6 +24,14 @@ export interface SuiteContext {
   readonly timing: Timing;
   /** One progress line on stderr. */
   progress(line: string): void;
+  /**
+   * Marks the running scenario failed (a load run with errors or missing connections, see
+   * measure.ts checkLoad): its results are still written, but the suite reports it FAILED and
+   * exits non-zero.
+   */
+  fail(reason: string): void;
+  /** Where results go (--out): micro-benchmarks write their JSON there and the scenario reads it back. */
+  readonly out: string;
 }
 
 export interface ScenarioResult {

@@ -4,7 +4,7 @@
  * runs × peers loop that reports the median run per peer, and the echo-style table.
  */
 import { availableParallelism } from 'node:os';
-import { runLoad, formatLoadResult, type LoadResult } from '../loadgen/index.js';
+import { loadFailure, runLoad, formatLoadResult, type LoadResult } from '../loadgen/index.js';
 import { CpuSampler, launchServer, type LaunchedServer } from '../servers/launch.js';
 import type { RouteName } from '../servers/routes.js';
 import { int, mdTable, pct, ratio, us } from '../report/markdown.js';
@@ -110,6 +110,20 @@ function oneLine(m: Measurement): string {
     `${r.clientBound ? ' CLIENT-BOUND' : ''}${r.errors > 0 ? `, ${r.errors} errors` : ''}`;
 }
 
+/**
+ * Fails the scenario (ctx.fail) when a load run has errors or connections that never got
+ * established; returns whether the run was clean. Every run is checked, not only the reported
+ * median one: a run whose figures count error replies as echoes, or that ran on fewer
+ * connections, is not a measurement of the scenario, whichever run the table shows.
+ */
+export function checkLoad(ctx: Pick<SuiteContext, 'fail'>, what: string,
+  r: { errors: number; errorKinds: Record<string, number>; established: number; connections: number }): boolean {
+  const why = loadFailure(r);
+  if (why === null) return true;
+  ctx.fail(`${what}: ${why}`);
+  return false;
+}
+
 /** runs × peers, interleaved (run 1 of every peer, then run 2, ...); the median run per peer. */
 export async function runPeers(ctx: SuiteContext, label: string, peers: readonly Peer[], spec: LoadSpec,
   timing: Timing = ctx.timing): Promise<PeerRow[]> {
@@ -120,7 +134,7 @@ export async function runPeers(ctx: SuiteContext, label: string, peers: readonly
       const m = await measureLoad(ctx, p, spec, timing);
       all[i]!.push(m);
       ctx.progress(`  ${label} [${run + 1}/${timing.runs}] ${p.name}: ${oneLine(m)}`);
-      if (m.result.errors > 0) ctx.progress(formatLoadResult({ ...m.result, histogram: { buckets: [], total: 0, min: 0, max: 0, sum: 0 } }));
+      if (!checkLoad(ctx, `${label} run ${run + 1} ${p.name}`, m.result)) ctx.progress(formatLoadResult({ ...m.result, histogram: { buckets: [], total: 0, min: 0, max: 0, sum: 0 } }));
     }
   }
   return peers.map((peer, i) => {

@@ -13,6 +13,7 @@ const ctx: SuiteContext = {
   mode: 'quick',
   machine: { node: '20.20.2', v8: 'x', platform: 'linux', arch: 'x64', cpuModel: 'AMD EPYC', cores: 2, loadavg: [0, 0, 0], date: '2026-01-01T00:00:00Z' },
   env: process.env, work: { iterations: 1, micros: 1 }, peers: [], timing: { durationMs: 1000, warmupMs: 300, runs: 1 }, progress: () => {},
+  fail: () => {}, out: '/nonexistent',
 };
 
 function result(rate: number): Omit<LoadResult, 'histogram'> {

@@ -1,13 +1,17 @@
 import { test } from 'node:test';
 import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
-import { runLoad, type LoadResult } from '../../bench/loadgen/index.js';
+import { loadFailure, runLoad, type LoadResult } from '../../bench/loadgen/index.js';
+import { reportExitCode, runFailures, runScenarios } from '../../bench/loadgen/scenarios.js';
+import { UWS_ECHO_SCRIPT, startServer } from '../../bench/servers/spawn.js';
+import { FRAME_32, ringwireEntry } from '../../bench/e2e/echo.js';
 import { openConnections } from '../../bench/loadgen/hold.js';
 import { CpuSampler, launchServer } from '../../bench/servers/launch.js';
 import { median, medianItem, medianOrNull } from '../../bench/report/stats.js';
 import { SOCKETIO, RINGWIRE, UWS, WS, type Peer } from '../../bench/suite/peers.js';
-import { echoTable, limitOf, type PeerRow } from '../../bench/suite/measure.js';
-import { parseRunArgs, TIMING } from '../../bench/run.js';
+import { checkLoad, echoTable, limitOf, runPeers, type PeerRow } from '../../bench/suite/measure.js';
+import { parseRunArgs, runScenario, TIMING } from '../../bench/run.js';
+import type { ScenarioDef, ScenarioResult, SuiteContext } from '../../bench/suite/context.js';
 import { encodeFrame } from '../../src/shared/wire.js';
 
 function fakeResult(over: Partial<Omit<LoadResult, 'histogram'>>): Omit<LoadResult, 'histogram'> {
@@ -152,4 +156,71 @@ test('median: the middle value, for an even count the mean of the two middle val
   assert.equal(sampler.stop(), 85); // (80 + 90) / 2
   assert.equal(sampler.hostBusy(), 135);
   assert.equal(new CpuSampler(process.pid, 3_600_000).stop(), null);
+});
+
+/** A suite context for function-level tests: records fail() reasons, prints nothing. */
+function testCtx(failures: string[] = []): SuiteContext {
+  return {
+    mode: 'quick',
+    machine: { node: '20', v8: 'x', platform: 'linux', arch: 'x64', cpuModel: 'cpu', cores: 2, loadavg: [0, 0, 0], date: '2026-01-01T00:00:00Z' },
+    env: process.env, work: { iterations: 1, micros: 1 }, peers: [], timing: { durationMs: 200, warmupMs: 0, runs: 1 },
+    progress: () => {}, fail: (reason) => { failures.push(reason); }, out: '/nonexistent',
+  };
+}
+
+/** A ringwire message the server answers with an RW_ERR_UNKNOWN_EVENT error frame, not an echo. */
+const NOPE_FRAME = encodeFrame({ event: 'NOPE', ref: 1, payload: new Uint8Array(32) });
+
+test('failed loads: errors or missing connections make a run fail; any failed run fails the scenario and the exit code', async () => {
+  assert.equal(loadFailure(fakeResult({})), null);
+  assert.equal(loadFailure(fakeResult({ errors: 3, errorKinds: { 'echo:unexpected-reply': 2, 'close:server-1013': 1 } })),
+    '3 errors (echo:unexpected-reply=2, close:server-1013=1)');
+  assert.equal(loadFailure(fakeResult({ established: 48 })), '48/50 connections established');
+  assert.equal(loadFailure(fakeResult({ established: 0, errors: 1, errorKinds: { 'connect:ECONNREFUSED': 1 } })),
+    '0/50 connections established, 1 error (connect:ECONNREFUSED=1)');
+
+  // Suite: checkLoad fails the scenario through ctx.fail; a clean run does not.
+  const reasons: string[] = [];
+  assert.equal(checkLoad(testCtx(reasons), 'echo-32b run 1 ws', fakeResult({})), true);
+  assert.equal(checkLoad(testCtx(reasons), 'echo-32b run 2 ws', fakeResult({ errors: 1, errorKinds: { 'socket:ECONNRESET': 1 } })), false);
+  assert.deepStrictEqual(reasons, ['echo-32b run 2 ws: 1 error (socket:ECONNRESET=1)']);
+
+  // run.ts: a scenario that reported a failed load still gives its result, but fails; one that throws fails too.
+  const result = { name: 'x', title: 'X', markdown: '', chart: null, data: null, summary: { metric: 'm', ringwire: 1, uws: null, ws: null, socketio: null } } satisfies ScenarioResult;
+  const def = (run: (ctx: SuiteContext) => Promise<ScenarioResult>): ScenarioDef => ({ name: 'x', title: 'X', run });
+  const clean = await runScenario(def(async () => result), testCtx());
+  assert.deepStrictEqual(clean, { result, failures: [] });
+  const loadFailed = await runScenario(def(async (ctx) => { ctx.fail('x run 1 ringwire: 5 errors'); return result; }), testCtx());
+  assert.deepStrictEqual(loadFailed, { result, failures: ['x run 1 ringwire: 5 errors'] });
+  const threw = await runScenario(def(async () => { throw new Error('boom'); }), testCtx());
+  assert.deepStrictEqual(threw, { result: null, failures: ['boom'] });
+
+  // e2e: every run is checked, not only the median one (here run 2 of 3 has the median msg/s and is clean).
+  const runs = [fakeResult({ messagesPerSec: 10, errors: 2, errorKinds: { 'echo:unexpected-reply': 2 } }), fakeResult({ messagesPerSec: 20 }),
+    fakeResult({ messagesPerSec: 30, established: 49 })];
+  assert.deepStrictEqual(runFailures(runs), ['run 1: 2 errors (echo:unexpected-reply=2)', 'run 3: 49/50 connections established']);
+  assert.deepStrictEqual(runFailures([fakeResult({})]), []);
+  assert.equal(reportExitCode({ failed: [] }), 0);
+  assert.equal(reportExitCode({ failed: ['s / ringwire: run 1: 1 error'] }), 1);
+});
+
+test('failed loads through the real loops: runPeers calls ctx.fail, runScenarios reports the failed cell (short loads)', async () => {
+  // A ringwire peer whose message is an unknown event: every reply is an error frame.
+  const nope = { ...RINGWIRE, name: 'ringwire (unknown event)', message: () => ({ payload: NOPE_FRAME, binary: true }) };
+  const reasons: string[] = [];
+  const ctx = testCtx(reasons);
+  const spec = { route: 'echo', connections: 2, inflight: 2, payloadBytes: 32 } as const;
+  const rows = await runPeers(ctx, 'bad-echo', [RINGWIRE, nope], spec);
+  assert.equal(rows.length, 2);
+  assert.equal(reasons.length, 1, reasons.join('; '));
+  assert.match(reasons[0]!, /^bad-echo run 1 ringwire \(unknown event\): \d+ errors? \(echo:unexpected-reply=\d+\)$/);
+
+  const report = await runScenarios([
+    { name: 'uWS (raw)', start: () => startServer(UWS_ECHO_SCRIPT) },
+    { ...ringwireEntry(1), name: 'ringwire (unknown event)', payload: NOPE_FRAME },
+  ], [{ name: 'pipelined 2x2', connections: 2, inflight: 2, payload: FRAME_32 }], { durationMs: 200, warmupMs: 0 });
+  assert.deepStrictEqual(report.rows.map((r) => r.failures.length), [0, 1]);
+  assert.equal(report.failed.length, 1);
+  assert.match(report.failed[0]!, /^pipelined 2x2 \/ ringwire \(unknown event\): run 1: \d+ errors? \(echo:unexpected-reply=\d+\)$/);
+  assert.equal(reportExitCode(report), 1);
 });

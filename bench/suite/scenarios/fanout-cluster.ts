@@ -35,7 +35,7 @@ import { CpuSampler, launchServer, type LaunchedServer } from '../../servers/lau
 import { int, mdTable, pct, ratio } from '../../report/markdown.js';
 import { takeSourceAddresses } from '../addresses.js';
 import type { ScenarioDef, ScenarioResult, SuiteContext, Timing } from '../context.js';
-import { limitOf, type LoadSpec } from '../measure.js';
+import { checkLoad, limitOf, type LoadSpec } from '../measure.js';
 import { medianItem, medianOrNull } from '../../report/stats.js';
 import { RINGWIRE } from '../peers.js';
 import { processRate, runSplitLoad } from '../split-load.js';
@@ -443,6 +443,7 @@ export function fanoutClusterScenario(deps: FanoutClusterDeps = {}): ScenarioDef
             const s = SETUPS[i]!;
             const m = await measureSetup(ctx, s.id, s.label, redis, dir, t);
             all[i]!.push(m);
+            checkLoad(ctx, `fanout-cluster run ${run + 1} ${s.label}`, m.result);
             ctx.progress(`  fanout-cluster [${run + 1}/${t.runs}] ${s.label}: ${oneLine(m)}`);
           }
         }

@@ -11,7 +11,7 @@ import type { LaunchedServer } from '../../servers/launch.js';
 import { int, mdTable, pct, us } from '../../report/markdown.js';
 import { medianItem } from '../../report/stats.js';
 import { machineLine, summaryOf, type ScenarioDef, type SuiteContext } from '../context.js';
-import { limitOf, loadAgainst, ratioLine, startPeer, type LoadSpec, type Measurement } from '../measure.js';
+import { checkLoad, limitOf, loadAgainst, ratioLine, startPeer, type LoadSpec, type Measurement } from '../measure.js';
 import type { Peer } from '../peers.js';
 
 const LIGHT: LoadSpec = { route: 'echo', connections: 8, inflight: 1, payloadBytes: 32 };
@@ -49,6 +49,7 @@ export const ISOLATION: ScenarioDef = {
         try {
           const r = await isoRun(ctx, peer, server);
           runs[i]!.push(r);
+          for (const k of ['alone', 'light', 'heavy'] as const) checkLoad(ctx, `isolation run ${run + 1} ${peer.name} ${k}`, r[k].result);
           ctx.progress(`  isolation [${run + 1}/${ctx.timing.runs}] ${peer.name}: light p99 alone ${us(r.alone.result.latencyUs?.p99)} µs, ` +
             `with heavy ${us(r.light.result.latencyUs?.p99)} µs; heavy ${int(r.heavy.result.messagesPerSec)} msg/s, ` +
             `server CPU ${pct(r.heavy.serverCpuPercent)}%`);

@@ -9,7 +9,7 @@ import { openConnections, type HeldConnections } from '../../loadgen/hold.js';
 import { processRssBytes } from '../../servers/launch.js';
 import { int, mdTable, ratio } from '../../report/markdown.js';
 import { machineLine, summaryOf, type ScenarioDef } from '../context.js';
-import { ratioLine, startPeer } from '../measure.js';
+import { checkLoad, ratioLine, startPeer } from '../measure.js';
 import { takeSourceAddresses } from '../addresses.js';
 
 const STAGES = [10_000, 19_000] as const;
@@ -56,6 +56,7 @@ export const IDLE_MEMORY: ScenarioDef = {
           held.push(h);
           have += h.result.established;
           row.errors += h.result.errors;
+          checkLoad(ctx, `idle-memory ${peer.name} stage ${s + 1}`, h.result);
           row.upgradesPerSec.push(Math.round(h.result.upgradesPerSec));
           row.clientCpuPercent.push(h.result.clientCpuPercent.map((c) => Math.round(c)));
           await sleep(SETTLE_MS);

@@ -9,7 +9,7 @@ import { CpuSampler } from '../../servers/launch.js';
 import { int, mdTable, pct, ratio, us } from '../../report/markdown.js';
 import { medianItem } from '../../report/stats.js';
 import { machineLine, summaryOf, type ScenarioDef } from '../context.js';
-import { limitOf, ratioLine, startPeer } from '../measure.js';
+import { checkLoad, limitOf, ratioLine, startPeer } from '../measure.js';
 import type { Peer } from '../peers.js';
 import { takeSourceAddresses } from '../addresses.js';
 
@@ -46,6 +46,7 @@ export const STORM: ScenarioDef = {
           await held.close();
           const r = held.result;
           const other = host === null || cpu === null ? null : Math.max(0, host - cpu - r.clientCpuPercent.reduce((a, b) => a + b, 0));
+          checkLoad(ctx, `storm run ${run + 1} ${peer.name}`, r);
           runs[i]!.push({ report: r, serverCpuPercent: cpu, otherCpuPercent: other, hostBusyPercent: host });
           ctx.progress(`  storm [${run + 1}/${ctx.timing.runs}] ${peer.name}: ${int(r.upgradesPerSec)} upgrades/s, ` +
             `p50 ${us(r.latencyUs.p50)} µs, p99 ${us(r.latencyUs.p99)} µs, ${r.established}/${r.connections} up, ` +

@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { Defaults } from '../../../src/shared/constants.js';
 import { bytes, int, mdTable, us } from '../../report/markdown.js';
 import { machineLine, type ScenarioDef } from '../context.js';
-import { limitOf, measureLoad, type LoadSpec, type Measurement } from '../measure.js';
+import { checkLoad, limitOf, measureLoad, type LoadSpec, type Measurement } from '../measure.js';
 import { ringwirePeer } from '../peers.js';
 
 export interface SweepConfig {
@@ -75,6 +75,8 @@ export const SWEEP: ScenarioDef = {
         const peer = ringwirePeer(args(c), `ringwire ${configLabel(c)}`);
         const pipelined = await measureLoad(ctx, peer, PIPELINED, timing);
         const pingpong = await measureLoad(ctx, peer, PINGPONG, timing);
+        checkLoad(ctx, `sweep ${configLabel(c)} pipelined`, pipelined.result);
+        checkLoad(ctx, `sweep ${configLabel(c)} ping-pong`, pingpong.result);
         measured.push({ config: c, pipelined, pingpong });
         ctx.progress(`  sweep ${configLabel(c)}: pipelined ${int(pipelined.result.messagesPerSec)} msg/s, ` +
           `ping-pong ${int(pingpong.result.messagesPerSec)} msg/s (p99 ${us(pingpong.result.latencyUs?.p99)} µs)`);
