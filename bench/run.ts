@@ -9,8 +9,9 @@
  *   options: --duration ms  --warmup ms  --runs n  (override the mode's timing)  --out DIR
  *
  * stdout: markdown (machine line, one section per scenario with its table and ratio line,
- * a summary table). stderr: progress lines. Files: bench/results/<scenario>.json and .svg,
- * bench/results/summary.json. Every server and client runs in its own process; servers load
+ * a summary table). stderr: progress lines. Files, in --out DIR (default bench/results/):
+ * <scenario>.json and .svg, summary.json, and the micro-benchmarks' own fd.json, ring.json,
+ * protocol.json, hooks.json. Every server and client runs in its own process; servers load
  * uWS through loadUws(), so a result from uWS's slow `ws` fallback is impossible.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';

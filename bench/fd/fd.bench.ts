@@ -1,7 +1,7 @@
 /**
  * fd allocator throughput against a Map-based baseline allocator, same run.
  *
- *   node dist/bench/fd/fd.bench.js [--rounds 3] [--quick] [--time 1000]
+ *   node dist/bench/fd/fd.bench.js [--rounds 3] [--quick] [--time 1000] [--out DIR]
  *
  * Scenarios (each task iteration does a batch of alloc+release pairs, so tinybench's
  * per-iteration overhead is amortised; pairs/s = batch × iterations/s):
@@ -22,13 +22,15 @@
  *
  * Each round runs every task once (interleaved, so background load hits all alike);
  * prints a table of the medians with Node version, CPU model and core count, and
- * writes bench/results/fd.json.
+ * writes bench/results/fd.json (or DIR/fd.json with --out).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus } from 'node:os';
 import { Bench } from 'tinybench';
 import { FdAllocator, FD_MAX } from '../../src/fd/index.js';
 import { median } from '../report/stats.js';
+import { outDirArg } from '../report/results.js';
 
 const args = process.argv.slice(2);
 function numArg(name: string, def: number): number {
@@ -41,7 +43,7 @@ function numArg(name: string, def: number): number {
 const QUICK = args.includes('--quick');
 const ROUNDS = numArg('--rounds', QUICK ? 1 : 3);
 const TIME_MS = numArg('--time', QUICK ? 250 : 1000);
-const resultsDir = new URL('../../../bench/results/', import.meta.url);
+const resultsDir = outDirArg(process.argv.slice(2));
 
 /** Baseline: the obvious JS allocator, same semantics, Map of live fds → generation. */
 class MapFdAllocator {
@@ -243,8 +245,8 @@ async function main(): Promise<void> {
       ratioToMap: Number((median(rates.get(key)!) / median(rates.get(`${s.name} | Map baseline`)!)).toFixed(2)),
     })),
   };
-  writeFileSync(new URL('fd.json', resultsDir), JSON.stringify(out, null, 2) + '\n');
-  console.log(`wrote ${new URL('fd.json', resultsDir).pathname}`);
+  writeFileSync(join(resultsDir, 'fd.json'), JSON.stringify(out, null, 2) + '\n');
+  console.log(`wrote ${join(resultsDir, 'fd.json')}`);
 }
 
 await main();

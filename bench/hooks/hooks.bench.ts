@@ -3,7 +3,7 @@
  * index loop that only allocates a promise continuation when a hook actually returns a promise)
  * against the naive baseline, an `async` function that `await`s every hook in a `for` loop.
  *
- *   node dist/bench/hooks/hooks.bench.js [--rounds 3] [--quick]
+ *   node dist/bench/hooks/hooks.bench.js [--rounds 3] [--quick] [--out DIR]   (results: bench/results/hooks.json, or DIR/hooks.json)
  *
  * Chains (GLOBAL onReceived → EVENT onReceived → preHandler → handler, as the loader builds them):
  *   1 sync handler              the common case: one handler, nothing async
@@ -16,14 +16,16 @@
  * are serialised); rounds interleave all tasks; the median round is shown.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus } from 'node:os';
 import { Bench } from 'tinybench';
 import { runMessage } from '../../src/workers/pipeline.js';
 import type { Conn } from '../../src/workers/connection.js';
 import type { MessageHook } from '../../src/workers/define.js';
 import { median } from '../report/stats.js';
+import { outDirArg } from '../report/results.js';
 
-const resultsDir = new URL('../../../bench/results/', import.meta.url);
+const resultsDir = outDirArg(process.argv.slice(2));
 const quick = process.argv.includes('--quick');
 const roundsArg = process.argv.indexOf('--rounds');
 const ROUNDS = roundsArg >= 0 ? Number(process.argv[roundsArg + 1]) : quick ? 1 : 3;
@@ -149,8 +151,8 @@ async function main(): Promise<void> {
       ratioToBaseline: Number((med[i]! / baseOf(i)).toFixed(3)),
     })),
   };
-  writeFileSync(new URL('hooks.json', resultsDir), JSON.stringify(out, null, 2) + '\n');
-  console.log(`wrote ${new URL('hooks.json', resultsDir).pathname}`);
+  writeFileSync(join(resultsDir, 'hooks.json'), JSON.stringify(out, null, 2) + '\n');
+  console.log(`wrote ${join(resultsDir, 'hooks.json')}`);
 }
 
 await main();

@@ -1,7 +1,7 @@
 /**
  * Protocol micro-benchmarks (tinybench): the client wire codec and the in-ring record writers.
  *
- *   node dist/bench/protocol/protocol.bench.js [--rounds 3] [--quick]
+ *   node dist/bench/protocol/protocol.bench.js [--rounds 3] [--quick] [--out DIR]
  *
  * Rows, for 32 B and 512 B payloads:
  *   encode   binary codec frame (encodeFrame) vs JSON.stringify({cmd, data, ref}) (the baseline)
@@ -14,9 +14,11 @@
  * JSON `data` is a string of as many ASCII characters as the binary payload has bytes.
  * Each task function runs OPS operations, so timer overhead does not dominate nanosecond ops.
  * Rounds run every task in turn (interleaved, so background load hits all alike); the table
- * shows the median of the rounds. Results go to bench/results/protocol.json.
+ * shows the median of the rounds. Results go to bench/results/protocol.json
+ * (or DIR/protocol.json with --out).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus } from 'node:os';
 import * as flatbuffers from 'flatbuffers';
 import { Bench } from 'tinybench';
@@ -24,8 +26,9 @@ import { Ring, RingStatus } from '../../src/shared/ring.js';
 import { RecordKind, fb, writeMessage, writeSendFrame, type RecordRing } from '../../src/shared/records.js';
 import { binaryCodec, createDecodedFrame, encodeFrame, jsonCodec } from '../../src/shared/wire.js';
 import { median } from '../report/stats.js';
+import { outDirArg } from '../report/results.js';
 
-const resultsDir = new URL('../../../bench/results/', import.meta.url);
+const resultsDir = outDirArg(process.argv.slice(2));
 const quick = process.argv.includes('--quick');
 const roundsArg = process.argv.indexOf('--rounds');
 const ROUNDS = roundsArg >= 0 ? Number(process.argv[roundsArg + 1]) : 3;
@@ -156,8 +159,8 @@ async function main(): Promise<void> {
       ratioToBaseline: Number((med[i]! / baselineOf(row)).toFixed(3)),
     })),
   };
-  writeFileSync(new URL('protocol.json', resultsDir), JSON.stringify(out, null, 2) + '\n');
-  console.log(`wrote ${new URL('protocol.json', resultsDir).pathname}`);
+  writeFileSync(join(resultsDir, 'protocol.json'), JSON.stringify(out, null, 2) + '\n');
+  console.log(`wrote ${join(resultsDir, 'protocol.json')}`);
   if (sink === 0.5) console.log(sink);
 }
 

@@ -2,7 +2,7 @@
  * Ring throughput against postMessage, between two threads, 64-byte records.
  *
  *   node dist/bench/ring/ring.bench.js [--rounds 3] [--quick] [--capacity 1048576] [--batch 256]
- *                                      [--ring-records 20000000] [--pm-records 250000]
+ *                                      [--ring-records 20000000] [--pm-records 250000] [--out DIR]
  *
  * Scenarios (each round starts fresh workers; timing runs from 'go' to the
  * consumer having counted and checked every record):
@@ -14,18 +14,20 @@
  *   pm buffer    one postMessage per batch: one transferred batch × 64-byte buffer (reference)
  *
  * Prints a table (median of the rounds) with Node version, CPU model and core
- * count, and writes bench/results/ring.json.
+ * count, and writes bench/results/ring.json (or DIR/ring.json with --out).
  */
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Ring } from '../../src/shared/ring.js';
 import { median } from '../report/stats.js';
+import { outDirArg } from '../report/results.js';
 import type { BenchDone, BenchInput, Role } from './ring-bench-worker.js';
 
 const workerUrl = new URL('./ring-bench-worker.js', import.meta.url);
-const resultsDir = new URL('../../../bench/results/', import.meta.url);
+const resultsDir = outDirArg(process.argv.slice(2));
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -207,8 +209,8 @@ async function main(): Promise<void> {
       ratioToPostMessage: Number((median(perRound[i]!) / baseline).toFixed(2)),
     })),
   };
-  writeFileSync(new URL('ring.json', resultsDir), JSON.stringify(out, null, 2) + '\n');
-  console.log(`wrote ${new URL('ring.json', resultsDir).pathname}`);
+  writeFileSync(join(resultsDir, 'ring.json'), JSON.stringify(out, null, 2) + '\n');
+  console.log(`wrote ${join(resultsDir, 'ring.json')}`);
 }
 
 await main();

@@ -1,5 +1,7 @@
 import { test } from 'node:test';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { loadFailure, runLoad, type LoadResult } from '../../bench/loadgen/index.js';
 import { reportExitCode, runFailures, runScenarios } from '../../bench/loadgen/scenarios.js';
@@ -12,6 +14,8 @@ import { SOCKETIO, RINGWIRE, UWS, WS, type Peer } from '../../bench/suite/peers.
 import { checkLoad, echoTable, limitOf, runPeers, type PeerRow } from '../../bench/suite/measure.js';
 import { parseRunArgs, runScenario, TIMING } from '../../bench/run.js';
 import type { ScenarioDef, ScenarioResult, SuiteContext } from '../../bench/suite/context.js';
+import { MICRO_SCENARIOS, microPlan } from '../../bench/suite/scenarios/micro.js';
+import { RESULTS_DIR } from '../../bench/report/results.js';
 import { encodeFrame } from '../../src/shared/wire.js';
 
 function fakeResult(over: Partial<Omit<LoadResult, 'histogram'>>): Omit<LoadResult, 'histogram'> {
@@ -223,4 +227,32 @@ test('failed loads through the real loops: runPeers calls ctx.fail, runScenarios
   assert.equal(report.failed.length, 1);
   assert.match(report.failed[0]!, /^pipelined 2x2 \/ ringwire \(unknown event\): run 1: \d+ errors? \(echo:unexpected-reply=\d+\)$/);
   assert.equal(reportExitCode(report), 1);
+});
+
+test('micro-benchmarks: --out goes to the bench child and the scenario reads its JSON back from there', async () => {
+  const out = '/tmp/rw-bench-out';
+  for (const [name, json] of [['micro-fd', 'fd.json'], ['micro-ring', 'ring.json'], ['micro-protocol', 'protocol.json'], ['micro-hooks', 'hooks.json']]) {
+    for (const mode of ['quick', 'full'] as const) {
+      const plan = microPlan(name!, { mode, out });
+      assert.deepStrictEqual(plan.args.slice(-2), ['--out', out], `${name} ${mode}`);
+      assert.equal(plan.json, join(out, json!));
+    }
+  }
+  assert.deepStrictEqual(microPlan('micro-ring', { mode: 'quick', out }).args, ['--quick', '--rounds', '1', '--out', out]);
+  assert.throws(() => microPlan('micro-nope', { mode: 'quick', out }), RangeError);
+
+  // The real micro-hooks scenario (quick mode, about 2 s): its JSON lands in the given folder,
+  // the committed bench/results/hooks.json is left alone.
+  const dir = mkdtempSync(join(tmpdir(), 'rw-micro-'));
+  const committed = join(RESULTS_DIR, 'hooks.json');
+  const before = existsSync(committed) ? readFileSync(committed) : null;
+  try {
+    const def = MICRO_SCENARIOS.find((s) => s.name === 'micro-hooks')!;
+    const r = await def.run({ ...testCtx(), out: dir });
+    assert.ok(existsSync(join(dir, 'hooks.json')), 'hooks.json written to --out');
+    assert.ok((r.data as { rows: unknown[] }).rows.length > 0);
+    assert.deepStrictEqual(existsSync(committed) ? readFileSync(committed) : null, before, 'bench/results/hooks.json untouched');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

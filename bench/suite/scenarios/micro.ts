@@ -1,8 +1,8 @@
 /**
  * The tinybench / thread micro-benchmarks, each against its baseline, run as child processes
  * (a fresh V8 per bench, so one cannot skew another's JIT state): their own output goes to
- * stderr as progress, their JSON (bench/results/<bench>.json) becomes a markdown table and a
- * chart of ratios to the baseline.
+ * stderr as progress, their JSON (<out>/<bench>.json: the suite's --out folder, bench/results/
+ * by default) becomes a markdown table and a chart of ratios to the baseline.
  *
  *   micro-fd        fd allocator vs a Map-based allocator          (bench/fd/fd.bench.ts)
  *   micro-ring      SAB ring vs postMessage between threads        (bench/ring/ring.bench.ts)
@@ -11,6 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { int, mdTable } from '../../report/markdown.js';
 import { machineLine, type ScenarioDef, type SuiteContext } from '../context.js';
@@ -32,7 +33,6 @@ interface MicroSpec {
 }
 
 const distBench = (p: string): string => fileURLToPath(new URL(`../../${p}`, import.meta.url));
-const resultFile = (f: string): string => fileURLToPath(new URL(`../../../../bench/results/${f}`, import.meta.url));
 
 type Json = { results: Record<string, unknown>[] };
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number.NaN);
@@ -77,6 +77,16 @@ const SPECS: readonly MicroSpec[] = [
   },
 ];
 
+/**
+ * How micro scenario `name` runs its bench: the script, its arguments (the mode's, then `--out`
+ * the suite's results folder) and the JSON file it writes there and the scenario reads back.
+ */
+export function microPlan(name: string, ctx: Pick<SuiteContext, 'mode' | 'out'>): { script: string; args: string[]; json: string } {
+  const spec = SPECS.find((s) => s.name === name);
+  if (spec === undefined) throw new RangeError(`unknown micro scenario ${name}`);
+  return { script: spec.script, args: [...spec.args(ctx.mode === 'quick'), '--out', ctx.out], json: join(ctx.out, spec.json) };
+}
+
 function runChild(ctx: SuiteContext, script: string, args: string[]): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -105,9 +115,10 @@ function microScenario(spec: MicroSpec): ScenarioDef {
     title: spec.title,
     async run(ctx) {
       const quick = ctx.mode === 'quick';
-      ctx.progress(`${spec.name}: node ${spec.script.replace(/^.*\/dist\//, 'dist/')} ${spec.args(quick).join(' ')}`);
-      await runChild(ctx, spec.script, spec.args(quick));
-      const json = JSON.parse(readFileSync(resultFile(spec.json), 'utf8')) as Json & { params?: unknown; env?: unknown };
+      const plan = microPlan(spec.name, ctx);
+      ctx.progress(`${spec.name}: node ${plan.script.replace(/^.*\/dist\//, 'dist/')} ${plan.args.join(' ')}`);
+      await runChild(ctx, plan.script, plan.args);
+      const json = JSON.parse(readFileSync(plan.json, 'utf8')) as Json & { params?: unknown; env?: unknown };
       const rows = spec.rows(json);
       const table = mdTable(['case', 'implementation', `${spec.unit}>`, 'vs baseline>'], rows.map((r) => [
         r.case, r.impl === '' ? r.case : r.impl, int(r.median), r.baseline ? 'baseline' : `${r.ratio.toFixed(2)}x`,
@@ -118,7 +129,7 @@ function microScenario(spec: MicroSpec): ScenarioDef {
         name: spec.name,
         title: spec.title,
         markdown: [`### ${spec.title}`, '', `Baseline: ${spec.baselineName}. ${machineLine(ctx)}; ` +
-          `${quick ? 'quick mode (1 round, short tasks)' : 'median of 3 rounds'}; details in bench/results/${spec.json}.`, '', table].join('\n'),
+          `${quick ? 'quick mode (1 round, short tasks)' : 'median of 3 rounds'}; details in ${relative(process.cwd(), plan.json)}.`, '', table].join('\n'),
         chart: {
           title: `${spec.title}: ratio to baseline`,
           subtitle: `${machineLine(ctx)}, ${ctx.mode} mode`,
