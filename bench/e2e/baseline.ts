@@ -18,7 +18,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   formatLoadResult, formatScenarioTable, reportExitCode, runScenarios, type Scenario, type ScenarioReport, type ServerEntry,
 } from '../loadgen/scenarios.js';
-import { UWS_ECHO_SCRIPT, WS_ECHO_SCRIPT, startServer } from '../servers/spawn.js';
+import { UWS_ECHO_SCRIPT, WS_ECHO_SCRIPT, killServersOnExit, startServer } from '../servers/spawn.js';
 
 /** 32 bytes 0x00..0x1f. */
 export const PAYLOAD_32 = Uint8Array.from({ length: 32 }, (_, i) => i);
@@ -86,6 +86,7 @@ export async function main(servers: readonly ServerEntry[] = BASELINE_SERVERS,
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  killServersOnExit();
   main().then((report) => { process.exitCode = reportExitCode(report); }, (err: unknown) => {
     process.stderr.write(`baseline: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     process.exit(1);

@@ -12,7 +12,7 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { encodeFrame } from '../../src/shared/wire.js';
-import { HANDOFF_ECHO_SCRIPT, startServer, UWS_ECHO_SCRIPT, WS_ECHO_SCRIPT } from '../servers/spawn.js';
+import { HANDOFF_ECHO_SCRIPT, killServersOnExit, startServer, UWS_ECHO_SCRIPT, WS_ECHO_SCRIPT } from '../servers/spawn.js';
 import { reportExitCode, type Scenario, type ServerEntry } from '../loadgen/scenarios.js';
 import { main } from './baseline.js';
 
@@ -48,6 +48,7 @@ export const ECHO_SERVERS: readonly ServerEntry[] = [
 const OUT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bench/results/echo.json');
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  killServersOnExit();
   const argv = process.argv.slice(2);
   main(ECHO_SERVERS, ECHO_SCENARIOS, argv.includes('--out') ? argv : [...argv, '--out', OUT]).then((report) => {
     process.exitCode = reportExitCode(report);

@@ -2,12 +2,14 @@
  * ringwire echo server for the end-to-end benchmarks (child process).
  *
  *   node dist/bench/e2e/ringwire-echo-server.js [--port 0] [--workers N] [--ring BYTES] [--batch N] [--spin us] [--block ms]
- * Prints one JSON line {"port": N} once listening; graceful close on SIGTERM/SIGINT.
+ * Prints one JSON line {"port": N} once listening; graceful close on SIGTERM/SIGINT; exits when its
+ * parent goes away.
  * The echo module uses the default binary FlatBuffers codec: the load generator sends
  * pre-built WireFrame messages and gets WireFrame replies of the same size.
  */
 import { fileURLToPath } from 'node:url';
 import { createServer } from '../../src/core/server.js';
+import { exitWithParent } from '../servers/routes.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -32,3 +34,4 @@ const stop = (): void => {
 };
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
+exitWithParent();

@@ -11,13 +11,15 @@
  * optimisation in ringwire can remove. Benchmark only.
  *
  *   node dist/bench/servers/handoff-echo.js [--host 127.0.0.1] [--port 0]
- * Every path upgrades; every message is echoed with its own opcode. Prints {"port": N}.
+ * Every path upgrades; every message is echoed with its own opcode. Prints {"port": N}; exits when
+ * its parent goes away.
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { WebSocket } from 'uWebSockets.js';
 import { Ring } from '../../src/shared/ring.js';
 import { loadUws } from '../../src/core/uws.js';
 import { listenAndReport, parseServerArgs } from './args.js';
+import { exitWithParent } from './routes.js';
 
 const RING_BYTES = 1 << 20;
 /** Record: [u32 socket id][u8 binary][payload]. */
@@ -103,7 +105,7 @@ function ioThread(): void {
       }
     },
   });
-  listenAndReport(uws, app, host, port, 'handoff-echo');
+  listenAndReport(uws, app, host, port, 'handoff-echo', exitWithParent);
 }
 
 async function workerThread(rings: Rings): Promise<void> {

@@ -1,8 +1,13 @@
 /**
  * Start a benchmark server script in its own process and wait for its `{"port": N}` line.
  * Servers run in their own process so the load generator and the server never share a thread.
+ *
+ * As with launch.ts, the child's stdin is a pipe: every server started here exits when it closes
+ * (routes.ts exitWithParent), so a bench that is killed, even with SIGKILL, never leaves a server
+ * listening. Started servers are tracked too: killStartedServers() (on SIGINT/SIGTERM/exit, see
+ * killServersOnExit) kills whatever still runs.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const UWS_ECHO_SCRIPT = fileURLToPath(new URL('./uws-echo.js', import.meta.url));
@@ -17,13 +22,20 @@ export interface StartedServer {
   stop(): Promise<void>;
 }
 
+const live = new Set<ChildProcess>();
+
 export function startServer(scriptPath: string, args: readonly string[] = [],
   opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<StartedServer> {
   const child = spawn(process.execPath, [scriptPath, ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
     env: opts.env ?? process.env,
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  live.add(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => {
+    live.delete(child);
+    resolve();
+  }));
+  child.stdin.on('error', () => { /* the child went away; exit handling covers it */ });
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
@@ -62,4 +74,23 @@ export function startServer(scriptPath: string, args: readonly string[] = [],
       }
     });
   });
+}
+
+/** Kill every server startServer() started that is still running (synchronous: usable on exit). */
+export function killStartedServers(): void {
+  for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+/**
+ * For a bench's entry point: kill the started servers when it exits, and on SIGINT/SIGTERM
+ * (then exit 130). The stdin lifeline covers SIGKILL, which no handler sees.
+ */
+export function killServersOnExit(): void {
+  process.on('exit', killStartedServers);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      killStartedServers();
+      process.exit(130);
+    });
+  }
 }

@@ -3,6 +3,11 @@ import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
   FrameParser, type FrameSink, Opcode, buildFrameWindow, buildMaskedFrame, buildUpgradeRequest,
@@ -327,5 +332,36 @@ test('echo load: a reply of another length than the request is an error, not a c
     assert.ok(r.messages > 0);
   } finally {
     good.close();
+  }
+});
+
+/** Whether `pid` is a live process (a zombie nobody reaped yet counts as gone). */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+test('e2e bench servers (startServer) exit when the bench process is SIGKILLed', async () => {
+  const parent = spawn(process.execPath, [fileURLToPath(new URL('../fixtures/bench-server-parent.js', import.meta.url))],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let pids: number[] = [];
+  try {
+    const [line] = (await once(createInterface({ input: parent.stdout! }), 'line', { signal: AbortSignal.timeout(30_000) })) as [string];
+    pids = JSON.parse(line) as number[];
+    assert.equal(pids.length, 4);
+    for (const pid of pids) assert.ok(processAlive(pid), `server ${pid} running`);
+    const gone = once(parent, 'exit');
+    parent.kill('SIGKILL'); // no handler runs: only the stdin lifeline can stop the servers
+    await gone;
+    const deadline = Date.now() + 10_000;
+    while (pids.some(processAlive) && Date.now() < deadline) await delay(20);
+    assert.deepStrictEqual(pids.filter(processAlive), [], 'servers still running after their parent was killed');
+  } finally {
+    parent.kill('SIGKILL');
+    for (const pid of pids) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
   }
 });
