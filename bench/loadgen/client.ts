@@ -16,7 +16,7 @@
  * the upgrade and swallows `expectMessages` server messages before it counts as established.
  *
  * IPC protocol: parent → {config}; child connects, → {ready}; parent → {start}; child runs
- * warm-up + window, closes with 1000, → {result}; exits. With argv config it starts as soon
+ * warm-up, → {window start}, window, → {window end}, closes with 1000, → {result}; exits. With argv config it starts as soon
  * as it is connected and prints the result as one JSON line on stdout.
  */
 import * as net from 'node:net';
@@ -27,7 +27,7 @@ import {
   buildUpgradeRequest, feedUpgradeResponse, expectedAccept, maskedFrameLength, newWebSocketKey,
 } from './frames.js';
 import { LatencyHistogram } from './histogram.js';
-import type { ChildMessage, ClientConfig, ClientResult, LoadMode, ParentMessage } from './types.js';
+import type { ChildMessage, ClientConfig, ClientResult, LoadMode, ParentMessage, WindowPhase } from './types.js';
 
 // Connection states (Uint8Array per connection).
 // 0: not yet connecting (the zero-filled initial state)
@@ -113,7 +113,7 @@ class LoadClient implements FrameSink {
   elu = 0;
 
   constructor(readonly cfg: ClientConfig, private readonly onReady: () => void,
-    private readonly onResult: (r: ClientResult) => void) {
+    private readonly onResult: (r: ClientResult) => void, private readonly onWindow: (phase: WindowPhase) => void = () => {}) {
     const n = cfg.connections;
     this.n = n;
     this.mode = cfg.mode ?? 'echo';
@@ -279,6 +279,7 @@ class LoadClient implements FrameSink {
     this.eluStart = performance.eventLoopUtilization();
     this.windowStart = performance.now();
     setTimeout(() => this.endWindow(), this.cfg.durationMs);
+    this.onWindow('start');
   }
 
   endWindow(): void {
@@ -288,6 +289,7 @@ class LoadClient implements FrameSink {
     const cpu = process.cpuUsage(this.cpuStart ?? undefined);
     this.cpuPercent = ((cpu.user + cpu.system) / 1000 / this.windowMs) * 100;
     this.elu = performance.eventLoopUtilization(this.eluStart ?? undefined).utilization;
+    this.onWindow('end');
     this.closeAll();
   }
 
@@ -529,7 +531,8 @@ function main(): void {
             send({ type: 'result', result: r });
             process.disconnect();
             // Sockets are all closed by now; nothing else keeps the loop alive.
-          });
+          },
+          (phase) => send({ type: 'window', phase }));
         client.connectAll();
       } catch (e) {
         send({ type: 'fatal', message: e instanceof Error ? e.message : String(e) });

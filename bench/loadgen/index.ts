@@ -10,9 +10,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { LatencyHistogram, type SparseHistogram } from './histogram.js';
-import type { ChildMessage, ClientConfig, ClientResult, Handshake, LoadMode, ParentMessage } from './types.js';
+import type { ChildMessage, ClientConfig, ClientResult, Handshake, LoadMode, ParentMessage, WindowPhase } from './types.js';
 
-export type { LoadMode, ClientConfig, ClientResult, Handshake } from './types.js';
+export type { LoadMode, ClientConfig, ClientResult, Handshake, WindowPhase } from './types.js';
 export { LatencyHistogram, type SparseHistogram } from './histogram.js';
 
 export const CLIENT_SCRIPT = fileURLToPath(new URL('./client.js', import.meta.url));
@@ -64,6 +64,12 @@ export interface RunLoadOptions {
    * server replies with a message of the request's size); null: not checked.
    */
   replyBytes?: number | null;
+  /**
+   * Called with 'start' once every client process began its measured window (connected, warm-up
+   * over) and with 'end' as soon as one ended it: the span all of them measured. Server-side
+   * samplers (CPU) start and stop here, so start-up and warm-up stay out of their figures.
+   */
+  onWindow?: (phase: WindowPhase) => void;
 }
 
 export interface LatencySummaryUs {
@@ -266,6 +272,8 @@ export async function runClients(configs: readonly ClientConfig[], opts: RunLoad
     await new Promise<void>((resolve, reject) => {
       let ready = 0;
       let done = 0;
+      let windowsStarted = 0;
+      let windowEnded = false;
       let settled = false;
       const fail = (err: Error): void => {
         if (settled) return;
@@ -280,6 +288,14 @@ export async function runClients(configs: readonly ClientConfig[], opts: RunLoad
         child.on('message', (msg: ChildMessage) => {
           if (msg.type === 'ready') {
             if (++ready === configs.length) for (const c of children) c.send({ type: 'start' } satisfies ParentMessage);
+          } else if (msg.type === 'window') {
+            // 'start' when the last one started, 'end' when the first one ended; neither when they never overlapped.
+            if (msg.phase === 'start') {
+              if (++windowsStarted === configs.length && !windowEnded) opts.onWindow?.('start');
+            } else if (!windowEnded) {
+              windowEnded = true;
+              if (windowsStarted === configs.length) opts.onWindow?.('end');
+            }
           } else if (msg.type === 'result') {
             results[i] = msg.result;
             if (++done === configs.length && !settled) {

@@ -6,6 +6,8 @@ import type { SparseHistogram } from './histogram.js';
 
 export type LoadMode = 'echo' | 'count';
 
+export type WindowPhase = 'start' | 'end';
+
 /**
  * An application handshake spoken right after the WebSocket upgrade, before the connection
  * counts as established (socket.io: send `40`, then swallow the engine.io open packet `0{...}`
@@ -87,5 +89,7 @@ export type ParentMessage =
 
 export type ChildMessage =
   | { type: 'ready'; established: number; errors: number }
+  /** The measured window began (after the warm-up) or ended (before the closing handshakes). */
+  | { type: 'window'; phase: WindowPhase }
   | { type: 'result'; result: ClientResult }
   | { type: 'fatal'; message: string };

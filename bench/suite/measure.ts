@@ -28,7 +28,7 @@ export interface LoadSpec {
 export interface Measurement {
   peer: string;
   result: Omit<LoadResult, 'histogram'>;
-  /** Median of 200 ms /proc samples over the run, % of one core (ringwire: all its threads). */
+  /** Median of 200 ms /proc samples over the measured window, % of one core (ringwire: all its threads). */
   serverCpuPercent: number | null;
   /**
    * CPU the rest of the host used meanwhile (host busy − server − load generator), % of one core:
@@ -51,10 +51,19 @@ export async function startPeer(ctx: SuiteContext, peer: Peer): Promise<Launched
 export async function loadAgainst(server: LaunchedServer, peer: Peer, spec: LoadSpec, timing: { durationMs: number; warmupMs: number },
   sampleCpu = true): Promise<Measurement> {
   const msg = peer.message(spec.route, spec.payloadBytes);
-  const sampler = sampleCpu ? new CpuSampler(server.pid) : null;
+  // The server's CPU is sampled over the measured window only (not the clients' start-up,
+  // connecting and warm-up): the sampler starts and stops with the load's window.
+  let sampler: CpuSampler | null = null;
+  // (`as`: assigned in stopSampler, so the compiler must not narrow them to null here)
+  let cpu = null as number | null;
+  let host = null as number | null;
+  const stopSampler = (): void => {
+    if (sampler === null) return;
+    cpu = sampler.stop();
+    host = sampler.hostBusy();
+    sampler = null;
+  };
   let r: LoadResult;
-  let cpu: number | null = null;
-  let host: number | null = null;
   try {
     const hs = peer.handshake(spec.route);
     r = await runLoad({
@@ -71,10 +80,13 @@ export async function loadAgainst(server: LaunchedServer, peer: Peer, spec: Load
       mode: spec.mode ?? 'echo',
       ...(spec.senders !== undefined ? { senders: spec.senders } : {}),
       ...(hs !== undefined ? { handshake: hs } : {}),
+      onWindow: (phase) => {
+        if (phase === 'start' && sampleCpu) sampler = new CpuSampler(server.pid);
+        else stopSampler();
+      },
     });
   } finally {
-    cpu = sampler?.stop() ?? null;
-    host = sampler?.hostBusy() ?? null;
+    stopSampler();
   }
   const { histogram: _h, ...result } = r;
   const clients = r.clientCpuPercent.reduce((a, b) => a + b, 0);

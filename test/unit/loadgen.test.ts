@@ -365,3 +365,28 @@ test('e2e bench servers (startServer) exit when the bench process is SIGKILLed',
     for (const pid of pids) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
   }
 });
+
+test('runLoad onWindow: start once every client process connected and finished warm-up, end once, before the result', async () => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  let open = 0;
+  wss.on('connection', (ws) => {
+    open++;
+    ws.on('message', (data: RawData, isBinary: boolean) => ws.send(data, { binary: isBinary }));
+  });
+  await once(wss, 'listening');
+  const port = (wss.address() as net.AddressInfo).port;
+  try {
+    const events: string[] = [];
+    const r = await runLoad({
+      url: `ws://127.0.0.1:${port}/`, connections: 4, inflight: 2, payload: p5, durationMs: 200, warmupMs: 100, processes: 2,
+      sourceAddresses: 2, onWindow: (phase) => events.push(`${phase}:${open}`),
+    });
+    events.push('result');
+    // Every connection of both processes was up when the window (and a server-side sampler) started.
+    assert.deepStrictEqual(events, ['start:4', 'end:4', 'result']);
+    assert.equal(r.errors, 0);
+  } finally {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+  }
+});

@@ -341,14 +341,24 @@ async function measureSetup(ctx: SuiteContext, setup: SetupId, label: string, re
     }
     const spec = CLUSTER_SPEC;
     const msg = RINGWIRE.message(spec.route, spec.payloadBytes);
-    const samplers = servers.map((s) => new CpuSampler(s.pid));
-    const redisSampler = setup === 'single' ? null : new RedisSampler(redis.admin);
+    // Server and Redis CPU are sampled over the measured window only (not start-up and warm-up).
+    let samplers: CpuSampler[] | null = null;
+    let redisSampler: RedisSampler | null = null;
+    let cpus: (number | null)[] = servers.map(() => null);
+    // (`as`: assigned in stopSamplers, so the compiler must not narrow them to null here)
+    let host = null as number | null;
+    let redisFig = null as { cpuPercent: number | null; peakOmem: number } | null;
+    const stopSamplers = (): void => {
+      if (samplers === null) return;
+      cpus = samplers.map((s) => s.stop());
+      host = samplers[0]!.hostBusy();
+      redisFig = redisSampler?.stop() ?? null;
+      samplers = null;
+      redisSampler = null;
+    };
     // Client process i → ports[i]: both on A for one node, A then B for two.
     const ports = [servers[0]!.port, servers[servers.length - 1]!.port];
     let load: Awaited<ReturnType<typeof runSplitLoad>>;
-    let cpus: (number | null)[];
-    let host: number | null;
-    let redisFig: { cpuPercent: number | null; peakOmem: number } | null;
     try {
       load = await runSplitLoad({
         url: `ws://127.0.0.1:${ports[0]}${RINGWIRE.path(spec.route)}`,
@@ -363,11 +373,17 @@ async function measureSetup(ctx: SuiteContext, setup: SetupId, label: string, re
         firstSourceAddress: takeSourceAddresses(2),
         mode: 'count',
         senders: 1,
+        onWindow: (phase) => {
+          if (phase === 'start') {
+            samplers = servers.map((s) => new CpuSampler(s.pid));
+            redisSampler = setup === 'single' ? null : new RedisSampler(redis.admin);
+          } else {
+            stopSamplers();
+          }
+        },
       }, ports);
     } finally {
-      cpus = samplers.map((s) => s.stop());
-      host = samplers[0]!.hostBusy();
-      redisFig = redisSampler?.stop() ?? null;
+      stopSamplers();
     }
     await Promise.all(servers.map((s) => s.stop()));
     const { histogram: _h, ...result } = load.merged;
