@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { int, mdTable } from '../../report/markdown.js';
 import { machineLine, type ScenarioDef, type SuiteContext } from '../context.js';
@@ -77,6 +77,12 @@ const SPECS: readonly MicroSpec[] = [
   },
 ];
 
+/** `p` relative to the working directory when it lies under it (bench/results/fd.json), else absolute. */
+const shortPath = (p: string): string => {
+  const r = relative(process.cwd(), p);
+  return r.startsWith('..') || isAbsolute(r) ? p : r;
+};
+
 /**
  * How micro scenario `name` runs its bench: the script, its arguments (the mode's, then `--out`
  * the suite's results folder) and the JSON file it writes there and the scenario reads back.
@@ -129,7 +135,7 @@ function microScenario(spec: MicroSpec): ScenarioDef {
         name: spec.name,
         title: spec.title,
         markdown: [`### ${spec.title}`, '', `Baseline: ${spec.baselineName}. ${machineLine(ctx)}; ` +
-          `${quick ? 'quick mode (1 round, short tasks)' : 'median of 3 rounds'}; details in ${relative(process.cwd(), plan.json)}.`, '', table].join('\n'),
+          `${quick ? 'quick mode (1 round, short tasks)' : 'median of 3 rounds'}; details in ${shortPath(plan.json)}.`, '', table].join('\n'),
         chart: {
           title: `${spec.title}: ratio to baseline`,
           subtitle: `${machineLine(ctx)}, ${ctx.mode} mode`,
