@@ -9,6 +9,7 @@
 import type { WebSocket } from 'uWebSockets.js';
 import type { ConnectorClient } from './connector.js';
 import type { SocketData } from './commands.js';
+import type { Counters } from './stats.js';
 
 /** The subset of a uWS WebSocket the core calls. */
 export interface Sock {
@@ -87,6 +88,8 @@ export interface ClientSockHost {
   publishFrom(from: Sock, topic: string, data: Uint8Array, binary: boolean): void;
   /** The core-side close (disconnect bookkeeping) of a connector client. */
   closed(s: ClientSock, code: number, reason: string): void;
+  /** Where a held send the connector refuses (DROPPED) is counted. */
+  readonly counters: Pick<Counters, 'drop'>;
 }
 
 export class ClientSock implements Sock {
@@ -98,7 +101,8 @@ export class ClientSock implements Sock {
   /**
    * Sends made before the connector has answered its client's handshake (the session frame,
    * a quick reply) are held here and flushed on the next turn of the event loop, after the
-   * connector's addClient() continuation has written its handshake reply.
+   * connector's addClient() continuation has written its handshake reply; or by end(), when
+   * the core closes the client before that turn (an onConnect that sends, then closes).
    */
   private held: { data: Uint8Array; binary: boolean }[] | null = [];
 
@@ -110,11 +114,18 @@ export class ClientSock implements Sock {
   }
 
   private readonly activate = (): void => {
+    if (!this.ended) this.flush();
+  };
+
+  /** Hands the held sends to the connector (once); each one it refuses is counted as a drop. */
+  private flush(): void {
     const h = this.held;
     this.held = null;
-    if (h === null || this.ended) return;
-    for (let i = 0; i < h.length; i++) this.client.send(h[i]!.data, h[i]!.binary);
-  };
+    if (h === null) return;
+    for (let i = 0; i < h.length; i++) {
+      if (this.client.send(h[i]!.data, h[i]!.binary) === 2) this.host.counters.drop('backpressure', this.ud.handle);
+    }
+  }
 
   getUserData(): SocketData {
     return this.ud;
@@ -135,11 +146,15 @@ export class ClientSock implements Sock {
 
   /**
    * Like uWS's end(): the core's close bookkeeping runs now (synchronously, as uWS calls its
-   * close handler inside end()), then the connector is told to close its transport.
+   * close handler inside end()), then the connector is told to close its transport. Sends
+   * still held go to the connector first, so they precede the close as they would on uWS
+   * (the connector answers its client's handshake before the first of them).
    */
   end(code = 1000, shortMessage = ''): void {
     if (this.ended) return;
     this.ended = true;
+    if (!this.ud.closed) this.flush();
+    else this.held = null;
     if (!this.ud.closed) this.host.closed(this, code, shortMessage);
     this.client.close(code, shortMessage);
   }

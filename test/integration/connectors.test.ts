@@ -248,3 +248,63 @@ test('graceful close: a TCP peer that never sends its FIN is destroyed after a s
   clearInterval(probe);
   assert.equal(gotFin, true);
 });
+
+test('onConnect that sends, then closes: TCP clients get the handshake reply, the message, then the kick (the reply even without a send); memory clients the message, then the close', async () => {
+  const t4 = new TcpConnector({ port: 0 });
+  const m4 = new MemoryConnector();
+  const s4 = createServer({ modules: [fixture('bye.module'), fixture('byeup.module')], workers: 1, connectors: [t4, m4] });
+  await s4.listen(0, '127.0.0.1');
+  try {
+    const ROUNDS = 20;
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const path of ['/bye', '/byeup']) {
+        // TCP: the reply (not a kick) comes first, then the welcome, then the kick 4000.
+        const t = new TcpClient();
+        await t.connect('127.0.0.1', t4.port);
+        assert.equal((await t.handshake(path)).code, 200, `${path} round ${i}`);
+        const types: number[] = [];
+        let text = '';
+        let kick: unknown = null;
+        for (;;) {
+          const f = await t.next().catch(() => null);
+          if (f === null) break;
+          types.push(f.type);
+          if (f.type === TcpFrameType.MESSAGE) text = Buffer.from(decodeFrame(new Uint8Array(f.payload)).payload).toString();
+          if (f.type === TcpFrameType.KICK) kick = JSON.parse(f.payload.toString());
+        }
+        assert.deepEqual(types, [TcpFrameType.MESSAGE, TcpFrameType.KICK], `${path} round ${i}`);
+        assert.equal(text, 'welcome');
+        assert.deepEqual(kick, { code: 4000, reason: 'bye' });
+
+        // TCP, onConnect closing without a send: still the handshake reply first, then the kick.
+        const q = new TcpClient();
+        await q.connect('127.0.0.1', t4.port);
+        assert.equal((await q.handshake(path, 'quiet')).code, 200, `${path}?quiet round ${i}`);
+        const f = await q.next();
+        assert.equal(f.type, TcpFrameType.KICK);
+        assert.deepEqual(JSON.parse(f.payload.toString()), { code: 4000, reason: 'bye' });
+        await q.closed;
+
+        // Memory, connected both directly and from a check-phase callback (setImmediate).
+        for (const viaImmediate of [false, true]) {
+          const m = viaImmediate
+            ? await new Promise<Awaited<ReturnType<typeof m4.connect>>>((resolve, reject) => {
+              setImmediate(() => { m4.connect(path).then(resolve, reject); });
+            })
+            : await m4.connect(path);
+          const got: string[] = [];
+          for (;;) {
+            const msg = await m.next().catch(() => null);
+            if (msg === null) break;
+            got.push(Buffer.from(decodeFrame(msg.data).payload).toString());
+          }
+          assert.deepEqual(got, ['welcome'], `${path} round ${i} viaImmediate=${viaImmediate}`);
+          assert.deepEqual(await m.closed, { code: 4000, reason: 'bye' });
+        }
+      }
+    }
+    assert.equal(s4.stats().drops.backpressure, 0);
+  } finally {
+    await s4.close();
+  }
+});

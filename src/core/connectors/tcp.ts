@@ -287,6 +287,8 @@ class TcpConnection implements ConnectorClient {
   #closeReason = '';
   /** Frames pipelined behind the handshake, handled once the client is accepted. */
   #stash: TcpFrame[] | null = null;
+  /** close() called while addClient was pending and the client could not be answered yet. */
+  #pendingClose: { code: number; reason: string } | null = null;
 
   constructor(socket: Socket, shared: Shared) {
     this.socket = socket;
@@ -309,6 +311,16 @@ class TcpConnection implements ConnectorClient {
 
   close(code: number, reason: string): void {
     if (this.state >= CLOSING) return;
+    if (this.state === ADDING) {
+      if (this.session === null || this.#shared.stopped) {
+        // Not accepted (yet): #added answers the handshake (a refusal) and ends the socket.
+        this.#pendingClose ??= { code, reason };
+        return;
+      }
+      // Accepted, but addClient's resolution has not reached us: the client still gets its
+      // handshake reply (and whatever was sent) before the kick, as a WebSocket would.
+      this.#open(this.session);
+    }
     this.#end(jsonFrame(TcpFrameType.KICK, { code, reason }), code, reason);
   }
 
@@ -413,9 +425,14 @@ class TcpConnection implements ConnectorClient {
   #added(result: AddClientResult): void {
     this.#settled = true;
     if (this.state === ADDING) {
-      if (!result.ok) this.#refuse(result.status, result.code, result.message, 1008);
-      else if (this.#shared.stopped) this.#refuse(503, 'RW_ERR_SERVER_STATE', 'server is closing', 1001);
-      else this.#open(result.session);
+      const pc = this.#pendingClose;
+      this.#pendingClose = null;
+      if (!result.ok) this.#refuse(result.status, result.code, result.message, pc?.code ?? 1008);
+      else if (this.#shared.stopped) this.#refuse(503, 'RW_ERR_SERVER_STATE', 'server is closing', pc?.code ?? 1001);
+      else {
+        this.#open(result.session);
+        if (pc !== null) this.#end(jsonFrame(TcpFrameType.KICK, { code: pc.code, reason: pc.reason }), pc.code, pc.reason);
+      }
     }
     if (this.state !== OPEN) {
       // Refused, or closed/failed while the hooks ran: only the removal is left to do.
