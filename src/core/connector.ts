@@ -9,6 +9,8 @@
  *                                                            resolves { ok, handle } or { ok: false, status, ... }
  *   manager.handleMsg(client, bytes, binary)              → one client message (the module codec's bytes)
  *   manager.removeClient(client, code, reason)            → the client went away (disconnect hooks run)
+ *   manager.drain(client)                                 → its send buffer drained after a send()
+ *                                                            returned BACKPRESSURE (onDrain hooks run)
  *
  * The core drives each accepted client through the ConnectorClient methods: `send()` for every
  * message the handlers address to it (replies, publishes to topics it joined, broadcasts),
@@ -43,8 +45,11 @@ export interface ConnectorClient {
   /**
    * Deliver one server message (bytes already encoded with the module's codec; `binary` tells
    * whether a WebSocket would send it as a binary or text message). Returns a SendStatus:
-   * SUCCESS, BACKPRESSURE (queued), or DROPPED (the client is over its buffer limit).
-   * The bytes are only valid during the call: copy what you queue.
+   * SUCCESS, BACKPRESSURE (queued; call `manager.drain(client)` once the queue has drained),
+   * or DROPPED (the client is over its buffer limit; the core counts it under
+   * `drops.backpressure`). It may be called before `addClient` has resolved (an open hook that
+   * sends at once): `client.session` is set by then, and the connector answers its client's
+   * handshake first. The bytes are only valid during the call: copy what you queue.
    */
   send(data: Uint8Array, binary: boolean): number;
   /**
@@ -100,6 +105,16 @@ export interface ClientManager {
   handleMsg(client: ConnectorClient, data: Uint8Array, binary: boolean): void;
   /** The client is gone; safe to call for a client that was never accepted or already removed. */
   removeClient(client: ConnectorClient, code: number, reason: string): void;
+  /**
+   * The client's send buffer drained after a `send()` returned BACKPRESSURE (uWS's drain
+   * event): the module's `onDrain(ctx, client.bufferedAmount())` hooks run, in order with the
+   * connection's other records. Call it once per backpressure episode, when what was queued has
+   * been written (or has fallen under a low-water mark of the connector's choosing), never from
+   * inside a method the core called. Ignored for a client that is not live. A connector whose
+   * `send()` never returns BACKPRESSURE need not call it; one that does must, or a module that
+   * paces a stream with onDrain stalls.
+   */
+  drain(client: ConnectorClient): void;
   /** The route table of the module that serves `path`, or null when no module matches. */
   routes(path: string): RouteTable | null;
   /**

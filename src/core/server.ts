@@ -808,6 +808,10 @@ export class Server {
         this.counters.drop('upgradeAborted', p.handle);
       }
     },
+    drain: (client) => {
+      const s = this.clientSocks.get(client);
+      if (s !== undefined) this.onDrain(s as unknown as WebSocket<SocketData>); // onDrain uses only the Sock part
+    },
     routes: (path) => {
       const m = this.matchPath(path);
       return m === null ? null : this.routeTables[m.id] ?? null;

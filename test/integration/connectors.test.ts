@@ -308,3 +308,39 @@ test('onConnect that sends, then closes: TCP clients get the handshake reply, th
     await s4.close();
   }
 });
+
+test('onDrain reaches TCP clients: a stream paced by onDrain (400 x 64 KiB to a client that stops reading) completes', { timeout: 30_000 }, async () => {
+  const t5 = new TcpConnector({ port: 0 });
+  const s5 = createServer({ modules: [fixture('stream.module')], workers: 1, connectors: [t5] });
+  await s5.listen(0, '127.0.0.1');
+  try {
+    const t = new TcpClient();
+    await t.connect('127.0.0.1', t5.port);
+    assert.equal((await t.handshake('/stream')).code, 200);
+    t.socket.pause(); // the kernel buffers fill, then the connector's write queue
+    t.send(encodeFrame({ event: 'START', ref: 1, payload: '400' }));
+    // The handler has paused itself at its low-water mark: only onDrain can resume it.
+    await sink.until((l) => l.includes('/stream first pause'));
+    t.socket.resume();
+    let chunks = 0;
+    let bytes = 0;
+    for (;;) {
+      const m = await tcpNextMessage(t);
+      if (m.event === 'DONE') {
+        assert.equal(m.text, '400');
+        break;
+      }
+      assert.equal(m.event, 'CHUNK');
+      chunks++;
+      bytes += m.text.length;
+    }
+    assert.equal(chunks, 400);
+    assert.equal(bytes, 400 * 64 * 1024);
+    await sink.until((l) => l.some((x) => x.startsWith('/stream first drain buffered=')));
+    assert.equal(s5.stats().drops.backpressure, 0);
+    t.end();
+    await t.closed;
+  } finally {
+    await s5.close();
+  }
+});

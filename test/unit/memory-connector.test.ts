@@ -15,6 +15,7 @@ class FakeManager implements ClientManager {
   readonly added: { client: ConnectorClient; req: ClientRequest }[] = [];
   readonly msgs: { client: ConnectorClient; data: Uint8Array; binary: boolean }[] = [];
   readonly removed: { client: ConnectorClient; code: number; reason: string }[] = [];
+  readonly drains: ConnectorClient[] = [];
   #fd = 0;
 
   async addClient(client: ConnectorClient, req: ClientRequest): Promise<AddClientResult> {
@@ -34,6 +35,10 @@ class FakeManager implements ClientManager {
 
   removeClient(client: ConnectorClient, code: number, reason: string): void {
     this.removed.push({ client, code, reason });
+  }
+
+  drain(client: ConnectorClient): void {
+    this.drains.push(client);
   }
 
   routes(): RouteTable | null {

@@ -32,6 +32,7 @@ class FakeManager extends EventEmitter implements ClientManager {
   readonly msgs: { client: ConnectorClient; data: Buffer; binary: boolean }[] = [];
   readonly removed: { client: ConnectorClient; code: number; reason: string; settled: boolean }[] = [];
   readonly errors: { client: ConnectorClient | null; code: string; message: string }[] = [];
+  readonly drains: ConnectorClient[] = [];
   readonly sent: number[] = [];
   /** When set, addClient waits for it (to hold a client in the pending state). */
   gate: Promise<void> | null = null;
@@ -60,6 +61,11 @@ class FakeManager extends EventEmitter implements ClientManager {
 
   removeClient(client: ConnectorClient, code: number, reason: string): void {
     this.removed.push({ client, code, reason, settled: this.settled.includes(client) });
+    this.#changed();
+  }
+
+  drain(client: ConnectorClient): void {
+    this.drains.push(client);
     this.#changed();
   }
 
@@ -477,6 +483,35 @@ test('send(): BACKPRESSURE once the kernel buffers fill, DROPPED beyond maxBuffe
   assert.deepEqual(seen, [SendStatus.SUCCESS, SendStatus.BACKPRESSURE, SendStatus.DROPPED]);
   assert.ok(server.bufferedAmount() > maxBufferedBytes);
   c.socket.destroy();
+});
+
+test('drain: after a send() that returned BACKPRESSURE, manager.drain once the write queue is empty; none without backpressure', T, async (t) => {
+  const { manager, accepted } = await rig(t, { maxBufferedBytes: 64 * 1024 * 1024 });
+  // Without backpressure: a small send the kernel takes at once, then a round trip.
+  const quiet = await accepted();
+  assert.equal(quiet.server.send(new Uint8Array(10), true), SendStatus.SUCCESS);
+  await quiet.c.next();
+  quiet.c.send(Buffer.from('ping'));
+  await manager.until(() => manager.msgs.find((m) => m.client === quiet.server));
+
+  const { c, server } = await accepted();
+  c.socket.pause();
+  const chunk = new Uint8Array(64 * 1024);
+  let sent = 0;
+  while (server.send(chunk, true) !== SendStatus.BACKPRESSURE) sent++;
+  sent++;
+  // More sends while backpressured: still one drain for the episode.
+  for (let i = 0; i < 4; i++) assert.equal(server.send(chunk, true), SendStatus.BACKPRESSURE);
+  sent += 4;
+  assert.deepEqual(manager.drains, []);
+  c.socket.resume();
+  for (let i = 0; i < sent; i++) assert.equal((await c.next()).type, TcpFrameType.MESSAGE);
+  await manager.until(() => manager.drains.length > 0);
+  assert.equal(server.bufferedAmount(), 0);
+  // A round trip after it: no second drain, none for the quiet client.
+  c.send(Buffer.from('after'));
+  await manager.until(() => manager.msgs.find((m) => m.client === server));
+  assert.deepEqual(manager.drains, [server]);
 });
 
 test('stop(): no new connections; clients still owing a handshake get 503', T, async (t) => {

@@ -18,7 +18,8 @@
  *    or `{"code":status,"error":code,"message":text}` followed by close. Frames the client
  *    pipelined behind its handshake are handled once it is accepted.
  * 3. Then message frames flow both ways (payload = the module codec's bytes); a heartbeat frame
- *    from the client is echoed. A client that sends no frame for 2 × heartbeatMs is dropped
+ *    from the client is echoed. After a send() that returned BACKPRESSURE, `manager.drain` is
+ *    called once the socket's write queue is empty (the module's onDrain hooks run). A client that sends no frame for 2 × heartbeatMs is dropped
  *    (socket destroyed: the peer is presumed gone).
  *
  * Protocol errors (unknown type, length 0, bad handshake, oversized frame) close only that
@@ -287,6 +288,14 @@ class TcpConnection implements ConnectorClient {
   #closeReason = '';
   /** Frames pipelined behind the handshake, handled once the client is accepted. */
   #stash: TcpFrame[] | null = null;
+  /** A send() returned BACKPRESSURE: `manager.drain` is owed once the write queue is empty. */
+  #drainOwed = false;
+  /**
+   * Write callback of sends and heartbeat echoes (one per connection, created on its first
+   * write): the last write queued always carries it, so the queue emptying is always seen,
+   * even when it never reached the socket's high-water mark (no 'drain' event then).
+   */
+  #written: (() => void) | null = null;
   /** close() called while addClient was pending and the client could not be answered yet. */
   #pendingClose: { code: number; reason: string } | null = null;
 
@@ -304,9 +313,19 @@ class TcpConnection implements ConnectorClient {
     }
     const socket = this.socket;
     if (socket.writableLength > this.#shared.opts.maxBufferedBytes) return SendStatus.DROPPED;
-    socket.write(encodeTcpFrame(TcpFrameType.MESSAGE, data));
-    // Like uWS: SUCCESS when the kernel took it all, BACKPRESSURE when some of it is queued.
-    return socket.writableLength === 0 ? SendStatus.SUCCESS : SendStatus.BACKPRESSURE;
+    socket.write(encodeTcpFrame(TcpFrameType.MESSAGE, data), this.#written ??= this.#onWritten.bind(this));
+    // Like uWS: SUCCESS when the kernel took it all, BACKPRESSURE when some of it is queued
+    // (then manager.drain follows once the queue is empty).
+    if (socket.writableLength === 0) return SendStatus.SUCCESS;
+    this.#drainOwed = true;
+    return SendStatus.BACKPRESSURE;
+  }
+
+  /** A write completed (never synchronously within send()): tell the core once the queue is empty. */
+  #onWritten(): void {
+    if (!this.#drainOwed || this.socket.writableLength !== 0) return;
+    this.#drainOwed = false;
+    if (this.state === OPEN) this.#shared.manager.drain(this);
   }
 
   close(code: number, reason: string): void {
@@ -395,7 +414,10 @@ class TcpConnection implements ConnectorClient {
     } else if (frame.type === TcpFrameType.HEARTBEAT) {
       // Echoed only while the client reads what it is sent: one that sends heartbeats but never
       // reads must not grow this socket's write queue past maxBufferedBytes.
-      if (this.socket.writableLength <= this.#shared.opts.maxBufferedBytes) this.socket.write(HEARTBEAT_FRAME);
+      // It carries the write callback too: it may be the last write queued after a send's backpressure.
+      if (this.socket.writableLength <= this.#shared.opts.maxBufferedBytes) {
+        this.socket.write(HEARTBEAT_FRAME, this.#written ??= this.#onWritten.bind(this));
+      }
     } else {
       this.fail(TcpErrorCodes.BAD_FRAME, `unexpected frame type ${frame.type}`, 400);
     }
