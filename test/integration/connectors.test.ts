@@ -344,3 +344,28 @@ test('onDrain reaches TCP clients: a stream paced by onDrain (400 x 64 KiB to a 
     await s5.close();
   }
 });
+
+test('graceful close: a TCP client kicked before close() whose peer never sends its FIN is destroyed after the short grace too', { timeout: 20_000 }, async () => {
+  const t6 = new TcpConnector({ port: 0, heartbeatMs: 60_000 });
+  const s6 = createServer({ modules: [fixture('tools.module')], workers: 1, connectors: [t6] });
+  await s6.listen(0, '127.0.0.1');
+  const sock = connect({ host: '127.0.0.1', port: t6.port, allowHalfOpen: true });
+  await once(sock, 'connect');
+  sock.on('error', () => undefined);
+  let gotFin = false;
+  const fin = new Promise<void>((resolve) => sock.once('end', () => { gotFin = true; resolve(); })); // and never ends its own side
+  sock.write(encodeTcpFrame(TcpFrameType.HANDSHAKE, Buffer.from(JSON.stringify({ path: '/t' }))));
+  await once(sock, 'data');
+  sock.on('data', () => undefined);
+  sock.write(encodeTcpFrame(9, Buffer.alloc(0))); // unknown type: kicked (1002), the server's side is closing
+  await fin;
+  await s6.close();
+  // As in the test above: only a write shows the half-open peer that the server side is gone.
+  // Without the grace the server would read and discard these for 2 x 60 s (the test times out).
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  const probe = setInterval(() => { if (!sock.destroyed) sock.write(encodeTcpFrame(TcpFrameType.HEARTBEAT, Buffer.alloc(0))); }, 100);
+  await closed;
+  clearInterval(probe);
+  assert.equal(gotFin, true);
+  assert.equal(s6.stats().connectorErrors['RW_ERR_TCP_BAD_FRAME'], 1);
+});

@@ -509,10 +509,16 @@ class TcpConnection implements ConnectorClient {
     this.socket.resume();
     // After the connector stopped, a peer that never sends its FIN must not hold the process for
     // the sweep's 2 × heartbeatMs: it gets a short grace, then the socket is destroyed.
-    if (this.#shared.stopped) {
-      const socket = this.socket;
-      setTimeout(() => { socket.destroy(); }, Math.min(STOP_GRACE_MS, this.#shared.opts.heartbeatMs)).unref();
-    }
+    if (this.#shared.stopped) this.destroyAfterGrace();
+  }
+
+  /**
+   * A closing socket after stop(): destroyed after a short grace if its peer has not sent its
+   * FIN by then. stop() calls it for the connections already closing (kicked before shutdown).
+   */
+  destroyAfterGrace(): void {
+    const socket = this.socket;
+    setTimeout(() => { socket.destroy(); }, Math.min(STOP_GRACE_MS, this.#shared.opts.heartbeatMs)).unref();
   }
 
   #removeIfDone(): void {
@@ -586,7 +592,7 @@ export class TcpConnector implements Connector {
 
   /**
    * Closes the listening socket and turns away clients still owing a handshake (the core never
-   * saw them). It does not wait for the server's 'close' event, which only fires after every
+   * saw them); sockets already closing get the same short grace for their peer's FIN. It does not wait for the server's 'close' event, which only fires after every
    * connection is gone: the core closes the accepted ones after this resolves. The sweep runs
    * on (unref'd) until the last connection closes.
    */
@@ -597,7 +603,10 @@ export class TcpConnector implements Connector {
     this.#server = null;
     shared.stopped = true;
     server.close();
-    for (const conn of shared.conns) if (conn.state === AWAIT) conn.refuseClosing();
+    for (const conn of shared.conns) {
+      if (conn.state === AWAIT) conn.refuseClosing(); // closes with the grace below
+      else if (conn.state === CLOSING) conn.destroyAfterGrace(); // ended before stop(): same grace
+    }
     if (shared.conns.size === 0) this.#stopSweep();
   }
 
