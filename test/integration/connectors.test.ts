@@ -369,3 +369,34 @@ test('graceful close: a TCP client kicked before close() whose peer never sends 
   assert.equal(gotFin, true);
   assert.equal(s6.stats().connectorErrors['RW_ERR_TCP_BAD_FRAME'], 1);
 });
+
+test('TCP: a client uploading one big frame slowly (never idle for long, no frame completed for several heartbeats) is not dropped as silent', { timeout: 30_000 }, async () => {
+  const heartbeatMs = 400;
+  const t7 = new TcpConnector({ port: 0, heartbeatMs, maxFrameBytes: 1024 * 1024 });
+  const s7 = createServer({ modules: [fixture('tools.module')], workers: 1, connectors: [t7] });
+  await s7.listen(0, '127.0.0.1');
+  try {
+    const t = new TcpClient();
+    await t.connect('127.0.0.1', t7.port);
+    assert.equal((await t.handshake('/t')).code, 200);
+    const text = 'x'.repeat(8000); // under the module's maxPayloadLength
+    const bytes = encodeTcpFrame(TcpFrameType.MESSAGE, encodeFrame({ event: 'ECHO', ref: 3, payload: text }));
+    // The load's shape, not a synchronisation: 20 bytes every heartbeatMs / 10, for 3 x the
+    // 2 x heartbeatMs idle limit, then the rest of the frame.
+    let off = 0;
+    const start = performance.now();
+    while (performance.now() - start < 3 * 2 * heartbeatMs) {
+      t.socket.write(bytes.subarray(off, off + 20));
+      off += 20;
+      await new Promise((resolve) => setTimeout(resolve, heartbeatMs / 10));
+    }
+    t.socket.write(bytes.subarray(off));
+    const m = await tcpNextMessage(t);
+    assert.deepEqual([m.event, m.text.length], ['ECHO', text.length]);
+    assert.equal(s7.stats().connectorErrors['RW_ERR_TCP_HEARTBEAT'], undefined);
+    t.end();
+    await t.closed;
+  } finally {
+    await s7.close();
+  }
+});

@@ -19,8 +19,9 @@
  *    pipelined behind its handshake are handled once it is accepted.
  * 3. Then message frames flow both ways (payload = the module codec's bytes); a heartbeat frame
  *    from the client is echoed. After a send() that returned BACKPRESSURE, `manager.drain` is
- *    called once the socket's write queue is empty (the module's onDrain hooks run). A client that sends no frame for 2 × heartbeatMs is dropped
- *    (socket destroyed: the peer is presumed gone).
+ *    called once the socket's write queue is empty (the module's onDrain hooks run). A client
+ *    that sends no byte for 2 × heartbeatMs is dropped (socket destroyed: the peer is presumed
+ *    gone); bytes of a frame still arriving count, so a big frame may be uploaded slowly.
  *
  * Protocol errors (unknown type, length 0, bad handshake, oversized frame) close only that
  * connection, after `manager.reportError`: with a handshake reply `{code:400|413,error,...}`
@@ -273,7 +274,7 @@ class TcpConnection implements ConnectorClient {
   session: ClientSession | null = null;
   readonly remoteAddress: string;
   state = AWAIT;
-  /** performance.now() of the last frame received; the accept time before the first one. */
+  /** performance.now() of the last chunk received once the handshake is in; the accept time before. */
   lastSeen = performance.now();
   readonly socket: Socket;
   readonly #shared: Shared;
@@ -349,9 +350,12 @@ class TcpConnection implements ConnectorClient {
 
   onData(chunk: Buffer): void {
     if (this.state >= CLOSING) return;
+    // Any bytes show the peer is alive (a big frame uploaded slowly completes no frame for a
+    // while). Before the handshake, lastSeen stays the accept time: the handshake deadline
+    // counts from there, not from the last trickled byte.
+    if (this.state !== AWAIT) this.lastSeen = performance.now();
     const decoder = this.#decoder;
     const frames = decoder.push(chunk);
-    if (frames.length > 0) this.lastSeen = performance.now();
     for (let i = 0; i < frames.length; i++) {
       const frame = frames[i]!;
       if (this.state === ADDING) (this.#stash ??= []).push(frame);
