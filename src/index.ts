@@ -24,7 +24,7 @@ export type { MemoryMessage, MemoryClose } from './core/connectors/memory.js';
 export type { FdAllocatorOptions } from './fd/index.js';
 export {
   ErrorCodes, RingwireError, UwsFallbackError, BadFrameError, BadRecordError, UnknownEventError,
-  HandlerError, ModuleLoadError, ListenError, ServerStateError, WorkerDiedError, RecordTooLargeError,
+  HandlerError, ModuleLoadError, ListenError, ServerStateError, WorkerDiedError, RecordTooLargeError, ClientClosedError,
 } from './shared/errors.js';
 export type { ErrorCode } from './shared/errors.js';
 export { CloseCode } from './shared/constants.js';

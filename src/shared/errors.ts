@@ -35,6 +35,7 @@ export const ErrorCodes = {
   RW_ERR_CLUSTER: 'RW_ERR_CLUSTER',
   RW_ERR_HANDLER_TIMEOUT: 'RW_ERR_HANDLER_TIMEOUT',
   RW_ERR_RATE_LIMITED: 'RW_ERR_RATE_LIMITED',
+  RW_ERR_CLIENT_CLOSED: 'RW_ERR_CLIENT_CLOSED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -144,6 +145,22 @@ export class RecordTooLargeError extends RingwireError {
   constructor(message: string) {
     super(ErrorCodes.RW_ERR_RECORD_TOO_LARGE, message);
     this.name = 'RecordTooLargeError';
+  }
+}
+
+/**
+ * `next()` of a connector test client (TcpClient, MemoryClient) whose connection is closed and
+ * has no message left. `closeCode`/`reason` are the close's when the client knows them (a
+ * memory close; a TCP kick frame), else 1006 and ''.
+ */
+export class ClientClosedError extends RingwireError {
+  readonly closeCode: number;
+  readonly reason: string;
+  constructor(message: string, closeCode = 1006, reason = '') {
+    super(ErrorCodes.RW_ERR_CLIENT_CLOSED, message);
+    this.name = 'ClientClosedError';
+    this.closeCode = closeCode;
+    this.reason = reason;
   }
 }
 

@@ -115,7 +115,7 @@ test('server-side close: closed resolves, queued messages drain, then next() rej
   await Promise.resolve();
   assert.deepEqual(manager.removed.map((r) => [r.client === server, r.code, r.reason]), [[true, 4001, 'kicked']]);
   assert.deepEqual(await c.next(), { data: Uint8Array.of(0xaa), binary: true });
-  await assert.rejects(c.next(), /closed/);
+  await assert.rejects(c.next(), { name: 'ClientClosedError', code: 'RW_ERR_CLIENT_CLOSED', closeCode: 4001, reason: 'kicked', message: /closed/ });
   assert.equal(server.send(Uint8Array.of(1), true), SendStatus.DROPPED);
   assert.equal(c.send(Uint8Array.of(1)), false);
   assert.equal(manager.msgs.length, 0);
@@ -131,7 +131,7 @@ test('client-side close: removeClient once with its code; a pending next() rejec
   c.close(1000, 'bye');
   c.close(4000, 'twice');
   manager.added[0]!.client.close(1001, 'server too');
-  await assert.rejects(pending, /closed/);
+  await assert.rejects(pending, { code: 'RW_ERR_CLIENT_CLOSED', closeCode: 1000, reason: 'bye', message: /closed/ });
   assert.deepEqual(await c.closed, { code: 1000, reason: 'bye' });
   await Promise.resolve();
   assert.deepEqual(manager.removed.map((r) => [r.code, r.reason]), [[1000, 'bye']]);

@@ -334,8 +334,10 @@ test('garbage closes only that connection, with a typed reportError', T, async (
   bad.c.socket.write(frame(9, 'junk'));
   const kick = await bad.c.next();
   assert.equal(kick.type, TcpFrameType.KICK);
-  assert.deepEqual(json(kick), { code: 1002, reason: 'unexpected frame type 9' });
+  assert.deepEqual(json(kick), { code: 1002, reason: 'unexpected frame type 9', error: 'RW_ERR_TCP_BAD_FRAME' });
   await bad.c.closed;
+  // Every frame taken: next() rejects with a stable code and the kick's close.
+  await assert.rejects(bad.c.next(), { name: 'ClientClosedError', code: 'RW_ERR_CLIENT_CLOSED', closeCode: 1002, reason: 'unexpected frame type 9' });
   const removed = await manager.until(() => manager.removed.find((r) => r.client === bad.server));
   assert.equal(removed.code, 1002);
   assert.deepEqual(manager.errors.map((e) => [e.code, e.client === bad.server]), [['RW_ERR_TCP_BAD_FRAME', true]]);
@@ -367,17 +369,28 @@ test('a frame over maxFrameBytes is refused from its header: FRAME_TOO_LARGE, ki
   const kick = await c.next();
   assert.equal(kick.type, TcpFrameType.KICK);
   assert.equal(json(kick).code, 1009);
+  assert.equal(json(kick).error, 'RW_ERR_TCP_FRAME_TOO_LARGE');
   await c.closed;
   assert.deepEqual(manager.errors.map((e) => [e.code, e.client === server]), [['RW_ERR_TCP_FRAME_TOO_LARGE', true]]);
   const removed = await manager.until(() => manager.removed.length > 0 && manager.removed);
   assert.deepEqual(removed.map((r) => [r.client === server, r.code]), [[true, 1009]]);
 });
 
+test('TcpClient.next() pending when the connection closes without a kick rejects with RW_ERR_CLIENT_CLOSED, close 1006', T, async (t) => {
+  const { accepted } = await rig(t);
+  const { c } = await accepted();
+  const pending = c.next();
+  c.socket.destroy();
+  await assert.rejects(pending, { name: 'ClientClosedError', code: 'RW_ERR_CLIENT_CLOSED', closeCode: 1006, reason: '' });
+  await assert.rejects(c.next(), { code: 'RW_ERR_CLIENT_CLOSED' });
+});
+
 test('zero-length frame after the handshake: BAD_FRAME', T, async (t) => {
   const { manager, accepted } = await rig(t);
   const { c } = await accepted();
   c.socket.write(header(0, 2));
-  assert.equal(json(await c.next()).code, 1002);
+  const kick = json(await c.next());
+  assert.deepEqual([kick.code, kick.error], [1002, 'RW_ERR_TCP_BAD_FRAME']);
   await c.closed;
   assert.deepEqual(manager.errors.map((e) => e.code), ['RW_ERR_TCP_BAD_FRAME']);
 });

@@ -20,6 +20,7 @@ import {
   type Connector,
   type ConnectorClient,
 } from '../connector.js';
+import { ClientClosedError } from '../../shared/errors.js';
 
 /** A refused `connect()`: the upgrade hooks' status and code (RW_ERR_*). */
 export class MemoryConnectError extends Error {
@@ -81,6 +82,7 @@ export class MemoryClient {
   readonly #waiters: { resolve: (m: MemoryMessage) => void; reject: (e: Error) => void }[] = [];
   #queuedBytes = 0;
   #done = false;
+  #close: MemoryClose = { code: 1006, reason: '' };
   #onClosed!: (c: MemoryClose) => void;
 
   /** @internal Created by MemoryConnector.connect(). */
@@ -108,14 +110,17 @@ export class MemoryClient {
     return true;
   }
 
-  /** The next message the server sent; rejects once the client is closed and none is left. */
+  /**
+   * The next message the server sent; rejects once the client is closed and none is left, with a
+   * ClientClosedError (`code` RW_ERR_CLIENT_CLOSED, `closeCode` and `reason` of the close).
+   */
   next(): Promise<MemoryMessage> {
     const msg = this.#queue.shift();
     if (msg !== undefined) {
       this.#queuedBytes -= msg.data.length;
       return Promise.resolve(msg);
     }
-    if (this.#done) return Promise.reject(new Error('memory client closed'));
+    if (this.#done) return Promise.reject(this.#closedError());
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 
@@ -163,11 +168,16 @@ export class MemoryClient {
     return true;
   }
 
+  #closedError(): ClientClosedError {
+    return new ClientClosedError('memory client closed', this.#close.code, this.#close.reason);
+  }
+
   /** @internal Marks the client closed; true the first time only (that caller reports the removal). */
   finish(code: number, reason: string): boolean {
     if (this.#done) return false;
     this.#done = true;
-    for (const w of this.#waiters.splice(0)) w.reject(new Error('memory client closed'));
+    this.#close = { code, reason };
+    for (const w of this.#waiters.splice(0)) w.reject(this.#closedError());
     this.#onClosed({ code, reason });
     return true;
   }

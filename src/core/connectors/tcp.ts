@@ -6,7 +6,9 @@
  *   [u32 BE length][u8 type][payload]      length = 1 + payload bytes (it counts the type byte)
  *
  * Types (TcpFrameType): 1 handshake, 2 message, 3 heartbeat, 4 kick (server → client, then the
- * server ends the socket; payload JSON `{"code":number,"reason":string}`).
+ * server ends the socket; payload JSON `{"code":number,"reason":string,"error"?:string}`: `code`
+ * is the WebSocket close code, `error` the stable RW_ERR_* code when the connector closed the
+ * client for a protocol error).
  *
  * Protocol:
  * 1. The client's first frame is a handshake whose payload is JSON
@@ -42,7 +44,7 @@ import {
   type Connector,
   type ConnectorClient,
 } from '../connector.js';
-import { ListenError, ServerStateError, intOption, invalidOption } from '../../shared/errors.js';
+import { ClientClosedError, ListenError, ServerStateError, intOption, invalidOption } from '../../shared/errors.js';
 
 export const TcpFrameType = { HANDSHAKE: 1, MESSAGE: 2, HEARTBEAT: 3, KICK: 4 } as const;
 export type TcpFrameType = (typeof TcpFrameType)[keyof typeof TcpFrameType];
@@ -390,7 +392,7 @@ class TcpConnection implements ConnectorClient {
     if (this.state >= CLOSING) return;
     this.#shared.manager.reportError(this, code, message);
     const wsCode = code === TcpErrorCodes.FRAME_TOO_LARGE ? 1009 : 1002;
-    if (this.state === OPEN) this.#end(jsonFrame(TcpFrameType.KICK, { code: wsCode, reason: message }), wsCode, message);
+    if (this.state === OPEN) this.#end(jsonFrame(TcpFrameType.KICK, { code: wsCode, reason: message, error: code }), wsCode, message);
     else this.#refuse(status, code, message, wsCode);
   }
 
@@ -656,6 +658,8 @@ export class TcpClient {
   readonly #frames: TcpFrame[] = [];
   readonly #waiters: { resolve: (f: TcpFrame) => void; reject: (e: Error) => void }[] = [];
   #ended = false;
+  /** The kick frame's close code and reason, once one arrived. */
+  #kick: { code: number; reason: string } | null = null;
   #onClosed!: () => void;
 
   constructor(maxFrameBytes = 16 * 1024 * 1024) {
@@ -682,7 +686,7 @@ export class TcpClient {
       });
       socket.on('close', () => {
         this.#ended = true;
-        for (const w of this.#waiters.splice(0)) w.reject(new Error('connection closed'));
+        for (const w of this.#waiters.splice(0)) w.reject(this.#closedError());
         this.#onClosed();
       });
     });
@@ -704,11 +708,14 @@ export class TcpClient {
     this.socket.write(HEARTBEAT_FRAME);
   }
 
-  /** The next frame from the server; rejects once the connection has closed and no frame is left. */
+  /**
+   * The next frame from the server; rejects once the connection has closed and no frame is left,
+   * with a ClientClosedError (`code` RW_ERR_CLIENT_CLOSED; `closeCode`/`reason` of the kick, if one came).
+   */
   next(): Promise<TcpFrame> {
     const frame = this.#frames.shift();
     if (frame !== undefined) return Promise.resolve(frame);
-    if (this.#ended) return Promise.reject(new Error('connection closed'));
+    if (this.#ended) return Promise.reject(this.#closedError());
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 
@@ -716,7 +723,20 @@ export class TcpClient {
     this.#socket?.end();
   }
 
+  #closedError(): ClientClosedError {
+    const k = this.#kick;
+    return k === null ? new ClientClosedError('connection closed') : new ClientClosedError('connection closed', k.code, k.reason);
+  }
+
   #deliver(frame: TcpFrame): void {
+    if (frame.type === TcpFrameType.KICK) {
+      try {
+        const k = JSON.parse(frame.payload.toString('utf8')) as { code?: unknown; reason?: unknown };
+        this.#kick = { code: typeof k.code === 'number' ? k.code : 1006, reason: typeof k.reason === 'string' ? k.reason : '' };
+      } catch {
+        // Not JSON: the close stays 1006.
+      }
+    }
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) waiter.resolve(frame);
     else this.#frames.push(frame);
