@@ -20,7 +20,7 @@ export {
 } from './core/connectors/tcp.js';
 export type { TcpConnectorOptions, TcpFrame, TcpFrameError, TcpHandshakeReply } from './core/connectors/tcp.js';
 export { MemoryConnector, MemoryClient, MemoryConnectError } from './core/connectors/memory.js';
-export type { MemoryMessage, MemoryClose } from './core/connectors/memory.js';
+export type { MemoryMessage, MemoryClose, MemoryConnectorOptions } from './core/connectors/memory.js';
 export type { FdAllocatorOptions } from './fd/index.js';
 export {
   ErrorCodes, RingwireError, UwsFallbackError, BadFrameError, BadRecordError, UnknownEventError,

@@ -317,6 +317,7 @@ test('onDrain reaches TCP clients: a stream paced by onDrain (400 x 64 KiB to a 
     const t = new TcpClient();
     await t.connect('127.0.0.1', t5.port);
     assert.equal((await t.handshake('/stream')).code, 200);
+    sink.labels.length = 0;
     t.socket.pause(); // the kernel buffers fill, then the connector's write queue
     t.send(encodeFrame({ event: 'START', ref: 1, payload: '400' }));
     // The handler has paused itself at its low-water mark: only onDrain can resume it.
@@ -398,5 +399,61 @@ test('TCP: a client uploading one big frame slowly (never idle for long, no fram
     await t.closed;
   } finally {
     await s7.close();
+  }
+});
+
+test('memory connector: a client that does not read is bounded by maxQueuedBytes; the refused sends are counted as backpressure drops', async () => {
+  const m8 = new MemoryConnector({ maxQueuedBytes: 64 * 1024 });
+  const s8 = createServer({ modules: [fixture('tools.module')], workers: 1, connectors: [m8] });
+  await s8.listen(0, '127.0.0.1');
+  try {
+    const c = await m8.connect('/t');
+    const probe = await m8.connect('/t');
+    const N = 64;
+    const payload = 'x'.repeat(4096);
+    for (let i = 0; i < N; i++) c.send(encodeFrame({ event: 'ECHO', ref: i + 1, payload }));
+    // Same worker, one ordered ring: once the probe's reply is here, every ECHO reply was sent.
+    probe.send(encodeFrame({ event: 'ECHO', ref: 1, payload: 'probe' }));
+    assert.equal(Buffer.from(decodeFrame((await probe.next()).data).payload).toString(), 'probe');
+    let queued = 0;
+    while (c.queuedBytes > 0) {
+      await c.next();
+      queued++;
+    }
+    assert.ok(queued > 0 && queued < N, `queued ${queued} of ${N}`);
+    assert.ok(queued * 4096 <= 64 * 1024 + 2 * 4096 + 1024, `queued ${queued} replies`);
+    assert.equal(s8.stats().drops.backpressure, N - queued);
+    c.close();
+    probe.close();
+  } finally {
+    await s8.close();
+  }
+});
+
+test('onDrain reaches memory clients: a stream paced by onDrain completes when the client reads late', { timeout: 30_000 }, async () => {
+  const m9 = new MemoryConnector({ maxQueuedBytes: 64 * 1024 * 1024 });
+  const s9 = createServer({ modules: [fixture('stream.module')], workers: 1, connectors: [m9] });
+  await s9.listen(0, '127.0.0.1');
+  try {
+    sink.labels.length = 0;
+    const c = await m9.connect('/stream');
+    c.send(encodeFrame({ event: 'START', ref: 1, payload: '40' }));
+    // Nothing read yet: the handler has paused itself at its low-water mark.
+    await sink.until((l) => l.includes('/stream first pause'));
+    let chunks = 0;
+    for (;;) {
+      const w = decodeFrame((await c.next()).data);
+      if (w.event === 'DONE') {
+        assert.equal(Buffer.from(w.payload).toString(), '40');
+        break;
+      }
+      assert.equal(w.event, 'CHUNK');
+      chunks++;
+    }
+    assert.equal(chunks, 40);
+    assert.equal(s9.stats().drops.backpressure, 0);
+    c.close();
+  } finally {
+    await s9.close();
   }
 });

@@ -137,6 +137,38 @@ test('client-side close: removeClient once with its code; a pending next() rejec
   assert.deepEqual(manager.removed.map((r) => [r.code, r.reason]), [[1000, 'bye']]);
 });
 
+test('send(): SUCCESS to a waiting next(), BACKPRESSURE when queued, DROPPED past maxQueuedBytes; drain once next() empties the queue', async () => {
+  const manager = new FakeManager();
+  const connector = new MemoryConnector({ maxQueuedBytes: 10 });
+  await connector.start(manager);
+  const c = await connector.connect('/chat/a');
+  const server = manager.added[0]!.client;
+  assert.deepEqual(await c.next(), { data: Uint8Array.of(0xaa), binary: true }); // queued during addClient
+  assert.deepEqual(manager.drains, [server], 'that queue drained');
+  const waiting = c.next();
+  assert.equal(server.send(Uint8Array.of(1), true), SendStatus.SUCCESS);
+  await waiting;
+  const six = new Uint8Array(6);
+  assert.equal(server.send(six, true), SendStatus.BACKPRESSURE); // 6 queued
+  assert.equal(server.send(six, true), SendStatus.BACKPRESSURE); // 12: over the bound from now on
+  assert.equal(server.send(six, true), SendStatus.DROPPED);
+  assert.equal(server.send(Uint8Array.of(1), true), SendStatus.DROPPED);
+  assert.equal(c.queuedBytes, 12);
+  await c.next();
+  assert.equal(manager.drains.length, 1, 'no drain while messages are still queued');
+  assert.equal(server.send(six, true), SendStatus.BACKPRESSURE); // 12 again
+  await c.next();
+  await c.next();
+  assert.equal(c.queuedBytes, 0);
+  assert.deepEqual(manager.drains, [server, server]);
+});
+
+test('MemoryConnector options are validated', () => {
+  assert.throws(() => new MemoryConnector({ maxQueuedBytes: -1 }), /maxQueuedBytes/);
+  assert.throws(() => new MemoryConnector({ maxQueuedBytes: 1.5 }), /maxQueuedBytes/);
+  assert.doesNotThrow(() => new MemoryConnector());
+});
+
 test('connect before start or after stop is refused with 503', async () => {
   const idle = new MemoryConnector();
   await assert.rejects(idle.connect('/chat/a'), { code: 'RW_ERR_SERVER_STATE', status: 503 });

@@ -6,12 +6,17 @@
  *    does, and call `manager.addClient(client, { path, query, headers })` for each one. Until
  *    it resolves `{ ok: true }` the client is not live: deliver nothing to `handleMsg`.
  * 2. Give the core a ConnectorClient per client (MemoryPeer below): `send()` delivers one
- *    server message (copy the bytes if you keep them), `close()` ends the client.
+ *    server message (copy the bytes if you keep them) and says whether it was delivered
+ *    (SUCCESS), queued (BACKPRESSURE) or refused because the client's queue is over its bound
+ *    (DROPPED: the core counts it); `close()` ends the client.
  * 3. Pass each client message to `manager.handleMsg(client, bytes, binary)`.
  * 4. Call `manager.removeClient(client, code, reason)` exactly once per client handed to
  *    `addClient` (a flag makes that easy), whoever closed it. Never call back into the manager
  *    from inside a method the manager called (here, `close()` defers it to a microtask).
  * 5. `stop()` stops accepting; the core then closes the live clients itself.
+ * 6. After a send that returned BACKPRESSURE, call `manager.drain(client)` once the queue has
+ *    drained (here: when `next()` takes the last queued message), so onDrain hooks can pace
+ *    streams.
  */
 import {
   SendStatus,
@@ -20,7 +25,8 @@ import {
   type Connector,
   type ConnectorClient,
 } from '../connector.js';
-import { ClientClosedError } from '../../shared/errors.js';
+import { ClientClosedError, intOption } from '../../shared/errors.js';
+import { Defaults } from '../../shared/constants.js';
 
 /** A refused `connect()`: the upgrade hooks' status and code (RW_ERR_*). */
 export class MemoryConnectError extends Error {
@@ -58,7 +64,7 @@ class MemoryPeer implements ConnectorClient {
   }
 
   send(data: Uint8Array, binary: boolean): number {
-    return this.#client.deliver(data, binary) ? SendStatus.SUCCESS : SendStatus.DROPPED;
+    return this.#client.deliver(data, binary);
   }
 
   close(code: number, reason: string): void {
@@ -81,13 +87,17 @@ export class MemoryClient {
   readonly #queue: MemoryMessage[] = [];
   readonly #waiters: { resolve: (m: MemoryMessage) => void; reject: (e: Error) => void }[] = [];
   #queuedBytes = 0;
+  readonly #maxQueuedBytes: number;
+  /** A send was queued (BACKPRESSURE): `manager.drain` is owed once the queue is empty. */
+  #drainOwed = false;
   #done = false;
   #close: MemoryClose = { code: 1006, reason: '' };
   #onClosed!: (c: MemoryClose) => void;
 
   /** @internal Created by MemoryConnector.connect(). */
-  constructor(manager: ClientManager) {
+  constructor(manager: ClientManager, maxQueuedBytes: number = Defaults.maxBackpressure) {
     this.#manager = manager;
+    this.#maxQueuedBytes = maxQueuedBytes;
     this.#peer = new MemoryPeer(manager, this);
     this.closed = new Promise((resolve) => { this.#onClosed = resolve; });
   }
@@ -118,6 +128,10 @@ export class MemoryClient {
     const msg = this.#queue.shift();
     if (msg !== undefined) {
       this.#queuedBytes -= msg.data.length;
+      if (this.#queue.length === 0 && this.#drainOwed) {
+        this.#drainOwed = false;
+        if (!this.#done) this.#manager.drain(this.#peer);
+      }
       return Promise.resolve(msg);
     }
     if (this.#done) return Promise.reject(this.#closedError());
@@ -153,19 +167,22 @@ export class MemoryClient {
 
   /**
    * @internal A server message, copied since the core's bytes are only valid during send()
-   * (`new Uint8Array(x)` copies; `Buffer#slice` would not).
+   * (`new Uint8Array(x)` copies; `Buffer#slice` would not). SUCCESS when a pending `next()`
+   * takes it, BACKPRESSURE when it is queued, DROPPED when closed or when the queue already
+   * holds more than maxQueuedBytes (like a TCP client over maxBufferedBytes).
    */
-  deliver(data: Uint8Array, binary: boolean): boolean {
-    if (this.#done) return false;
-    const msg: MemoryMessage = { data: new Uint8Array(data), binary };
+  deliver(data: Uint8Array, binary: boolean): number {
+    if (this.#done) return SendStatus.DROPPED;
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
-      waiter.resolve(msg);
-    } else {
-      this.#queue.push(msg);
-      this.#queuedBytes += data.length;
+      waiter.resolve({ data: new Uint8Array(data), binary });
+      return SendStatus.SUCCESS;
     }
-    return true;
+    if (this.#queuedBytes > this.#maxQueuedBytes) return SendStatus.DROPPED;
+    this.#queue.push({ data: new Uint8Array(data), binary });
+    this.#queuedBytes += data.length;
+    this.#drainOwed = true;
+    return SendStatus.BACKPRESSURE;
   }
 
   #closedError(): ClientClosedError {
@@ -183,10 +200,25 @@ export class MemoryClient {
   }
 }
 
+export interface MemoryConnectorOptions {
+  /**
+   * Bytes a client may have queued (sent by the server, not yet taken by `next()`) beyond which
+   * the server's sends to it are DROPPED (counted in `stats().drops.backpressure`). Default
+   * 1 MiB, the default of a module's `maxBackpressure`.
+   */
+  maxQueuedBytes?: number;
+}
+
 export class MemoryConnector implements Connector {
   readonly name = 'memory';
+  readonly #maxQueuedBytes: number;
   #manager: ClientManager | null = null;
   #stopped = false;
+
+  constructor(options: MemoryConnectorOptions = {}) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    this.#maxQueuedBytes = intOption(options.maxQueuedBytes, 'maxQueuedBytes', Defaults.maxBackpressure, 0, Number.MAX_SAFE_INTEGER);
+  }
 
   start(manager: ClientManager): void {
     this.#manager = manager;
@@ -203,6 +235,6 @@ export class MemoryConnector implements Connector {
     if (manager === null || this.#stopped) {
       return Promise.reject(new MemoryConnectError(503, 'RW_ERR_SERVER_STATE', 'memory connector is not running'));
     }
-    return new MemoryClient(manager).open(path, query, headers);
+    return new MemoryClient(manager, this.#maxQueuedBytes).open(path, query, headers);
   }
 }
