@@ -160,6 +160,57 @@ test('decoder: a split frame is assembled into its own buffer, not a view of a r
   assert.equal(out?.payload.toString(), 'abcdef');
 });
 
+test('decoder: a header announcing a huge frame reserves memory by the bytes that arrived, not by the announced size', () => {
+  const announced = 512 * 1024 * 1024;
+  const d = new TcpFrameDecoder(1024 * 1024 * 1024);
+  const before = process.memoryUsage().arrayBuffers;
+  assert.deepEqual(d.push(Buffer.concat([header(1 + announced, TcpFrameType.MESSAGE), Buffer.alloc(10, 1)])), []);
+  const grew = process.memoryUsage().arrayBuffers - before;
+  assert.ok(grew < 16 * 1024 * 1024, `ArrayBuffers grew by ${grew} bytes after a 15-byte push`);
+  assert.equal(d.allocatedBytes, 64 * 1024);
+  assert.equal(d.pendingBytes, TCP_HEADER_BYTES + announced, 'the frame size is still known from its header');
+  // Growth follows the data: twice what arrived at most.
+  d.push(Buffer.alloc(100_000, 2));
+  assert.ok(d.allocatedBytes >= 100_010 && d.allocatedBytes <= 2 * 100_010, String(d.allocatedBytes));
+});
+
+test('decoder: frames larger than the first allocation, split at random points, are assembled exactly (seeded fuzz)', () => {
+  let seed = 0x2545f491;
+  const rand = (n: number): number => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const sizes = [0, 1, 5, 3000, 65_535, 65_536, 65_537, 131_073, 300_000];
+  for (let iter = 0; iter < 40; iter++) {
+    const frames: { type: number; payload: Buffer }[] = [];
+    for (let i = 1 + rand(4); i > 0; i--) {
+      const p = Buffer.allocUnsafe(sizes[rand(sizes.length)]!);
+      for (let j = 0; j < p.length; j++) p[j] = rand(256);
+      frames.push({ type: 1 + rand(4), payload: p });
+    }
+    const stream = Buffer.concat(frames.map((f) => encodeTcpFrame(f.type, f.payload)));
+    const d = new TcpFrameDecoder(300_000);
+    let i = 0;
+    for (let off = 0; off < stream.length;) {
+      const k = 1 + (rand(2) === 0 ? rand(7) : rand(150_000));
+      const chunk = Buffer.from(stream.subarray(off, off + k));
+      // Checked before the chunk is wiped (a frame wholly inside it is a view of it), but after
+      // the earlier chunks were: a split frame must not depend on them.
+      for (const f of d.push(chunk)) {
+        assert.ok(i < frames.length, `iteration ${iter}: too many frames`);
+        assert.equal(f.type, frames[i]!.type);
+        assert.ok(f.payload.equals(frames[i]!.payload), `iteration ${iter} frame ${i} (${frames[i]!.payload.length} bytes)`);
+        i++;
+      }
+      chunk.fill(0);
+      off += k;
+    }
+    assert.equal(d.error, null);
+    assert.equal(i, frames.length, `iteration ${iter}`);
+    assert.equal(d.pendingBytes, 0);
+  }
+});
+
 test('decoder: oversize is reported from the header alone, nothing buffered, frames before it kept', () => {
   const d = new TcpFrameDecoder(8);
   // Exactly the limit is fine (length = max + 1).

@@ -81,10 +81,16 @@ export function encodeTcpFrame(type: number, payload: Uint8Array): Buffer {
   return out;
 }
 
+/** First allocation for a frame split across chunks; the buffer grows (doubling) as bytes arrive. */
+const INITIAL_BODY_BYTES = 64 * 1024;
+
 /**
  * Streaming decoder: `push(chunk)` returns the frames the chunk completes, in order. A frame
  * wholly inside one chunk is returned as a view of it (no copy); only a frame split across
- * chunks is assembled in its own buffer, allocated once its header is known. A bad header is
+ * chunks is assembled in its own buffer, sized by the bytes that have arrived (64 KiB at
+ * first, doubling as more come: at most twice what arrived), never by what the header announces
+ * alone: a peer that sends a header claiming maxPayloadBytes does not make the server reserve
+ * them. A bad header is
  * reported as soon as it is read, before any of its body is buffered: `error` is set, the
  * frames before it are still returned, and every later push returns nothing.
  *
@@ -100,7 +106,10 @@ export class TcpFrameDecoder {
   #head = Buffer.allocUnsafe(TCP_HEADER_BYTES);
   #headLen = 0;
   #type = 0;
+  /** The frame being assembled: grows up to #size bytes. */
   #body: Buffer | null = null;
+  /** Payload bytes its header announced. */
+  #size = 0;
   #bodyLen = 0;
 
   constructor(maxPayloadBytes: number, firstMaxPayloadBytes = maxPayloadBytes) {
@@ -110,7 +119,12 @@ export class TcpFrameDecoder {
 
   /** Bytes of the frame being assembled (header included) as far as known: its full size once the header is read. */
   get pendingBytes(): number {
-    return this.#body === null ? this.#headLen : TCP_HEADER_BYTES + this.#body.length;
+    return this.#body === null ? this.#headLen : TCP_HEADER_BYTES + this.#size;
+  }
+
+  /** Bytes allocated for the frame being assembled (0 when none is). */
+  get allocatedBytes(): number {
+    return this.#body === null ? 0 : this.#body.length;
   }
 
   push(chunk: Buffer): TcpFrame[] {
@@ -152,15 +166,22 @@ export class TcpFrameDecoder {
           continue;
         }
         this.#type = type;
-        this.#body = Buffer.allocUnsafe(size);
+        this.#size = size;
+        this.#body = Buffer.allocUnsafe(Math.min(size, Math.max(INITIAL_BODY_BYTES, end - off)));
         this.#bodyLen = 0;
       }
-      const body = this.#body;
-      const n = Math.min(body.length - this.#bodyLen, end - off);
+      let body = this.#body;
+      const n = Math.min(this.#size - this.#bodyLen, end - off);
+      if (this.#bodyLen + n > body.length) {
+        // Capped at the announced size, so a complete frame's buffer is exactly its payload.
+        const grown = Buffer.allocUnsafe(Math.min(this.#size, Math.max(2 * body.length, this.#bodyLen + n)));
+        body.copy(grown, 0, 0, this.#bodyLen);
+        this.#body = body = grown;
+      }
       chunk.copy(body, this.#bodyLen, off, off + n);
       this.#bodyLen += n;
       off += n;
-      if (this.#bodyLen === body.length) {
+      if (this.#bodyLen === this.#size) {
         frames.push({ type: this.#type, payload: body });
         this.#body = null;
       }
