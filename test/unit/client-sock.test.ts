@@ -1,0 +1,96 @@
+/**
+ * ClientSock: sends made before the connector has answered its client are held, then handed
+ * to the connector in order, on the next turn or when the core closes the client first; each
+ * one the connector refuses (DROPPED) is counted.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ClientSock, TopicRegistry, type ClientSockHost } from '../../src/core/client-sock.js';
+import { SendStatus, type ClientSession, type ConnectorClient } from '../../src/core/connector.js';
+import type { SocketData } from '../../src/core/commands.js';
+
+/** Records sends and closes in one log; refuses sends beyond `room`. */
+class LogClient implements ConnectorClient {
+  readonly transport = 'log';
+  readonly remoteAddress = 'log';
+  session: ClientSession | null = null;
+  readonly log: string[] = [];
+  room: number;
+  constructor(room: number) {
+    this.room = room;
+  }
+  send(data: Uint8Array): number {
+    if (this.room === 0) {
+      this.log.push(`dropped ${Buffer.from(data).toString()}`);
+      return SendStatus.DROPPED;
+    }
+    this.room--;
+    this.log.push(`send ${Buffer.from(data).toString()}`);
+    return SendStatus.SUCCESS;
+  }
+  close(code: number, reason: string): void {
+    this.log.push(`close ${code} ${reason}`);
+  }
+  bufferedAmount(): number {
+    return 0;
+  }
+}
+
+function host(log: string[]): ClientSockHost & { drops: [string, number][] } {
+  const drops: [string, number][] = [];
+  return {
+    registry: new TopicRegistry(),
+    drops,
+    publishFrom() {},
+    closed(s, code) {
+      s.ud.closed = true;
+      log.push(`core closed ${code}`);
+    },
+    counters: { drop(reason: string, handle = 0) { drops.push([reason, handle]); } } as ClientSockHost['counters'],
+  };
+}
+
+const ud = (): SocketData => ({ handle: 77, closed: false } as SocketData);
+const bytes = (s: string): Uint8Array => Buffer.from(s);
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+test('end() before the next turn: the held sends reach the connector first, then the core close, then close(); refused ones counted', async () => {
+  const client = new LogClient(1);
+  const h = host(client.log);
+  const s = new ClientSock(client, ud(), h);
+  assert.equal(s.send(bytes('welcome')), SendStatus.SUCCESS); // held
+  s.send(bytes('again'));
+  assert.deepEqual(client.log, [], 'held until the connector has answered');
+  s.end(4000, 'bye');
+  assert.deepEqual(client.log, ['send welcome', 'dropped again', 'core closed 4000', 'close 4000 bye']);
+  assert.deepEqual(h.drops, [['backpressure', 77]]);
+  await nextTurn(); // the held queue is not replayed
+  assert.equal(client.log.length, 4);
+});
+
+test('held sends flushed on the next turn: a refused one is counted', async () => {
+  const client = new LogClient(1);
+  const h = host(client.log);
+  const s = new ClientSock(client, ud(), h);
+  s.send(bytes('a'));
+  s.send(bytes('b'));
+  await nextTurn();
+  assert.deepEqual(client.log, ['send a', 'dropped b']);
+  assert.deepEqual(h.drops, [['backpressure', 77]]);
+  // Live from now on: the status goes straight back to the core (which counts it there).
+  assert.equal(s.send(bytes('c')), SendStatus.DROPPED);
+  assert.equal(h.drops.length, 1);
+});
+
+test('a client the core already closed (the peer went away) gets none of the held sends', async () => {
+  const client = new LogClient(5);
+  const h = host(client.log);
+  const d = ud();
+  const s = new ClientSock(client, d, h);
+  s.send(bytes('a'));
+  d.closed = true; // removeClient ran the core's close
+  s.end(1006, '');
+  await nextTurn();
+  assert.deepEqual(client.log, ['close 1006 ']);
+  assert.deepEqual(h.drops, []);
+});
