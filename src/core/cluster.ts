@@ -479,6 +479,8 @@ export class RedisBus {
   readonly #roomsKey: string;
   /** Beats since this node last swept its own rooms itself (the fallback, see #beat). */
   #beatsSinceOwnSweep = 0;
+  /** This incarnation may be in the dead-node index (it wrote presence since it last left it). */
+  #indexed = false;
   readonly #nodeTtlMs: number;
   #beatTimer: NodeJS.Timeout | undefined;
   readonly #maxQueue: number;
@@ -738,6 +740,7 @@ export class RedisBus {
         return Promise.resolve(undefined);
       }
     }
+    if (memberJson !== null) this.#indexed = true;
     return this.#op(() => this.#pub.eval(PRESENCE_WRITE_LUA, 4, this.presenceKey(room), this.channel, this.#roomsKey, this.#nodesKey,
       this.#field(memberKey), memberJson ?? '', buf, memberJson === null ? '0' : '1', room, this.#token)).then((r) => {
       if (r !== undefined && event !== undefined) this.#published++;
@@ -848,8 +851,9 @@ export class RedisBus {
       n += r;
     }
     // Out of the dead-node index too (nothing left to sweep); an add issued meanwhile re-indexes.
-    if (this.#presence.size === 0) {
-      await Promise.all([this.#op(() => this.#pub.srem(this.#nodesKey, this.#token)), this.#op(() => this.#pub.del(this.#roomsKey))]);
+    if (this.#presence.size === 0 && this.#indexed) {
+      const [a, b] = await Promise.all([this.#op(() => this.#pub.srem(this.#nodesKey, this.#token)), this.#op(() => this.#pub.del(this.#roomsKey))]);
+      if (a !== undefined && b !== undefined && this.#presence.size === 0) this.#indexed = false;
     }
     return n;
   }

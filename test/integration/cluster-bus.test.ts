@@ -633,6 +633,9 @@ test('Redis hung (SIGSTOP): presence calls time out, unacknowledged publishes st
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a', maxQueue: 20, opTimeoutMs: 300 });
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
+  // A's first liveness beat (SET, GETDEL, the dead-node check) runs right after connecting: let it
+  // finish, so that only this test's commands are in flight below.
+  await until('A\'s first beat done', () => a.bus.stats().inflight === 0);
   redis.pause();
   cleanups.push(async () => { if (redis.running) redis.resume(); });
   const t0 = Date.now();
