@@ -139,3 +139,27 @@ test('onError for an unknown event sees that frame\'s payload; ctx.payload read 
     sink.close();
   }
 });
+
+test('sendAll is bounded: past 64 MiB of payloads waiting for their pages, a sendAll is refused and counted; the accepted ones are all delivered', async () => {
+  // 100 sendAll calls of just under 1 MiB in one handler reach the I/O thread in one drain (a
+  // 256 MiB ring holds them all, and the worker rings once, at the end of its batch).
+  const server = createServer({ modules: [fixture('sendall.module')], workers: 1, ringBytes: 1 << 28 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const sender = await Client.open(`ws://127.0.0.1:${port}/all`);
+    const observer = await Client.open(`ws://127.0.0.1:${port}/all`);
+    const size = 1024 * 1024 - 1024;
+    assert.equal((await sender.call('SPAM_ALL', `100,${size}`)).text, '100');
+    const refused = server.stats().drops.sendAllOverflow;
+    assert.equal(refused, 36, 'the 65th and later do not fit 64 MiB');
+    for (let i = 0; i < 100 - refused; i++) {
+      const f = await observer.next();
+      assert.equal(f.payload.length, size);
+      assert.equal(f.payload[0], i & 255, 'the accepted ones arrive in order');
+    }
+    assert.equal(server.stats().drops.backpressure, 0);
+    await Promise.all([sender.close(), observer.close()]);
+  } finally {
+    await server.close();
+  }
+});
