@@ -81,7 +81,7 @@ const RELEASE_EVERY = 256;
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 408: 'Request Timeout',
-  409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error',
+  405: 'Method Not Allowed', 409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error',
   501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
 };
 export function statusLine(status: number): string {
@@ -374,6 +374,7 @@ export class CommandExecutor {
     if (p === undefined) return;
     if (p.aborted || this.closing) {
       // (an aborted upgrade was counted when it was reported)
+      if (!p.aborted) this.counters.drop('shutdown', handle);
       refusePending(p, 503, 'server shutting down');
       this.alloc.release(this.alloc.fdOf(handle));
       this.host?.pendingGone(p);

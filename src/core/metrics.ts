@@ -31,7 +31,7 @@ export function prometheusText(s: ServerStats): string {
   const w = new Writer();
   w.family('ringwire_connections', 'gauge', 'Open WebSocket connections.').sample('ringwire_connections', s.connections);
   w.family('ringwire_live_fds', 'gauge', 'fds allocated (connections plus upgrades in progress).').sample('ringwire_live_fds', s.liveFds);
-  w.family('ringwire_upgrades_total', 'counter', 'Upgrade requests answered, by outcome.')
+  w.family('ringwire_upgrades_total', 'counter', 'Upgrades accepted, and upgrades rejected by an upgrade hook (refusals decided by the server are in ringwire_drops_total by reason).')
     .sample('ringwire_upgrades_total', s.upgradesAccepted, { outcome: 'accepted' })
     .sample('ringwire_upgrades_total', s.upgradesRejected, { outcome: 'rejected' });
   w.family('ringwire_messages_in_total', 'counter', 'Messages received from clients.').sample('ringwire_messages_in_total', s.messagesIn);
@@ -62,6 +62,26 @@ export function prometheusText(s: ServerStats): string {
       .sample('ringwire_worker_errors_total', x.unknownEvents, { slot: x.slot, kind: 'unknown_event' })
       .sample('ringwire_worker_errors_total', x.asyncTimeouts, { slot: x.slot, kind: 'async_timeout' });
   }
+  w.family('ringwire_resumes_total', 'counter', 'Sessions resumed on a new socket.').sample('ringwire_resumes_total', s.resumes);
+  w.family('ringwire_detached', 'gauge', 'Connections whose socket dropped, waiting for a resume.').sample('ringwire_detached', s.detached);
+  w.family('ringwire_worker_backoffs_total', 'counter', 'Worker restarts delayed by the crash-loop back-off.').sample('ringwire_worker_backoffs_total', s.workerBackoffs);
+  w.family('ringwire_connector_errors_total', 'counter', 'Transport errors reported by connectors, by code.');
+  for (const [code, n] of Object.entries(s.connectorErrors)) w.sample('ringwire_connector_errors_total', n, { code });
+  if (s.cluster !== null) {
+    const c = s.cluster;
+    w.family('ringwire_cluster_connected', 'gauge', 'Whether the cluster bus is connected to Redis.').sample('ringwire_cluster_connected', c.connected ? 1 : 0, { node: c.nodeId });
+    w.family('ringwire_cluster_messages_total', 'counter', 'Cluster bus messages, by direction.')
+      .sample('ringwire_cluster_messages_total', c.published, { node: c.nodeId, direction: 'published' })
+      .sample('ringwire_cluster_messages_total', c.received, { node: c.nodeId, direction: 'received' })
+      .sample('ringwire_cluster_messages_total', c.dropped, { node: c.nodeId, direction: 'dropped' });
+    w.family('ringwire_cluster_reconnects_total', 'counter', 'Cluster bus reconnections.').sample('ringwire_cluster_reconnects_total', c.reconnects, { node: c.nodeId });
+  }
+  w.family('ringwire_worker_restart_backoff_ms', 'gauge', 'ms a pending worker restart still waits out (0: none pending).');
+  for (const x of s.workers) w.sample('ringwire_worker_restart_backoff_ms', x.restartBackoffMs, { slot: x.slot });
+  w.family('ringwire_worker_overflowed_total', 'counter', 'Records that went through the overflow because the ring was full.');
+  for (const x of s.workers) w.sample('ringwire_worker_overflowed_total', x.overflowed, { slot: x.slot });
+  w.family('ringwire_worker_outbound_full_waits_total', 'counter', 'Times a worker waited for room in its outbound ring.');
+  for (const x of s.workers) w.sample('ringwire_worker_outbound_full_waits_total', x.outboundFullWaits, { slot: x.slot });
   w.family('ringwire_worker_discarded_total', 'counter', 'Messages that reached a worker after their connection started closing (not handled).');
   for (const x of s.workers) w.sample('ringwire_worker_discarded_total', x.discarded, { slot: x.slot });
   return w.toString();

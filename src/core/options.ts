@@ -138,6 +138,41 @@ export interface ResolvedOptions {
 
 const LIFECYCLE = ['onInit', 'onMountingModules', 'afterRoutesInit', 'onReady', 'onServerInitError', 'onShutdown'] as const;
 
+/** Every option name, per object: a misspelt one (`worker: 2`) is an error, not silently ignored. */
+const KNOWN: Readonly<Record<string, readonly string[]>> = {
+  '': ['modules', 'hooks', 'workers', 'ringBytes', 'overflowBytes', 'maxConnections', 'maxFd', 'codec', 'drainBatch',
+    'idleSpinMicros', 'idleBlockMs', 'upgradeTimeoutMs', 'handlerTimeoutMs', 'asyncTimeoutMs', 'allowedOrigins', 'rateLimit',
+    'metricsPath', 'shutdownTimeoutMs', 'lifecycle', 'uidAffinity', 'connectors', 'cluster'],
+  'rateLimit.': ['messagesPerSecond', 'burst', 'onExceed', 'shedBurst'],
+  'lifecycle.': LIFECYCLE,
+  'uidAffinity.': ['query', 'header'],
+  'cluster.': ['url', 'nodeId', 'prefix', 'nodeTtlMs'],
+};
+
+/** Levenshtein distance (short option names only). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** Throws a TypeError naming the first key of `o` that is not an option (with the closest known name). */
+function onlyKnown(o: object, prefix: keyof typeof KNOWN): void {
+  const known = KNOWN[prefix]!;
+  for (const k of Object.keys(o)) {
+    if (known.includes(k)) continue;
+    const lower = k.toLowerCase();
+    const near = known.find((n) => editDistance(n.toLowerCase(), lower) <= 2);
+    throw new TypeError(`options.${prefix}${k} is not an option${near !== undefined ? ` (did you mean ${prefix}${near}?)` : ''}`);
+  }
+}
+
 function fileUrl(v: unknown, name: string): string {
   if (v instanceof URL) {
     if (v.protocol !== 'file:') throw invalidOption(name, 'a file path or file: URL');
@@ -156,6 +191,7 @@ function powerOfTwo(v: unknown, name: string, def: number, min: number, max: num
 
 export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (o === null || typeof o !== 'object') throw new TypeError('options must be an object');
+  onlyKnown(o, '');
   if (!Array.isArray(o.modules) || o.modules.length === 0) {
     throw invalidOption('modules', 'a non-empty array of module file paths');
   }
@@ -191,6 +227,9 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   let rateLimit: { perMs: number; burst: number; shed: boolean; shedBurst: number } | null = null;
   if (o.rateLimit !== undefined) {
     if (o.rateLimit === null || typeof o.rateLimit !== 'object') throw invalidOption('rateLimit', 'an object { messagesPerSecond, burst?, onExceed?, shedBurst? }');
+    onlyKnown(o.rateLimit, 'rateLimit.');
+    // Required: without it the bucket would never refill (every connection closed on its first messages).
+    if (o.rateLimit.messagesPerSecond === undefined) throw invalidOption('rateLimit.messagesPerSecond', 'an integer between 1 and 10000000 (required)');
     const rate = intOption(o.rateLimit.messagesPerSecond, 'rateLimit.messagesPerSecond', 0, 1, 10_000_000);
     const burst = intOption(o.rateLimit.burst, 'rateLimit.burst', rate, 1, 100_000_000);
     const onExceed = o.rateLimit.onExceed ?? 'close';
@@ -201,6 +240,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   }
   const lifecycle = o.lifecycle ?? {};
   if (lifecycle === null || typeof lifecycle !== 'object') throw invalidOption('lifecycle', 'an object of hook functions');
+  onlyKnown(lifecycle, 'lifecycle.');
   for (const k of LIFECYCLE) {
     if (lifecycle[k] !== undefined && typeof lifecycle[k] !== 'function') throw invalidOption(`lifecycle.${k}`, 'a function');
   }
@@ -209,6 +249,10 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     const a = o.uidAffinity;
     if (a === null || typeof a !== 'object' || (typeof a.query !== 'string' && typeof a.header !== 'string')) {
       throw invalidOption('uidAffinity', 'an object { query?: string, header?: string } naming at least one');
+    }
+    onlyKnown(a, 'uidAffinity.');
+    for (const k of ['query', 'header'] as const) {
+      if (a[k] !== undefined && (typeof a[k] !== 'string' || a[k] === '')) throw invalidOption(`uidAffinity.${k}`, 'a non-empty string');
     }
     uidAffinity = { query: a.query ?? null, header: a.header?.toLowerCase() ?? null };
   }
@@ -221,6 +265,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     if (o.cluster === null || typeof o.cluster !== 'object' || typeof o.cluster.url !== 'string' || !o.cluster.url.startsWith('redis://')) {
       throw invalidOption('cluster', 'an object { url: "redis://host:port", nodeId?, prefix? }');
     }
+    onlyKnown(o.cluster, 'cluster.');
     if (o.cluster.nodeId !== undefined && (typeof o.cluster.nodeId !== 'string' || !/^[\w-]{1,64}$/.test(o.cluster.nodeId))) {
       throw invalidOption('cluster.nodeId', 'a string of 1-64 letters, digits, _ or -');
     }

@@ -263,7 +263,14 @@ export class Server {
           // the original error is the one listen() reports
         }
       }
-      await this.teardown();
+      if (this.state === 'listening') {
+        // onReady (or a connector's start) failed after clients could connect: they are closed
+        // as close() would (replies delivered, 1001, disconnect hooks run), onShutdown aside.
+        this.closePromise ??= this.shutdown(false);
+        await this.closePromise;
+      } else {
+        await this.teardown();
+      }
       throw e;
     }
   }
@@ -321,10 +328,17 @@ export class Server {
     this.carrier.mount(this.app);
     const metricsPath = this.options.metricsPath;
     if (metricsPath !== null) {
+      const type = 'text/plain; version=0.0.4; charset=utf-8';
       this.app.get(metricsPath, (res) => {
         res.cork(() => {
-          res.writeHeader('content-type', 'text/plain; version=0.0.4; charset=utf-8').end(prometheusText(this.stats()));
+          res.writeHeader('content-type', type).end(prometheusText(this.stats()));
         });
+      });
+      this.app.head(metricsPath, (res) => {
+        res.cork(() => { res.writeHeader('content-type', type).endWithoutBody(); });
+      });
+      this.app.any(metricsPath, (res) => {
+        res.cork(() => { res.writeStatus(statusLine(405)).writeHeader('allow', 'GET, HEAD').end('method not allowed'); });
       });
     }
     this.app.any('/*', (res) => {
@@ -449,6 +463,7 @@ export class Server {
       this.pending.delete(fd);
       this.alloc.release(fd);
       this.pendingGone(p);
+      this.counters.drop('workerUnavailable', p.handle);
       refusePending(p, 503, 'worker died', ErrorCodes.RW_ERR_WORKER_DIED);
     }
     // Detached sessions lived in that worker: they end now (their disconnect hooks died with it).
@@ -851,7 +866,8 @@ export class Server {
     return this.closePromise;
   }
 
-  private async shutdown(): Promise<void> {
+  /** `runOnShutdown`: false when listen() failed after the server was listening (onReady threw). */
+  private async shutdown(runOnShutdown = true): Promise<void> {
     if (this.state === 'new') {
       this.state = 'closed';
       return;
@@ -867,7 +883,16 @@ export class Server {
       this.uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = null;
     }
-    await this.stopConnectors();
+    // Upgrades still in their hooks are refused now (counted): the server accepts nothing new.
+    for (const [fd, p] of this.pending) {
+      if (p.timer !== null) clearTimeout(p.timer);
+      this.pending.delete(fd);
+      this.alloc.release(fd);
+      this.pendingGone(p);
+      this.counters.drop('shutdown', p.handle);
+      refusePending(p, 503, 'server shutting down', ErrorCodes.RW_ERR_SERVER_STATE);
+    }
+    await this.stopConnectors(deadline);
     // 1. Replies to everything already accepted reach their clients (repeat while messages still arrive).
     for (let round = 0; round < 8 && Date.now() < deadline; round++) {
       const before = this.counters.messagesIn;
@@ -876,22 +901,14 @@ export class Server {
     }
     // 2. Close every socket with 1001; each close queues the connection's disconnect hooks.
     for (const ws of [...this.sockets.values()]) ws.end(CloseCode.GOING_AWAY, 'server shutdown');
-    for (const [fd, p] of this.pending) {
-      if (p.timer !== null) clearTimeout(p.timer);
-      this.pending.delete(fd);
-      this.alloc.release(fd);
-      this.pendingGone(p);
-      refusePending(p, 503, 'server shutting down', ErrorCodes.RW_ERR_SERVER_STATE);
-    }
     // Detached sessions end too: their disconnect hooks run before the barrier below.
     this.sessions.expireAll(null, 'server shutdown');
     // 3. Every disconnect hook has run.
     await this.barrierAll(deadline);
-    try {
-      await this.options.lifecycle.onShutdown?.();
-    } catch {
-      // shutdown goes on; the hook's failure must not leave sockets or threads behind
-    }
+    // Shutdown goes on whatever the hook does: a failure is ignored, and it is waited for only
+    // until the shutdown deadline, so one that never settles cannot hold close() or the process.
+    const onShutdown = this.options.lifecycle.onShutdown;
+    if (runOnShutdown && onShutdown !== undefined) await settledBy(Promise.resolve().then(onShutdown).catch(() => undefined), deadline);
     await this.teardown(deadline);
   }
 
@@ -991,21 +1008,19 @@ export class Server {
     return this.bus?.nodeId ?? '';
   }
 
-  private async stopConnectors(): Promise<void> {
+  /** Each connector's stop() is waited for until `deadline` at most (one that never settles cannot hold close()). */
+  private async stopConnectors(deadline: number): Promise<void> {
     const list = this.startedConnectors;
     this.startedConnectors = [];
     for (const c of list) {
-      try {
-        await c.stop();
-      } catch {
-        // a connector that fails to stop must not keep the server from closing
-      }
+      // a connector that fails to stop must not keep the server from closing
+      await settledBy(Promise.resolve().then(() => c.stop()).catch(() => undefined), deadline);
     }
   }
 
   /** Release everything. Workers still busy at `deadline` (stuck in a handler) are terminated. */
   private async teardown(deadline = Date.now() + this.options.shutdownTimeoutMs): Promise<void> {
-    await this.stopConnectors();
+    await this.stopConnectors(deadline);
     if (this.bus !== null) {
       const bus = this.bus;
       this.bus = null;
@@ -1030,12 +1045,7 @@ export class Server {
     const tasks = this.tasks.filter((t): t is Promise<unknown> => t !== null);
     // Each serve task ends once its worker sees the closed ring; one stuck in a synchronous
     // loop never does, and pool.destroy() below terminates its thread.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled(tasks),
-      new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); }),
-    ]);
-    clearTimeout(timer);
+    await settledBy(Promise.allSettled(tasks), deadline);
     if (this.pool !== null) {
       await this.pool.destroy();
       this.pool = null;
@@ -1160,4 +1170,11 @@ function takeShedToken(ud: SocketData, perMs: number, burst: number, now: number
 /** Create a ringwire server (nothing starts until `listen()`). */
 export function createServer(options: ServerOptions): Server {
   return new Server(options);
+}
+
+/** Waits for `p` until `deadline` (Date.now() ms) at most; `p` should not reject. */
+async function settledBy(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); })]);
+  clearTimeout(timer);
 }

@@ -28,7 +28,7 @@ export interface DropStats {
   rateLimited: number;
   /** Workers terminated because a record ran past handlerTimeoutMs. */
   handlerTimeout: number;
-  /** Commands dropped because the server was shutting down. */
+  /** Upgrades refused (503) because the server was shutting down: still in their hooks when close() ran, or accepted by a hook after it. */
   shutdown: number;
   /** Commands dropped on the worker side because its outbound ring was closed (shutdown). */
   workerShutdown: number;
@@ -84,6 +84,7 @@ export interface ServerStats {
   /** fds currently allocated (open connections plus upgrades in progress). */
   liveFds: number;
   upgradesAccepted: number;
+  /** Upgrades rejected by an upgrade hook (the server's own refusals are in drops, by reason). */
   upgradesRejected: number;
   messagesIn: number;
   messagesOut: number;

@@ -86,6 +86,62 @@ test('invalid options throw TypeError/RangeError naming the option', () => {
     { name: 'TypeError', message: /options\.rateLimit\.shedBurst must be used only with onExceed: 'shed'/ });
   assert.throws(() => createServer({ modules: [tools], rateLimit: { messagesPerSecond: 5, onExceed: 'shed', shedBurst: 0 } }),
     { name: 'RangeError', message: /options\.rateLimit\.shedBurst/ });
+  // Without a rate the bucket would never refill: every connection closed on its first message.
+  assert.throws(() => createServer({ modules: [tools], rateLimit: {} as never }), { name: 'TypeError', message: /options\.rateLimit\.messagesPerSecond must be .*required/ });
+  assert.throws(() => createServer({ modules: [tools], rateLimit: { burst: 3 } as never }), { name: 'TypeError', message: /options\.rateLimit\.messagesPerSecond/ });
+  assert.throws(() => createServer({ modules: [tools], uidAffinity: { query: 5 as never, header: 'x-uid' } }), { name: 'TypeError', message: /options\.uidAffinity\.query must be/ });
+});
+
+test('a misspelt option is an error naming it, not silently ignored', () => {
+  assert.throws(() => createServer({ modules: [tools], worker: 2 } as never), { name: 'TypeError', message: 'options.worker is not an option (did you mean workers?)' });
+  assert.throws(() => createServer({ modules: [tools], metricPath: '/m' } as never), { name: 'TypeError', message: /options\.metricPath is not an option \(did you mean metricsPath\?\)/ });
+  assert.throws(() => createServer({ modules: [tools], lifecycle: { onready() {} } as never }), { name: 'TypeError', message: /options\.lifecycle\.onready is not an option \(did you mean lifecycle\.onReady\?\)/ });
+  assert.throws(() => createServer({ modules: [tools], rateLimit: { messagesPerSecond: 5, onexceed: 'shed' } as never }), { name: 'TypeError', message: /options\.rateLimit\.onexceed is not an option/ });
+  assert.throws(() => createServer({ modules: [tools], cluster: { url: 'redis://127.0.0.1:1', nodeid: 'a' } as never }), { name: 'TypeError', message: /options\.cluster\.nodeid is not an option/ });
+});
+
+test('an onShutdown hook that never settles cannot hold close(): it is waited for until shutdownTimeoutMs', async () => {
+  let called = 0;
+  const server = createServer({
+    modules: [tools], workers: 1, shutdownTimeoutMs: 300,
+    lifecycle: { onShutdown: () => { called++; return new Promise<void>(() => undefined); } },
+  });
+  const port = await server.listen(0, '127.0.0.1');
+  const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+  await server.close(); // before the fix this never resolved (the test timed out)
+  assert.equal(called, 1);
+  assert.equal(server.listening, false);
+  assert.equal((await c.closed).code, CloseCode.GOING_AWAY);
+});
+
+test('onReady failing after clients connected: they are closed as by close() (1001, onDisconnect ran), listen() rejects', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  let ready!: (port: number) => void;
+  const portP = new Promise<number>((r) => { ready = r; });
+  const server = createServer({
+    modules: [tools], workers: 1,
+    lifecycle: { async onReady({ port }) { ready(port); await gate; throw new Error('ready failed'); } },
+  });
+  const listening = server.listen(0, '127.0.0.1');
+  listening.catch(() => undefined);
+  const port = await portP;
+  const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+  const { handle } = JSON.parse((await c.call('WHOAMI')).text) as { handle: number };
+  const seen: number[] = [];
+  const ch = new BroadcastChannel('rw-test-disconnects');
+  ch.onmessage = (e: unknown) => { seen.push((e as { data: number }).data); };
+  try {
+    release();
+    await assert.rejects(listening, { code: 'RW_ERR_HANDLER' });
+    assert.equal((await c.closed).code, CloseCode.GOING_AWAY, 'closed gracefully, not cut (1006)');
+    // listen() settles after the disconnect hooks' barrier: the worker posted before it answered.
+    while (!seen.includes(handle)) await new Promise((r) => setImmediate(r));
+    assert.equal(server.listening, false);
+    await server.close(); // the same close, already done
+  } finally {
+    ch.close();
+  }
 });
 
 test('graceful close with 1,000 connections: every client sees 1001, every onDisconnect runs once, the process exits by itself', async () => {

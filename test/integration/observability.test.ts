@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { createServer } from '../../src/core/server.js';
-import { Client, fixture } from '../helpers.js';
+import { Client, LabelSink, fixture } from '../helpers.js';
 
 /** Minimal Prometheus text-format 0.0.4 parser: families with HELP/TYPE, then samples. */
 function parseExposition(text: string): Map<string, { type: string; samples: { labels: Record<string, string>; value: number }[] }> {
@@ -77,6 +77,46 @@ test("diagnostics_channel 'ringwire:drop' reports drops with their reason", asyn
     await a.close();
   } finally {
     diagnostics.unsubscribe('ringwire:drop', onDrop);
+    await server.close();
+  }
+});
+
+test('/metrics: HEAD answers like GET without a body, other methods get 405 with Allow; resumes, detached, connector and worker back-off families are there', async () => {
+  const server = createServer({ modules: [fixture('tools.module')], workers: 1, metricsPath: '/metrics' });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const head = await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.match(head.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    assert.equal((await head.text()).length, 0);
+    const post = await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'POST', body: 'x' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
+    const fams = parseExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+    for (const name of ['ringwire_resumes_total', 'ringwire_detached', 'ringwire_worker_backoffs_total', 'ringwire_connector_errors_total',
+      'ringwire_worker_restart_backoff_ms', 'ringwire_worker_overflowed_total', 'ringwire_worker_outbound_full_waits_total']) {
+      assert.ok(fams.has(name), `missing family ${name}`);
+    }
+    assert.equal(fams.get('ringwire_detached')!.type, 'gauge');
+    assert.equal(fams.has('ringwire_cluster_connected'), false, 'no cluster, no cluster families');
+  } finally {
+    await server.close();
+  }
+});
+
+test('upgrades still waiting in their hooks when close() runs get 503 and are counted in drops.shutdown', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const server = createServer({ modules: [fixture('slowup.module')], workers: 1, shutdownTimeoutMs: 500 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const statuses = Promise.all([0, 1, 2].map(() => Client.open(`ws://127.0.0.1:${port}/slow`)
+      .then(() => 101, (e: { statusCode?: number }) => e.statusCode)));
+    await sink.until((l) => l.filter((x) => x.startsWith('/slow upgrade waiting')).length === 3);
+    await server.close();
+    assert.deepEqual(await statuses, [503, 503, 503]);
+    assert.equal(server.stats().drops.shutdown, 3);
+  } finally {
+    sink.close();
     await server.close();
   }
 });
