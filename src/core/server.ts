@@ -23,7 +23,7 @@ import { RedisBus, type BusMessage } from './cluster.js';
 import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
 import { dropChannel } from '../shared/diagnostics.js';
 import { createHash } from 'node:crypto';
-import { Counters, type ConnectionInfo, type ServerStats } from './stats.js';
+import { Counters, type ConnectionInfo, type DropStats, type ServerStats } from './stats.js';
 import { prometheusText } from './metrics.js';
 import { workerChannel } from '../shared/diagnostics.js';
 import { FdAllocator } from '../fd/index.js';
@@ -457,15 +457,7 @@ export class Server {
       const ud = ws.getUserData();
       if (ud.slot === slot.index && ud.slotGen === slot.generation) ws.end(CloseCode.INTERNAL, 'worker died');
     }
-    for (const [fd, p] of this.pending) {
-      if (p.slot !== slot.index) continue;
-      if (p.timer !== null) clearTimeout(p.timer);
-      this.pending.delete(fd);
-      this.alloc.release(fd);
-      this.pendingGone(p);
-      this.counters.drop('workerUnavailable', p.handle);
-      refusePending(p, 503, 'worker died', ErrorCodes.RW_ERR_WORKER_DIED);
-    }
+    this.refusePendingUpgrades((p) => p.slot === slot.index, 'workerUnavailable', 'worker died', ErrorCodes.RW_ERR_WORKER_DIED);
     // Detached sessions lived in that worker: they end now (their disconnect hooks died with it).
     this.sessions.expireAll(slot.index, 'worker died');
     for (const w of slot.barrierWaiters.values()) w();
@@ -617,6 +609,19 @@ export class Server {
       if (s.alive) return s;
     }
     return null;
+  }
+
+  /** 503 for every upgrade still in its hooks that `which` selects (fd released, counted as `reason`). */
+  private refusePendingUpgrades(which: (p: PendingUpgrade) => boolean, reason: keyof DropStats, body: string, code: string): void {
+    for (const [fd, p] of this.pending) {
+      if (!which(p)) continue;
+      if (p.timer !== null) clearTimeout(p.timer);
+      this.pending.delete(fd);
+      this.alloc.release(fd);
+      this.pendingGone(p);
+      this.counters.drop(reason, p.handle);
+      refusePending(p, 503, body, code);
+    }
   }
 
   /** @internal A resume upgrade ended without opening: its session's grace period goes on. */
@@ -884,14 +889,7 @@ export class Server {
       this.listenSocket = null;
     }
     // Upgrades still in their hooks are refused now (counted): the server accepts nothing new.
-    for (const [fd, p] of this.pending) {
-      if (p.timer !== null) clearTimeout(p.timer);
-      this.pending.delete(fd);
-      this.alloc.release(fd);
-      this.pendingGone(p);
-      this.counters.drop('shutdown', p.handle);
-      refusePending(p, 503, 'server shutting down', ErrorCodes.RW_ERR_SERVER_STATE);
-    }
+    this.refusePendingUpgrades(() => true, 'shutdown', 'server shutting down', ErrorCodes.RW_ERR_SERVER_STATE);
     await this.stopConnectors(deadline);
     // 1. Replies to everything already accepted reach their clients (repeat while messages still arrive).
     for (let round = 0; round < 8 && Date.now() < deadline; round++) {
