@@ -177,8 +177,8 @@ export class Server {
   private readonly onDrain = (ws: WebSocket<SocketData>): void => {
     if (ws.getUserData().closed) return;
     const ud = ws.getUserData();
-    // A drain event the worker cannot be told about (ring and overflow full) is counted, not lost silently.
-    if (!this.slots[ud.slot]!.drain(ud.handle, ws.getBufferedAmount())) this.counters.drop('inboundFull', ud.handle);
+    // Never dropped: with ring and overflow full it waits in the slot's pending list.
+    this.slots[ud.slot]!.drain(ud.handle, ws.getBufferedAmount());
   };
   private readonly onClose = (ws: WebSocket<SocketData>, code: number, message: ArrayBuffer): void =>
     this.handleClose(asSock(ws), code, message.byteLength === 0 ? EMPTY : new Uint8Array(message));

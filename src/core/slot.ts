@@ -10,8 +10,8 @@
  *      that, or when the overflow is full, the message is refused and the caller closes
  *      that connection with 1013 (try again later), counted. The flooding connection is
  *      refused first; the others of the same worker keep their share.
- * Records that must never be dropped (Close, Barrier, Notice) go to a pending list bounded by the
- * number of connections. Each pending record remembers how many records had entered the
+ * Records that must never be dropped (Close, Barrier, Notice, Drain) go to a pending list bounded by
+ * the number of connections (a connection has at most one Close and one Drain there). Each pending record remembers how many records had entered the
  * overflow before it and is flushed right after those, so the worker sees every record in the
  * order it was written (a Resume notice before the resumed socket's first message, say).
  */
@@ -29,7 +29,8 @@ const utf8 = new TextEncoder();
 interface PendingClose { kind: 0; after: number; handle: number; code: number; reason: Uint8Array }
 interface PendingBarrier { kind: 1; after: number; seq: number }
 interface PendingNotice { kind: 2; after: number; op: number; id: number; status: number; handle: number; data: Uint8Array }
-type Pending = PendingClose | PendingBarrier | PendingNotice;
+interface PendingDrain { kind: 3; after: number; handle: number; buffered: number }
+type Pending = PendingClose | PendingBarrier | PendingNotice | PendingDrain;
 
 export interface UpgradeFields {
   handle: number; module: number; url: string; query: string; remoteAddress: string;
@@ -76,6 +77,8 @@ export class Slot {
   /** Token of the current outbound arming (see Server.armOutbound). */
   outboundArm = 0;
   readonly barrierWaiters = new Map<number, () => void>();
+  /** Drains waiting in the pending list, by handle: a later drain of the same socket updates it. */
+  private readonly pendingDrains = new Map<number, PendingDrain>();
 
   constructor(index: number, ringBytes: number, overflowBytes: number) {
     this.index = index;
@@ -129,14 +132,26 @@ export class Slot {
     return this.wrote(st, o !== null || t === this.overflow);
   }
 
-  /** False when neither the ring nor the overflow had room (the caller counts it). */
-  drain(handle: number, buffered: number): boolean {
+  /**
+   * Never dropped: a handler paused until onDrain would otherwise wait for ever. When neither the
+   * ring nor the overflow has room it goes to the pending list, one per socket (a later drain of
+   * the same socket only updates the buffered amount of the one already waiting).
+   */
+  drain(handle: number, buffered: number): void {
+    const waiting = this.pendingDrains.get(handle);
+    if (waiting !== undefined) {
+      waiting.buffered = buffered;
+      return;
+    }
     const t = this.target();
     let st = writeDrain(t, handle, buffered);
     const o = this.spill(st);
     if (o !== null) st = writeDrain(o, handle, buffered);
     this.inbound.notify();
-    return this.wrote(st, o !== null || t === this.overflow);
+    if (this.wrote(st, o !== null || t === this.overflow)) return;
+    const r: PendingDrain = { kind: 3, after: this.ovIn, handle, buffered };
+    this.pendingDrains.set(handle, r);
+    this.pending.push(r);
   }
 
   private wrote(st: RingStatusCode, toOverflow: boolean): boolean {
@@ -230,7 +245,7 @@ export class Slot {
   private nextNeeded(): number {
     const r = this.pending[0];
     if (r !== undefined && r.after <= this.ovOut) {
-      return r.kind === 0 ? r.reason.length + NOTICE_OVERHEAD : r.kind === 2 ? r.data.length + NOTICE_OVERHEAD : 16;
+      return r.kind === 0 ? r.reason.length + NOTICE_OVERHEAD : r.kind === 2 ? r.data.length + NOTICE_OVERHEAD : r.kind === 3 ? 64 : 16;
     }
     const off = this.overflow.peek();
     if (off >= 0) return this.overflow.peekLength + 16;
@@ -255,8 +270,10 @@ export class Slot {
         const r = p[i]!;
         const ok = r.kind === 0 ? writeClose(ring, r.handle, r.code, r.reason) === RingStatus.OK
           : r.kind === 1 ? writeBarrier(ring, r.seq)
-            : writeNotice(ring, r.op, r.id, r.status, r.handle, r.data) === RingStatus.OK;
+            : r.kind === 2 ? writeNotice(ring, r.op, r.id, r.status, r.handle, r.data) === RingStatus.OK
+              : writeDrain(ring, r.handle, r.buffered) === RingStatus.OK;
         if (!ok) break;
+        if (r.kind === 3) this.pendingDrains.delete(r.handle);
         i++;
       } else if ((off = ov.peek()) >= 0) {
         if (ring.push(ov.data, off, ov.peekLength) !== RingStatus.OK) break;
@@ -286,6 +303,7 @@ export class Slot {
     this.outbound.reset();
     this.overflow.reset();
     this.pending = [];
+    this.pendingDrains.clear();
     this.ovIn = this.ovOut = 0;
     this.backlog = false;
     this.flushArmed = false;

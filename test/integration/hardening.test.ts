@@ -378,3 +378,53 @@ test('onDrain: a handler streams 400 × 64 KiB to a client that stops reading, p
     await server.close();
   }
 });
+
+test('a drain event while the worker\'s ring and overflow are full is kept, not dropped: the stream paused for onDrain completes', async () => {
+  const gateCh = new BroadcastChannel('rw-test-gate');
+  const sab = new SharedArrayBuffer(4);
+  const gate = new Int32Array(sab);
+  // One worker for both modules; a 1 MiB ring (the stream's 64 KiB chunks must fit) and a 4 KiB overflow.
+  const server = createServer({ modules: [fixture('stream.module'), fixture('gate.module')], workers: 1, ringBytes: 1 << 20, overflowBytes: 4096, handlerTimeoutMs: 0 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const g = await Client.open(`ws://127.0.0.1:${port}/gate/x`);
+    const floods = await Promise.all(Array.from({ length: 6 }, () => Client.open(`ws://127.0.0.1:${port}/gate/x`)));
+    for (;;) {
+      gateCh.postMessage(sab);
+      if ((await g.call('ARMED')).text === 'yes') break;
+    }
+    const c = await Client.open(`ws://127.0.0.1:${port}/stream`);
+    c.ws.pause(); // the client stops reading: uWS buffers, the handler pauses at its low-water mark
+    c.emit('START', '400');
+    const buffered = (): number => server.connections().find((r) => r.module === '/stream')?.bufferedAmount ?? 0;
+    while (buffered() <= 256 * 1024) await new Promise((r) => setImmediate(r));
+    g.emit('GATE'); // the worker blocks until the gate opens
+    // 8-byte messages make 64-byte records: 16,384 fill the ring, 64 the overflow, exactly. The
+    // first connection fills the ring (and its quarter of the overflow); once it is refused, five
+    // more fill the rest. Each is refused past its quarter or when the overflow is full: 1013.
+    const [first, ...rest] = floods;
+    for (let i = 0; i < 17_000; i++) first!.ws.send(new Uint8Array(8));
+    assert.equal((await first!.closed).code, CloseCode.TRY_AGAIN);
+    for (const f of rest) for (let i = 0; i < 20; i++) f.ws.send(new Uint8Array(8));
+    for (const f of rest) assert.equal((await f.closed).code, CloseCode.TRY_AGAIN);
+    assert.ok(server.stats().drops.inboundFull > 0, 'the overflow filled up');
+    const before = server.stats().drops.inboundFull;
+    c.ws.resume(); // uWS drains the socket: drain events while the worker can take nothing
+    while (buffered() > 0) await new Promise((r) => setImmediate(r));
+    assert.equal(server.stats().drops.inboundFull, before, 'no drain event was dropped');
+    Atomics.store(gate, 0, 1);
+    Atomics.notify(gate, 0);
+    assert.equal((await g.next()).text, 'open');
+    let chunks = 0;
+    for (;;) {
+      const f = await c.next();
+      if (f.event === 'DONE') break;
+      chunks++;
+    }
+    assert.equal(chunks, 400, 'the stream resumed from the kept drain event');
+    await Promise.all([g.close(), c.close()]);
+  } finally {
+    gateCh.close();
+    await server.close();
+  }
+});
