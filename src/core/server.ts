@@ -290,12 +290,17 @@ export class Server {
       const m = modules[id]!;
       const o = m.options;
       // Default: 64 KiB, or less if the rings are smaller; an explicit value must fit the ring.
-      const maxPayloadLength = typeof o['maxPayloadLength'] === 'number'
-        ? o['maxPayloadLength'] : Math.min(Defaults.maxPayloadLength, maxRecord);
+      const maxPayloadLength = socketOption(o, m.path, 'maxPayloadLength', Math.min(Defaults.maxPayloadLength, maxRecord), 0, Number.MAX_SAFE_INTEGER);
       if (maxPayloadLength > maxRecord) {
         throw new RangeError(`module ${m.path}: options.maxPayloadLength (${maxPayloadLength}) must fit the ring (at most ${maxRecord}); raise options.ringBytes`);
       }
       this.payloadLimits[id] = maxPayloadLength;
+      // uWS aborts the whole process (C++ terminate) on an idleTimeout of 1..7 or over 960 s,
+      // or a maxLifetime over 240 min: refuse them here, as a RangeError from listen().
+      const idleTimeout = socketOption(o, m.path, 'idleTimeout', Defaults.idleTimeout, 0, 960);
+      if (idleTimeout > 0 && idleTimeout < 8) {
+        throw new RangeError(`module ${m.path}: options.idleTimeout must be 0 (off) or an integer between 8 and 960 (seconds), got ${idleTimeout}`);
+      }
       this.resumeOpts[id] = m.resume;
       this.syncAccept[id] = m.upgradeHooks === 0;
       const routes: Record<string, number> = {};
@@ -311,10 +316,10 @@ export class Server {
         // uWS's own cap is the ring's record limit: anything above our per-module limit but
         // within it gets a proper 1009 close; only larger frames are dropped by uWS (1006).
         maxPayloadLength: maxRecord,
-        idleTimeout: typeof o['idleTimeout'] === 'number' ? o['idleTimeout'] : Defaults.idleTimeout,
-        maxBackpressure: typeof o['maxBackpressure'] === 'number' ? o['maxBackpressure'] : Defaults.maxBackpressure,
+        idleTimeout,
+        maxBackpressure: socketOption(o, m.path, 'maxBackpressure', Defaults.maxBackpressure, 0, 0x7fffffff),
         sendPingsAutomatically: o['sendPingsAutomatically'] !== false,
-        maxLifetime: typeof o['maxLifetime'] === 'number' ? o['maxLifetime'] : 0,
+        maxLifetime: socketOption(o, m.path, 'maxLifetime', 0, 0, 240),
         upgrade: (res, req, context) => this.handleUpgrade(res, req, context, id, paramCount),
         open: this.onOpen,
         message: this.onMessage,
@@ -1141,6 +1146,16 @@ export class Server {
       cluster: this.clusterStats(),
     };
   }
+}
+
+/** A numeric socket option of module `path` (from its descriptor): an integer in min..max, or `def` when absent. */
+function socketOption(o: Readonly<Record<string, number | boolean>>, path: string, name: string, def: number, min: number, max: number): number {
+  const v = o[name];
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new RangeError(`module ${path}: options.${name} must be an integer between ${min} and ${max}, got ${String(v)}`);
+  }
+  return v;
 }
 
 /** Token bucket refill: the tokens after `now - at` ms at `perMs`, capped at `burst`. */

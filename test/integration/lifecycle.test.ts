@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createServer } from '../../src/core/server.js';
 import { CloseCode } from '../../src/shared/constants.js';
 import { Client, fixture } from '../helpers.js';
@@ -90,6 +90,41 @@ test('invalid options throw TypeError/RangeError naming the option', () => {
   assert.throws(() => createServer({ modules: [tools], rateLimit: {} as never }), { name: 'TypeError', message: /options\.rateLimit\.messagesPerSecond must be .*required/ });
   assert.throws(() => createServer({ modules: [tools], rateLimit: { burst: 3 } as never }), { name: 'TypeError', message: /options\.rateLimit\.messagesPerSecond/ });
   assert.throws(() => createServer({ modules: [tools], uidAffinity: { query: 5 as never, header: 'x-uid' } }), { name: 'TypeError', message: /options\.uidAffinity\.query must be/ });
+});
+
+test('out-of-range module socket options: listen() rejects with a RangeError naming the module and option (uWS would abort the process)', async () => {
+  const so = (query: string): string => `${pathToFileURL(fixture('sockopts.module')).href}?${query}`;
+  const cases: [string, RegExp][] = [
+    ['idleTimeout=3', /module \/so: options\.idleTimeout must be 0 \(off\) or an integer between 8 and 960/],
+    ['idleTimeout=961', /module \/so: options\.idleTimeout must be/],
+    ['maxLifetime=241', /module \/so: options\.maxLifetime must be/],
+    ['maxLifetime=-1', /module \/so: options\.maxLifetime must be/],
+    ['maxBackpressure=-1', /module \/so: options\.maxBackpressure must be/],
+    ['maxPayloadLength=NaN', /module \/so: options\.maxPayloadLength must be/],
+    ['maxPayloadLength=1.5', /module \/so: options\.maxPayloadLength must be/],
+  ];
+  for (const [query, message] of cases) {
+    const errors: string[] = [];
+    const server = createServer({
+      modules: [so(query)], workers: 1,
+      lifecycle: { onServerInitError(err) { errors.push(err.name); } },
+    });
+    // Before the fix uWS printed "idleTimeout must be either 0 or greater than 8!" and the
+    // process died (C++ terminate): this test file never finished.
+    await assert.rejects(server.listen(0, '127.0.0.1'), { name: 'RangeError', message }, query);
+    assert.deepEqual(errors, ['RangeError'], query);
+    await server.close();
+  }
+  // In range: served.
+  const server = createServer({ modules: [so('idleTimeout=8&maxLifetime=240&maxBackpressure=0')], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const c = await Client.open(`ws://127.0.0.1:${port}/so`);
+    assert.equal((await c.call('ECHO', 'ok')).text, 'ok');
+    await c.close();
+  } finally {
+    await server.close();
+  }
 });
 
 test('a misspelt option is an error naming it, not silently ignored', () => {
