@@ -532,10 +532,7 @@ export class Server {
       protocol: req.getHeader('sec-websocket-protocol'),
       extensions: req.getHeader('sec-websocket-extensions'),
     };
-    res.onAborted(() => {
-      p.aborted = true;
-      this.counters.drop('upgradeAborted', p.handle);
-    });
+    res.onAborted(() => this.abortPending(p));
     this.beginUpgrade(p, req.getQuery() ?? '', headerNames, headerValues, params);
   }
 
@@ -627,6 +624,25 @@ export class Server {
       this.counters.drop(reason, p.handle);
       refusePending(p, 503, body, code);
     }
+  }
+
+  /**
+   * The client of an upgrade still in its hooks went away: counted, and its fd is released now
+   * (not when the hooks answer or upgradeTimeoutMs passes, which kept it counting against
+   * maxConnections); the worker forgets the handle once its hook returns, the late answer is stale.
+   */
+  private abortPending(p: PendingUpgrade): void {
+    p.aborted = true;
+    p.resolve = null;
+    this.counters.drop('upgradeAborted', p.handle);
+    const fd = this.alloc.fdOf(p.handle);
+    if (p.handle === 0 || this.pending.get(fd) !== p) return;
+    if (p.timer !== null) clearTimeout(p.timer);
+    this.pending.delete(fd);
+    this.alloc.release(fd);
+    this.pendingGone(p);
+    const slot = this.slots[p.slot]!;
+    if (slot.alive && slot.generation === p.slotGen) slot.close(p.handle, CloseCode.ABNORMAL, EMPTY);
   }
 
   /** @internal A resume upgrade ended without opening: its session's grace period goes on. */
@@ -828,9 +844,7 @@ export class Server {
       const p = this.clientPending.get(client);
       if (p !== undefined) {
         this.clientPending.delete(client);
-        p.aborted = true;
-        p.resolve = null;
-        this.counters.drop('upgradeAborted', p.handle);
+        this.abortPending(p);
       }
     },
     drain: (client) => {

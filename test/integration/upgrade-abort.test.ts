@@ -49,6 +49,49 @@ test('an upgrade aborted by the client while its async hook runs: fd released, c
   }
 });
 
+test('an aborted upgrade frees its connection slot at once, not when its hook answers (maxConnections: 1)', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-go');
+  const server = createServer({ modules: [fixture('slowup.module')], workers: 1, maxConnections: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const sock = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    sock.write('GET /slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade waiting')));
+    const aborted = new Promise<void>((resolve) => {
+      const on = (m: unknown): void => {
+        if ((m as { reason?: string }).reason === 'upgradeAborted') {
+          diagnostics.unsubscribe('ringwire:drop', on);
+          resolve();
+        }
+      };
+      diagnostics.subscribe('ringwire:drop', on);
+    });
+    sock.destroy();
+    await aborted;
+    // The hook is still running (nobody said go): before the fix its fd stayed allocated until it
+    // answered or upgradeTimeoutMs (10 s) passed, and every new client got 503 meanwhile.
+    assert.equal(server.stats().liveFds, 0);
+    const c = new Client(`ws://127.0.0.1:${port}/slow`);
+    await sink.until((l) => l.filter((x) => x.startsWith('/slow upgrade waiting')).length === 2);
+    go.postMessage('go'); // releases both hooks: the aborted one's accept is stale
+    await c.opened;
+    assert.equal((await c.call('ECHO', 'served')).text, 'served');
+    const st = server.stats();
+    assert.equal(st.drops.upgradeAborted, 1);
+    assert.equal(st.drops.connLimit, 0);
+    assert.equal(st.connections, 1);
+    assert.equal(st.liveFds, 1);
+    await c.close();
+  } finally {
+    go.close();
+    sink.close();
+    await server.close();
+  }
+});
+
 test('a module without upgrade hooks upgrades on the I/O thread: a blocked worker does not hold its 101, and the worker still gets its params, query and fd', async () => {
   const gateCh = new BroadcastChannel('rw-test-gate');
   const sab = new SharedArrayBuffer(4);
