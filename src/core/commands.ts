@@ -89,6 +89,22 @@ export function statusLine(status: number): string {
 }
 
 const utf8d = new TextDecoder();
+const utf8e = new TextEncoder();
+/** Largest close reason in a close frame (125 bytes of payload less the code). */
+const MAX_CLOSE_REASON = 123;
+
+/**
+ * uWS cuts a close reason at 123 bytes, inside a character if it comes to that, and the client
+ * then fails the close frame (1006 instead of the code): cut it on a character boundary here.
+ */
+function closeReason(reason: string): string {
+  if (reason.length <= MAX_CLOSE_REASON / 3) return reason; // at most 3 UTF-8 bytes per UTF-16 unit
+  const b = utf8e.encode(reason);
+  if (b.length <= MAX_CLOSE_REASON) return reason;
+  let end = MAX_CLOSE_REASON;
+  while ((b[end]! & 0xc0) === 0x80) end--; // b[end] starts the first character left out
+  return utf8d.decode(b.subarray(0, end));
+}
 
 /** Answer a pending upgrade that will not be accepted (HTTP response or addClient() result). */
 export function refusePending(p: PendingUpgrade, status: number, body: string, code = 'RW_ERR_UPGRADE_REFUSED',
@@ -298,7 +314,7 @@ export class CommandExecutor {
       case RecordKind.CloseConn: {
         const c = rd.closeConn(off);
         const ws = this.lookup(c.handle());
-        if (ws !== undefined) ws.end(c.code(), c.reason() ?? '');
+        if (ws !== undefined) ws.end(c.code(), closeReason(c.reason() ?? ''));
         return;
       }
       case RecordKind.Accept:

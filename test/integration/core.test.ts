@@ -195,6 +195,24 @@ test('publish/subscribe, broadcast (exceptSelf), sendTo and close from a handler
   }
 });
 
+test('close from a handler with a long reason: the client gets the code and the reason cut to 123 bytes on a character boundary', async () => {
+  const server = createServer({ modules: [tools], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    // 200 two-byte characters (400 bytes): uWS cuts a close payload at 123 bytes, which fell inside
+    // a character, and the client failed the close frame's UTF-8 check (1006 instead of 4001).
+    const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+    c.emit('CLOSEWITH', `4001:${'é'.repeat(200)}`);
+    assert.deepEqual(await c.closed, { code: 4001, reason: 'é'.repeat(61) });
+    const a = await Client.open(`ws://127.0.0.1:${port}/t`);
+    a.emit('CLOSEWITH', `4002:${'a'.repeat(300)}`);
+    assert.deepEqual(await a.closed, { code: 4002, reason: 'a'.repeat(123) });
+    assert.equal(server.stats().connections, 0);
+  } finally {
+    await server.close();
+  }
+});
+
 test('json and raw codecs', async () => {
   const server = createServer({ modules: [fixture('json.module'), fixture('raw.module')], workers: 1 });
   const port = await server.listen(0, '127.0.0.1');
