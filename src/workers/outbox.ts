@@ -57,7 +57,9 @@ export class Outbox {
     if (st === RingStatus.TOO_LARGE) {
       throw new RecordTooLargeError(`a ${bytes}-byte command does not fit the outbound ring (maxRecord ${this.ring.maxRecord}); raise ringBytes`);
     }
-    return !this.waitRoom(bytes + 64);
+    // The estimate plus slack may pass maxRecord for a record that fits (it was FULL, not
+    // TOO_LARGE): waitForSpace refuses such a length at once, which would spin here for ever.
+    return !this.waitRoom(Math.min(bytes + 64, this.ring.maxRecord));
   }
 
   send(handle: number, binary: boolean, data: Uint8Array): void {

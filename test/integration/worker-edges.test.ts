@@ -163,3 +163,19 @@ test('sendAll is bounded: past 64 MiB of payloads waiting for their pages, a sen
     await server.close();
   }
 });
+
+test('a command just under the ring\'s record limit waits for room when the outbound ring is full (no endless spin)', async () => {
+  // 64 KiB rings: records up to 32760 bytes; a 32704-byte frame makes a Send record that fits,
+  // but not with the 64 bytes of slack the full-ring wait asked for, so that wait could never succeed.
+  await withServer({ ringBytes: 64 * 1024, handlerTimeoutMs: 1000 }, async (url) => {
+    const c = await Client.open(`${url}/a`);
+    // Before the fix the worker spun until the watchdog terminated it: its connection closed 1011.
+    const closed = c.closed.then((x) => { throw new Error(`closed with ${x.code}`); });
+    c.emit('FILL', '6,32704', 1);
+    for (let i = 0; i < 6; i++) assert.equal((await Promise.race([c.nextRaw(), closed])).data.length, 32704);
+    const r = await Promise.race([c.next(), closed]);
+    assert.equal(r.ref, 1);
+    assert.equal(r.text, 'sent');
+    await c.close();
+  });
+});
