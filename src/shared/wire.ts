@@ -37,7 +37,10 @@ export interface Codec {
   readonly name: 'binary' | 'json' | 'raw';
   /** Whether encode() output is sent as a binary (true) or text (false) WebSocket message. */
   readonly binary: boolean;
-  /** Decode bytes[offset..offset+length) into `out`. Throws BadFrameError on malformed input. */
+  /**
+   * Decode bytes[offset..offset+length) into `out`. Throws BadFrameError on malformed input, with
+   * `out.ref` set when the frame's ref could be read (json), left as it was otherwise.
+   */
   decode(bytes: Uint8Array, offset: number, length: number, isBinary: boolean, out: DecodedFrame): void;
   /**
    * Encode a server -> client message. payload: Uint8Array, string (UTF-8), or any JSON value.
@@ -201,8 +204,6 @@ export const jsonCodec: Codec = {
       throw new BadFrameError('bad frame: not valid UTF-8 JSON');
     }
     if (!isPlainObject(v)) throw new BadFrameError('bad frame: JSON frame must be an object');
-    const cmd = v.cmd;
-    if (typeof cmd !== 'string') throw new BadFrameError('bad frame: "cmd" must be a string');
     const ref = v.ref;
     let r = 0;
     if (ref !== undefined && ref !== null) {
@@ -211,9 +212,12 @@ export const jsonCodec: Codec = {
       }
       r = ref;
     }
+    // Set before the cmd check: a frame refused for its cmd still has a ref its error reply echoes.
+    out.ref = r;
+    const cmd = v.cmd;
+    if (typeof cmd !== 'string') throw new BadFrameError('bad frame: "cmd" must be a string');
     out.event = cmd;
     out.eventId = 0;
-    out.ref = r;
     out.payload = EMPTY;
     out.data = v.data;
   },

@@ -339,10 +339,12 @@ function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, star
   conn.replied = false;
   conn.ref = 0;
   conn.event = '';
+  f.ref = 0;
   try {
     mod.codec.decode(data, start, length, binary, f);
   } catch (err) {
     s.counters[WorkerCounter.badFrames]! += 1;
+    conn.ref = f.ref; // the error reply is correlated when the frame's ref could be read
     frameFailed(conn, err instanceof RingwireError ? err : new BadFrameError(String(err)), 'decode');
     return;
   }

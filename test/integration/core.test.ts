@@ -224,6 +224,12 @@ test('json and raw codecs', async () => {
     const err = await j.nextJson();
     assert.equal(err.cmd, 'error');
     assert.equal((err.data as { code: string }).code, 'RW_ERR_BAD_FRAME');
+    // A frame that parses but has a wrong-typed cmd: its (valid) ref correlates the error reply.
+    j.ws.send(JSON.stringify({ cmd: 5, data: {}, ref: 7 }));
+    const err2 = await j.nextJson();
+    assert.equal(err2.cmd, 'error');
+    assert.equal((err2.data as { code: string }).code, 'RW_ERR_BAD_FRAME');
+    assert.equal(err2.ref, 7);
     const r = await Client.open(`ws://127.0.0.1:${port}/raw`);
     r.ws.send(Buffer.from([1, 2, 3]));
     assert.deepEqual([...(await r.nextRaw()).data], [3, 2, 1]);
