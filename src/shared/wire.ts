@@ -43,7 +43,8 @@ export interface Codec {
    */
   decode(bytes: Uint8Array, offset: number, length: number, isBinary: boolean, out: DecodedFrame): void;
   /**
-   * Encode a server -> client message. payload: Uint8Array, string (UTF-8), or any JSON value.
+   * Encode a server -> client message. payload: bytes (Uint8Array, ArrayBuffer or another
+   * ArrayBuffer view), string (UTF-8), or any JSON value.
    * binary: the result may be a view of a shared pool (see encodeFrame): use the view, not `.buffer`.
    */
   encode(event: string, ref: number, payload: unknown): Uint8Array;
@@ -108,6 +109,9 @@ function toBytes(payload: unknown): Uint8Array {
   if (payload instanceof Uint8Array) return payload;
   if (payload === undefined) return EMPTY;
   if (typeof payload === 'string') return encoder.encode(payload);
+  // Bytes in another shape: JSON.stringify would turn an ArrayBuffer into "{}".
+  if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
+  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
   return encoder.encode(JSON.stringify(payload));
 }
 
@@ -223,7 +227,7 @@ export const jsonCodec: Codec = {
   },
   encode(event, ref, payload) {
     let data = payload;
-    if (payload instanceof Uint8Array) data = decoder.decode(payload);
+    if (payload instanceof Uint8Array || payload instanceof ArrayBuffer || ArrayBuffer.isView(payload)) data = decoder.decode(toBytes(payload));
     return encoder.encode(JSON.stringify({ cmd: event, data, ref }));
   },
 };

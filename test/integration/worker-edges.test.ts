@@ -179,3 +179,15 @@ test('a command just under the ring\'s record limit waits for room when the outb
     await c.close();
   });
 });
+
+test('an ArrayBuffer or DataView payload is sent as its bytes, not JSON-stringified to {}', async () => {
+  await withServer({}, async (url) => {
+    const c = await Client.open(`${url}/a`);
+    c.emit('BUFFERS', 'abcdef', 4);
+    assert.equal((await c.next()).text, 'abcdef');
+    const r = await c.next();
+    assert.equal(r.ref, 4);
+    assert.equal(r.text, 'bcde');
+    await c.close();
+  });
+});
