@@ -138,7 +138,15 @@ function finishUpgrade(conn: Conn): void {
   if (conn.state === ConnState.Closed) return; // abandoned (asyncTimeoutMs): already answered
   if (conn.rejected) {
     const h = conn.rejectHeaders ?? {};
-    host.outbox.reject(conn.handle, conn.rejectStatus, Object.keys(h), Object.values(h), conn.rejectBody);
+    try {
+      host.outbox.reject(conn.handle, conn.rejectStatus, Object.keys(h), Object.values(h), conn.rejectBody);
+    } catch (err) {
+      // The hook's rejection does not fit a ring record (RW_ERR_RECORD_TOO_LARGE): thrown from here
+      // it would end the serve loop (sync hooks) or leave the upgrade unanswered (async ones).
+      host.counters[WorkerCounter.hookErrors]! += 1;
+      reportError(conn, err, 'upgrade');
+      host.outbox.reject(conn.handle, 500, [], [], utf8.encode('Internal Server Error'));
+    }
     conn.state = ConnState.Closed;
     host.forget(conn);
   } else if (conn.module.upgrade.length !== 0) {

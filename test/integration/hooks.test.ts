@@ -111,3 +111,12 @@ test('a malformed binary frame gets an RW_ERR_BAD_FRAME error reply, nothing cra
   assert.equal(r2.ref, 8);
   await c.close();
 });
+
+test('a rejection whose body does not fit a ring record: HTTP 500 and onError(upgrade), the worker survives', async () => {
+  const restarts = server.stats().workerRestarts;
+  const c = new Client(`ws://127.0.0.1:${port}/a?hugedeny=1`);
+  await assert.rejects(c.opened, (err: { statusCode?: number }) => err.statusCode === 500);
+  await sink.until((l) => l.includes('/a GLOBAL onError upgrade'));
+  assert.equal(server.stats().workerRestarts, restarts, 'no worker died');
+  sink.labels.length = 0;
+});
