@@ -14,7 +14,7 @@ const server = createServer({
       console.log(`ringwire chat example listening on ${host}:${p}`);
       console.log(`  chat (JSON codec): ws://${host}:${p}/chat/lobby?name=alice   send {"cmd":"SAY","data":"hi"}`);
       console.log(`  echo (binary FlatBuffers codec): ws://${host}:${p}/echo`);
-      console.log('  try it: npx wscat -c "ws://127.0.0.1:9001/chat/lobby?name=alice"  (Ctrl-C stops the server)');
+      console.log(`  try it: npx wscat -c "ws://${host}:${p}/chat/lobby?name=alice"  (Ctrl-C stops the server)`);
     },
   },
 });

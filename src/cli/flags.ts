@@ -28,7 +28,7 @@ export const MAX_STATS_SECONDS = 86_400;
 export const SERVE_FLAGS: readonly ServeFlag[] = [
   { name: 'port', kind: 'int', arg: 'N', def: '9001 (env PORT)', help: 'TCP port to listen on; 0 picks a free port (the bound port is printed)' },
   { name: 'host', kind: 'string', arg: 'H', def: '127.0.0.1 (env HOST)', help: 'address to bind; 0.0.0.0 for every IPv4 interface' },
-  { name: 'hooks', kind: 'file', option: 'hooks', arg: 'FILE', def: 'none', help: 'global hooks file (default-exports defineHooks); runs before each module\'s hooks' },
+  { name: 'hooks', kind: 'file', option: 'hooks', arg: 'FILE', def: 'none', help: 'global hooks file (default-exports defineHooks); its hooks run before each module\'s (onError after)' },
   { name: 'codec', kind: 'codec', option: 'codec', arg: 'binary|json|raw', def: 'binary', help: 'wire codec for modules that do not name one' },
   // Tuning: threads and buffers (README "Tuning").
   { name: 'workers', kind: 'int', option: 'workers', arg: 'N', def: 'cores - 1 (at least 1)', help: 'worker threads running hooks and handlers; a connection stays on one worker' },

@@ -202,7 +202,7 @@ export class Server {
     }
   }
 
-  /** Starts the workers and listens; resolves to the bound port (port 0 picks a free one). */
+  /** Starts the workers and listens; resolves to the bound port (port 0 picks a free one). `host` defaults to '0.0.0.0' (every IPv4 interface). */
   listen(port: number, host = '0.0.0.0'): Promise<number> {
     if (this.state !== 'new') {
       return Promise.reject(new ServerStateError(`listen() called on a server that is ${this.state}`));

@@ -45,7 +45,7 @@ export interface Context {
    * has finished: copy (`payload.slice()`) what you keep beyond it.
    */
   readonly payload: Uint8Array;
-  /** Current message data (json codec: the parsed `data` field). */
+  /** Current message data (json codec: the parsed `data` field; binary and raw codecs: the same view as `payload`). */
   readonly data: unknown;
   /** True once `reply()` was called for the current message. */
   readonly replied: boolean;
@@ -56,6 +56,11 @@ export interface Context {
   /** Subscribe to a topic; false when an onSubscribe hook refused it. */
   subscribe(topic: string): boolean;
   unsubscribe(topic: string): void;
+  /**
+   * Send to every connection of this module (a publish on the module's own topic). With `except`
+   * it is a `sendAll` of the module instead: paged, not ordered with later sends, not buffered
+   * for detached sessions.
+   */
   broadcast(payload: unknown, options?: SendOptions & { exceptSelf?: boolean; except?: readonly number[] }): void;
   close(code?: number, reason?: string): void;
 
