@@ -24,7 +24,7 @@ export type { MemoryMessage, MemoryClose, MemoryConnectorOptions } from './core/
 export type { FdAllocatorOptions } from './fd/index.js';
 export {
   ErrorCodes, RingwireError, UwsFallbackError, BadFrameError, BadRecordError, UnknownEventError,
-  HandlerError, ModuleLoadError, ListenError, ServerStateError, WorkerDiedError, RecordTooLargeError, ClientClosedError,
+  HandlerError, HandlerTimeoutError, RateLimitedError, ModuleLoadError, ListenError, ServerStateError, WorkerDiedError, RecordTooLargeError, ClientClosedError,
 } from './shared/errors.js';
 export type { ErrorCode } from './shared/errors.js';
 export { CloseCode } from './shared/constants.js';
@@ -35,5 +35,5 @@ export { defineModule, defineHooks } from './workers/define.js';
 export type {
   Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions, Stage,
   SendOptions, UpgradeHook, ConnectHook, MessageHook, DisconnectHook, ErrorHook, MaybePromise,
-  AwayHook, ResumeHook, SubscribeHook, PresenceMember, ResumeInfo, ConnectionRecord,
+  AwayHook, ResumeHook, SubscribeHook, DrainHook, PresenceMember, ResumeInfo, ConnectionRecord,
 } from './workers/define.js';

@@ -1121,7 +1121,7 @@ export class Server {
   }
 
   /** Members of a room on this node (see ctx.join), or null when nobody joined it. */
-  roomMembers(room: string): { handle: number; uid: string | null; meta: unknown }[] | null {
+  roomMembers(room: string): PresenceMember[] | null {
     return this.sessions.roomInfo(room).members;
   }
 

@@ -227,12 +227,18 @@ export class Conn implements Context, UpgradeContext {
   }
 
   close(code: number = CloseCode.NORMAL, reason = ''): void {
-    if (!Number.isInteger(code) || code < 1000 || code > 4999) {
-      throw new RangeError('close(code) must be a WebSocket close code between 1000 and 4999');
+    if (!Number.isInteger(code) || !sendableCloseCode(code)) {
+      // 1004-1006 and 1015 are reserved (never sent), 1016-2999 unassigned: clients fail such a
+      // close frame (they see 1006, not the code).
+      throw new RangeError(`close(code) must be a close code a client accepts (1000-1003, 1007-1014, 3000-4999), got ${String(code)}`);
     }
     this.closing = true;
     this.outbox.closeConn(this.handle, code, reason);
   }
+}
+
+function sendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && (code < 1004 || code > 1006)) || (code >= 3000 && code <= 4999);
 }
 
 function checkTopic(topic: string): void {

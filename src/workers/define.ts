@@ -49,6 +49,12 @@ export interface Context {
   readonly data: unknown;
   /** True once `reply()` was called for the current message. */
   readonly replied: boolean;
+  /**
+   * Answer the current message (its event and `ref`). `ctx` is one object per connection, so call
+   * it before the handler (or the promise it returns) settles: a reply from a timer or callback the
+   * handler did not await answers whatever message the connection is handling by then. To answer
+   * later, await the work in the handler; the connection's next message waits for it.
+   */
   reply(payload: unknown): void;
   send(payload: unknown, options?: SendOptions): void;
   sendTo(handle: number, payload: unknown, options?: SendOptions): void;
@@ -122,6 +128,8 @@ export interface PresenceMember {
   readonly handle: number;
   readonly uid: string | null;
   readonly meta: unknown;
+  /** Cluster node id of the member's server ('' when not clustered). */
+  readonly node: string;
 }
 
 /** What onResume hooks get. */

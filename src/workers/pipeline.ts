@@ -40,7 +40,11 @@ export function setPipelineHost(h: PipelineHost): void {
 
 // ---------------------------------------------------------------- errors
 
-/** Run onError hooks (module first, then global); their own failures are counted, never thrown. */
+/**
+ * Run onError hooks (module first, then global); their own failures are counted, never thrown.
+ * `err` is what the hook or handler threw (or rejected with), at every stage; ringwire's own
+ * failures (bad frame, unknown event, timeout, record too large) are RingwireErrors with a code.
+ */
 function reportError(conn: Conn, err: unknown, stage: Stage): void {
   if (hookChannel.hasSubscribers) hookChannel.publish({ stage, path: conn.module.path, handle: conn.handle, error: err });
   const hooks = conn.module.errors;
@@ -186,7 +190,7 @@ export function abandon(conn: Conn, stage: Stage, ms: number): void {
 
 function upgradeFailed(conn: Conn, err: unknown): void {
   host.counters[WorkerCounter.hookErrors]! += 1;
-  reportError(conn, new HandlerError('upgrade', err), 'upgrade');
+  reportError(conn, err, 'upgrade');
   conn.rejected = true;
   conn.rejectStatus = 500;
   conn.rejectBody = utf8.encode('Internal Server Error');
@@ -219,7 +223,7 @@ export function runConnect(conn: Conn, i: number): PromiseLike<unknown> | undefi
 
 function connectFailed(conn: Conn, err: unknown): void {
   host.counters[WorkerCounter.hookErrors]! += 1;
-  reportError(conn, new HandlerError('connect', err), 'connect');
+  reportError(conn, err, 'connect');
   if (!conn.closing) conn.close(CloseCode.INTERNAL, 'connect hook failed');
 }
 
@@ -298,10 +302,10 @@ export function runDrain(conn: Conn, buffered: number, i: number): PromiseLike<u
 
 function sessionHookFailed(conn: Conn, stage: 'away' | 'resume' | 'drain', err: unknown): void {
   host.counters[WorkerCounter.hookErrors]! += 1;
-  reportError(conn, new HandlerError(stage, err), stage);
+  reportError(conn, err, stage);
 }
 
 function disconnectFailed(conn: Conn, err: unknown): void {
   host.counters[WorkerCounter.hookErrors]! += 1;
-  reportError(conn, new HandlerError('disconnect', err), 'disconnect');
+  reportError(conn, err, 'disconnect');
 }

@@ -207,6 +207,18 @@ test('close from a handler with a long reason: the client gets the code and the 
     const a = await Client.open(`ws://127.0.0.1:${port}/t`);
     a.emit('CLOSEWITH', `4002:${'a'.repeat(300)}`);
     assert.deepEqual(await a.closed, { code: 4002, reason: 'a'.repeat(123) });
+    // Codes a client fails (reserved 1004-1006 and 1015, unassigned 1016-2999) are refused in the
+    // handler (an error reply; the connection stays) instead of reaching the client as a 1006.
+    const b = await Client.open(`ws://127.0.0.1:${port}/t`);
+    for (const code of [1005, 1006, 1015, 2000]) {
+      b.emit('CLOSEWITH', `${code}:x`, code);
+      const r = await Promise.race([b.next(), b.closed.then((c) => assert.fail(`closed with ${c.code} after close(${code})`))]);
+      assert.equal(r.event, 'error');
+      assert.equal(r.ref, code);
+      assert.equal((JSON.parse(r.text) as { code: string }).code, 'RW_ERR_HANDLER');
+    }
+    b.emit('CLOSEWITH', '1014:bad gateway');
+    assert.deepEqual(await b.closed, { code: 1014, reason: 'bad gateway' });
     assert.equal(server.stats().connections, 0);
   } finally {
     await server.close();

@@ -95,7 +95,7 @@ test('messages sent while an async onConnect fails are not handled; they are cou
     assert.equal(closed.reason, 'connect hook failed');
     const s = await workerStats(url);
     assert.equal(s.handled, 0);
-    assert.deepEqual(s.errors, ['connect:RW_ERR_HANDLER']);
+    assert.deepEqual(s.errors, ['connect:not authorised'], 'onError gets the error the hook threw');
     assert.equal(server.stats().workers[0]!.discarded, 5);
   });
 });

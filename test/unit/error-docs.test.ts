@@ -10,6 +10,14 @@ test('every RW_ERR_* code is documented in the README error-code table', () => {
   assert.deepEqual(missing, []);
 });
 
+test('every error class the README error-code table names is exported from the package entry', async () => {
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+  const named = [...readme.matchAll(/^\| `RW_ERR_[A-Z_]+` \| `([A-Za-z]+)` \|/gm)].map((m) => m[1]!);
+  assert.ok(named.length >= 10, `found ${named.length} classes in the table`);
+  const entry = await import('../../src/index.js') as Record<string, unknown>;
+  assert.deepEqual(named.filter((n) => typeof entry[n] !== 'function'), []);
+});
+
 test('the uWS fallback switch appears in no test or benchmark except the guard test', () => {
   const root = new URL('../../../', import.meta.url);
   const flag = ['UWS', 'USE', 'FALLBACK'].join('_');
