@@ -4,6 +4,19 @@ import WebSocket from 'ws';
 import { BroadcastChannel } from 'node:worker_threads';
 import { decodeFrame, encodeFrame } from '../src/shared/wire.js';
 
+/**
+ * Resolves once `check()` holds; rejects naming `what` after `ms`. A condition poll under a
+ * deadline (for state that has no event to await, e.g. server.stats()), never a sleep: it
+ * re-checks on every turn of the event loop, or every `everyMs` when that is given.
+ */
+export async function until(what: string, check: () => boolean, ms = 20_000, everyMs = 0): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise<void>((resolve) => (everyMs > 0 ? setTimeout(resolve, everyMs) : setImmediate(resolve)));
+  }
+}
+
 export function fixture(name: string): string {
   return fileURLToPath(new URL(`./fixtures/modules/${name}.js`, import.meta.url));
 }

@@ -5,7 +5,7 @@ import { CloseCode } from '../../src/shared/constants.js';
 import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, fixture } from '../helpers.js';
+import { Client, fixture, until } from '../helpers.js';
 
 const tools = fixture('tools.module');
 
@@ -98,15 +98,6 @@ test('crash: a dead worker closes exactly its connections with 1011; others go o
   }
 });
 
-/** Poll `pred` (readiness polling with a deadline, not a sleep as synchronisation). */
-async function until(pred: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 test('crash loop: a worker that dies on every start is restarted with back-off, not in a tight loop, and recovers', async () => {
   const marker = join(tmpdir(), `rw-die-${process.pid}-${Date.now()}`);
   process.env['RW_TEST_DIE_MARKER'] = marker;
@@ -120,7 +111,7 @@ test('crash loop: a worker that dies on every start is restarted with back-off, 
     c.emit('CRASH');
     assert.equal((await c.closed).code, CloseCode.INTERNAL);
     // 1 crash + 5 deaths restarted at once, then 100, 200, 400 ms waits before the 7th-9th restarts.
-    await until(() => server.stats().workerBackoffs >= 4, 'four delayed restarts');
+    await until('four delayed restarts', () => server.stats().workerBackoffs >= 4, 20_000, 10);
     const st = server.stats();
     assert.ok(Date.now() - t0 >= 700, `four back-offs after ${Date.now() - t0} ms`);
     assert.equal(st.workerRestarts, 9);
@@ -130,7 +121,7 @@ test('crash loop: a worker that dies on every start is restarted with back-off, 
     await assert.rejects(Client.open(url), { statusCode: 503 });
     // The cause goes away: the next restart (after its back-off) serves again.
     rmSync(marker);
-    await until(() => server.stats().workers[0]!.alive, 'the worker to come back');
+    await until('the worker to come back', () => server.stats().workers[0]!.alive, 20_000, 10);
     const d = await Client.open(url);
     assert.equal((await d.call('ECHO', 'back')).text, 'back');
     await d.close();

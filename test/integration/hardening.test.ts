@@ -6,7 +6,7 @@ import { createServer } from '../../src/core/server.js';
 import { CloseCode } from '../../src/shared/constants.js';
 import { encodeFrame } from '../../src/shared/wire.js';
 import { buildMaskedFrame } from '../../bench/loadgen/frames.js';
-import { Client, LabelSink, fixture } from '../helpers.js';
+import { Client, LabelSink, fixture, until } from '../helpers.js';
 
 const tools = fixture('tools.module');
 const limits = fixture('limits.module');
@@ -216,7 +216,7 @@ test('graceful close with a worker stuck in a handler: resolves at shutdownTimeo
   const c = await Client.open(`ws://127.0.0.1:${port}/t`);
   const before = server.stats().messagesIn;
   c.emit('HANG');
-  while (server.stats().messagesIn < before + 1) await new Promise((r) => setImmediate(r));
+  await until('HANG in the server', () => server.stats().messagesIn >= before + 1);
   // Without the deadline on the worker tasks, close() waits for ever (the test times out).
   await server.close();
   assert.equal((await c.closed).code, CloseCode.GOING_AWAY);
@@ -232,7 +232,7 @@ test('a worker that dies during graceful close: its connections get 1011 at once
   a.emit('BLOCK', '300');
   a.emit('CRASH');
   // Both are in the server before close() starts (a condition, not a delay).
-  while (server.stats().messagesIn < before + 2) await new Promise((r) => setImmediate(r));
+  await until('BLOCK and CRASH in the server', () => server.stats().messagesIn >= before + 2);
   // The shutdown barrier waits on the dying worker: its death must answer it (or close() takes 60 s).
   await server.close();
   assert.deepEqual([(await a.closed).code, (await b.closed).code], [CloseCode.INTERNAL, CloseCode.INTERNAL]);
@@ -351,7 +351,7 @@ test('onDrain: a handler streams 400 × 64 KiB to a client that stops reading, p
     c.ws.pause(); // the client stops reading: the kernel buffers fill, then uWS buffers
     c.emit('START', '400');
     // Backpressure has built up in uWS (the handler has paused itself at its low-water mark).
-    while (!server.connections().some((r) => r.bufferedAmount > 256 * 1024)) await new Promise((r) => setImmediate(r));
+    await until('backpressure in uWS', () => server.connections().some((r) => r.bufferedAmount > 256 * 1024));
     c.ws.resume();
     let chunks = 0;
     let bytes = 0;
@@ -397,7 +397,7 @@ test('a drain event while the worker\'s ring and overflow are full is kept, not 
     c.ws.pause(); // the client stops reading: uWS buffers, the handler pauses at its low-water mark
     c.emit('START', '400');
     const buffered = (): number => server.connections().find((r) => r.module === '/stream')?.bufferedAmount ?? 0;
-    while (buffered() <= 256 * 1024) await new Promise((r) => setImmediate(r));
+    await until('backpressure in uWS', () => buffered() > 256 * 1024);
     g.emit('GATE'); // the worker blocks until the gate opens
     // 8-byte messages make 64-byte records: 16,384 fill the ring, 64 the overflow, exactly. The
     // first connection fills the ring (and its quarter of the overflow); once it is refused, five
@@ -410,7 +410,7 @@ test('a drain event while the worker\'s ring and overflow are full is kept, not 
     assert.ok(server.stats().drops.inboundFull > 0, 'the overflow filled up');
     const before = server.stats().drops.inboundFull;
     c.ws.resume(); // uWS drains the socket: drain events while the worker can take nothing
-    while (buffered() > 0) await new Promise((r) => setImmediate(r));
+    await until('uWS drained the socket', () => buffered() === 0);
     assert.equal(server.stats().drops.inboundFull, before, 'no drain event was dropped');
     Atomics.store(gate, 0, 1);
     Atomics.notify(gate, 0);

@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createServer } from '../../src/core/server.js';
 import { CloseCode } from '../../src/shared/constants.js';
-import { Client, fixture } from '../helpers.js';
+import { Client, fixture, until } from '../helpers.js';
 
 const tools = fixture('tools.module');
 
@@ -171,7 +171,7 @@ test('onReady failing after clients connected: they are closed as by close() (10
     await assert.rejects(listening, { code: 'RW_ERR_HANDLER' });
     assert.equal((await c.closed).code, CloseCode.GOING_AWAY, 'closed gracefully, not cut (1006)');
     // listen() settles after the disconnect hooks' barrier: the worker posted before it answered.
-    while (!seen.includes(handle)) await new Promise((r) => setImmediate(r));
+    await until('the disconnect hook\'s label', () => seen.includes(handle));
     assert.equal(server.listening, false);
     await server.close(); // the same close, already done
   } finally {

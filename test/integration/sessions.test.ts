@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { createServer, type Server } from '../../src/index.js';
-import { Client, LabelSink, JsonClient as J, fixture } from '../helpers.js';
+import { Client, LabelSink, JsonClient as J, fixture, until } from '../helpers.js';
 import { TcpClient, TcpConnector, TcpFrameType } from '../../src/core/connectors/tcp.js';
 
 async function start(extra: Record<string, unknown> = {}): Promise<{ server: Server; url: string }> {
@@ -400,7 +400,6 @@ test('resume during a worker backlog: onResume runs before the resumed socket\'s
   const gate = new Int32Array(sab);
   const ch = new BroadcastChannel('rw-test-resume-gate');
   const release = (i: number): void => { Atomics.store(gate, i, 1); Atomics.notify(gate, i); };
-  const until = async (ok: () => boolean): Promise<void> => { while (!ok()) await new Promise((r) => setImmediate(r)); };
   t.after(async () => { release(0); release(2); ch.close(); await server.close(); });
 
   const a = await J.open(url);
@@ -411,21 +410,21 @@ test('resume during a worker backlog: onResume runs before the resumed socket\'s
     if ((await f.call('ARMED', null)).data['armed'] === true) break;
   }
   a.c.ws.terminate(); // no close frame: the session waits for a resume
-  await until(() => server.stats().detached === 1);
+  await until('the session detached', () => server.stats().detached === 1);
 
   const r = J.open(`${url}?rw_resume=${token}&hold=1`);
-  await until(() => Atomics.load(gate, 1) === 1); // the worker waits in the resume's upgrade hook
+  await until('the resume upgrade hook waiting', () => Atomics.load(gate, 1) === 1); // the worker waits in the resume's upgrade hook
   f.send('HOLD', null, 2);
   for (let i = 0; i < 60; i++) f.send('WORK', 'x'.repeat(100), 3);
-  await until(() => server.stats().workers[0]!.overflowUsed > 0); // the ring is full: backlog
+  await until('a backlog in the overflow', () => server.stats().workers[0]!.overflowUsed > 0); // the ring is full: backlog
   release(0); // the upgrade completes; the worker then waits in HOLD, the backlog stays
   const rc = await r;
   const s = await rc.next('session');
   assert.equal(s.data['resumed'], true);
-  await until(() => Atomics.load(gate, 3) === 1);
+  await until('HOLD waiting', () => Atomics.load(gate, 3) === 1);
   const probe = rc.call('PROBE', null);
   const seen = server.stats().messagesIn;
-  await until(() => server.stats().messagesIn > seen); // the I/O thread has queued PROBE
+  await until('PROBE in the server', () => server.stats().messagesIn > seen); // the I/O thread has queued PROBE
   release(2);
   assert.equal((await probe).data['resumed'], true, 'onResume ran before the first message of the resumed socket');
   assert.equal(server.stats().resumes, 1);
@@ -447,7 +446,7 @@ async function dropWhileWaiting(server: Server, sink: LabelSink, c: J, what: str
   await sink.until((l) => l.includes(`waiting:${what}`));
   const n = server.stats().detached;
   c.c.ws.terminate();
-  while (server.stats().detached === n) await new Promise((r) => setImmediate(r));
+  await until(`the connection waiting in ${what} detached`, () => server.stats().detached !== n);
 }
 
 test('a resume upgrade in flight when its session ends (kicked by another bind) is closed 1011, and never takes over the freed fd', async (t) => {
@@ -456,7 +455,7 @@ test('a resume upgrade in flight when its session ends (kicked by another bind) 
   const token = (await a.next('session')).data['token'] as string;
   const handle = (await a.call('BIND', { uid: 'u' })).data['handle'] as number;
   a.c.ws.terminate();
-  while (server.stats().detached !== 1) await new Promise((r) => setImmediate(r));
+  await until('the session detached', () => server.stats().detached === 1);
   const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
   await sink.until((l) => l.includes('waiting:upgrade'));
   const k = await J.open(url);
@@ -486,7 +485,7 @@ test('a room left while detached: the session is no longer buffered for it (not 
   const a2 = await J.open(`${url}?rw_resume=${token}`);
   assert.equal((await a2.next('session')).data['resumed'], true);
   a2.c.ws.terminate();
-  while (server.stats().detached !== 1) await new Promise((r) => setImmediate(r));
+  await until('the session detached', () => server.stats().detached === 1);
   for (let i = 0; i < 3; i++) await b.call('PUB', { topic: 'x', msg: i });
   const a3 = await J.open(`${url}?rw_resume=${token}`);
   const s = (await a3.next('session')).data;
@@ -528,7 +527,7 @@ test('a replay larger than the module\'s maxBackpressure is not sent with a gap:
   const token = (await a.next('session')).data['token'] as string;
   const handle = (await a.call('PROBE', null)).data['handle'] as number;
   a.c.ws.terminate();
-  while (server.stats().detached !== 1) await new Promise((r) => setImmediate(r));
+  await until('the session detached', () => server.stats().detached === 1);
   const b = await J.open(url);
   await b.call('SEND_TO', { to: handle, n: 40, size: 4000 }); // 160 KB buffered, maxBackpressure 64 KiB
   const a2 = await J.open(`${url}?rw_resume=${token}`);
@@ -543,7 +542,7 @@ test('a resume token only resumes on the path it was issued on', async (t) => {
   const a = await J.open(url.replace('/resume-order', '/rooms'));
   const token = (await a.next('session')).data['token'] as string;
   a.c.ws.terminate();
-  while (server.stats().detached !== 1) await new Promise((r) => setImmediate(r));
+  await until('the session detached', () => server.stats().detached === 1);
   const r = await refused(`${url}?rw_resume=${token}`);
   assert.equal(r.status, 410);
   assert.equal((JSON.parse(r.body) as { code: string }).code, 'RW_ERR_RESUME_TOKEN');

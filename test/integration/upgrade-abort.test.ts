@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { BroadcastChannel } from 'node:worker_threads';
 import diagnostics from 'node:diagnostics_channel';
 import { createServer } from '../../src/core/server.js';
-import { Client, LabelSink, fixture } from '../helpers.js';
+import { Client, LabelSink, fixture, until } from '../helpers.js';
 
 test('an upgrade aborted by the client while its async hook runs: fd released, counted, no socket opened', async () => {
   const sink = new LabelSink('rw-test-labels');
@@ -111,7 +111,7 @@ test('a module without upgrade hooks upgrades on the I/O thread: a blocked worke
     const handled = server.stats().workers[0]!.messages;
     const gated = a.call('GATE');
     // The worker has taken GATE (counted before its handler runs) and now waits on the gate.
-    while (server.stats().workers[0]!.messages === handled) await new Promise((r) => setImmediate(r));
+    await until('the worker took GATE', () => server.stats().workers[0]!.messages !== handled);
 
     const b = new Client(`ws://127.0.0.1:${port}/gate/blue?x=1`);
     await b.opened; // 101 while the only worker is blocked: no worker round trip
