@@ -367,10 +367,14 @@ test('onDrain: a handler streams 400 × 64 KiB to a client that stops reading, p
     }
     assert.equal(chunks, 400);
     assert.equal(bytes, 400 * 64 * 1024);
-    // The stream went on from onDrain (a drain comes only after backpressure).
+    // The handler really paused at its low-water mark (from there only onDrain can resume it),
+    // and the stream went on from onDrain: its first drain came after that pause.
     await sink.until((l) => l.some((x) => x.startsWith('/stream first drain buffered=')));
-    const first = sink.labels.find((x) => x.startsWith('/stream first drain buffered='))!;
-    assert.ok(Number(first.split('=')[1]) >= 0);
+    const pause = sink.labels.indexOf('/stream first pause');
+    const drain = sink.labels.findIndex((x) => x.startsWith('/stream first drain buffered='));
+    assert.ok(pause >= 0 && pause < drain, `the pump paused before the first drain: ${JSON.stringify(sink.labels)}`);
+    const buffered = Number(sink.labels[drain]!.split('=')[1]);
+    assert.ok(Number.isInteger(buffered) && buffered >= 0, sink.labels[drain]);
     assert.equal(server.stats().drops.backpressure, 0);
     await c.close();
   } finally {

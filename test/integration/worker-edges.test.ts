@@ -1,6 +1,7 @@
 // Worker edge cases found in review: views into reused ring memory, records of closing
 // connections, the per-connection queue's bounds, chains abandoned after asyncTimeoutMs.
 import { test } from 'node:test';
+import { BroadcastChannel } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { createServer } from '../../src/core/server.js';
 import type { ServerOptions } from '../../src/core/options.js';
@@ -29,19 +30,32 @@ async function workerStats(url: string): Promise<Stats> {
 }
 
 test('ctx.data after an await is still the message\'s own bytes while other traffic wraps the ring', async () => {
-  await withServer({ ringBytes: 64 * 1024 }, async (url) => {
-    const a = await Client.open(`${url}/a`);
-    const b = await Client.open(`${url}/b`);
-    a.emit('AWAIT_DATA', 'A'.repeat(64), 1);
-    // 300 KiB through a 64 KiB ring during a's 40 ms await.
-    const chunk = 'B'.repeat(1024);
-    for (let i = 0; i < 300; i++) b.emit('ECHO', chunk, i);
-    const r = await a.next();
-    assert.equal(r.ref, 1);
-    assert.equal(r.text, 'A'.repeat(64));
-    for (let i = 0; i < 300; i++) assert.equal((await b.next()).text, chunk);
-    await Promise.all([a.close(), b.close()]);
-  });
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({ ringBytes: 64 * 1024 }, async (url) => {
+      const a = await Client.open(`${url}/a`);
+      const b = await Client.open(`${url}/b`);
+      a.emit('AWAIT_DATA', 'A'.repeat(64), 1);
+      try {
+        await sink.until((l) => l.includes('/e await-data waiting'));
+        // 300 KiB through the 64 KiB ring while a's preHandler waits: once every echo is back,
+        // the worker has taken all of it, so the ring bytes that held a's message were reused.
+        const chunk = 'B'.repeat(1024);
+        for (let i = 0; i < 300; i++) b.emit('ECHO', chunk, i);
+        for (let i = 0; i < 300; i++) assert.equal((await b.next()).text, chunk);
+      } finally {
+        go.postMessage('go'); // also on failure: a waiting preHandler would hold close()
+      }
+      const r = await a.next();
+      assert.equal(r.ref, 1);
+      assert.equal(r.text, 'A'.repeat(64));
+      await Promise.all([a.close(), b.close()]);
+    });
+  } finally {
+    go.close();
+    sink.close();
+  }
 });
 
 test('a full handler backlog: 1013, queued messages discarded and counted, onDisconnect runs exactly once', async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRedis } from '../support/redis.js';
+import { REDIS_SKIP, startRedis } from '../support/redis.js';
 import { parseRunArgs } from '../../bench/run.js';
 import type { LoadResult } from '../../bench/loadgen/index.js';
 import type { SuiteContext } from '../../bench/suite/context.js';
@@ -75,7 +75,7 @@ test('fanout-cluster is a suite scenario (quick run and by name)', () => {
 
 test('fanout-cluster end to end against a real redis-server (short)', async (t) => {
   const probe = await startRedis();
-  if (probe === null) return t.skip('redis-server not installed');
+  if (probe === null) return t.skip(REDIS_SKIP);
   await probe.stop();
   const r = await fanoutClusterScenario().run({ ...ctx, timing: { durationMs: 300, warmupMs: 100, runs: 1 } });
   const rows = (r.data as { rows: ClusterMeasurement[] }).rows;
