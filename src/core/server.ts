@@ -673,12 +673,14 @@ export class Server {
     const resume = ud.resumeOf;
     ud.resumeOf = null;
     this.counters.connections++;
-    if (!slot.alive || slot.generation !== ud.slotGen || (resume !== null && !resume.resuming)) {
+    const live = slot.alive && slot.generation === ud.slotGen;
+    // Counted on a live slot even when ended at once: handleClose uncounts it there.
+    if (live) slot.connections++;
+    if (!live || (resume !== null && !resume.resuming)) {
       this.sockets.set(ud.fd, ws);
       ws.end(CloseCode.INTERNAL, resume !== null ? 'session lost' : 'worker died');
       return;
     }
-    slot.connections++;
     ws.subscribe(BROADCAST_TOPIC_PREFIX + String(ud.module));
     if (resume !== null) {
       this.sessions.attach(ws, ud, resume);
