@@ -471,6 +471,30 @@ test('a resume upgrade in flight when its session ends (kicked by another bind) 
   assert.equal(server.stats().liveFds, 4);
 });
 
+test('a resume sent while the old socket still lives, which then closes normally during the resume\'s hook: 1011 session lost, per-worker connection counts stay true', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  // The client resumes before its old socket is gone (it thinks that one dropped)...
+  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  // ...and the old socket then closes with a close frame: the session ends for good meanwhile.
+  await a.c.close();
+  await sink.until((l) => l.some((x) => x.startsWith(`disconnect:${handle}:`)));
+  go();
+  assert.deepEqual(await r.c.closed, { code: 1011, reason: 'session lost' });
+  const st = server.stats();
+  assert.equal(st.connections, 0);
+  assert.equal(st.liveFds, 0);
+  assert.equal(st.workers[0]!.connections, 0, 'the socket ended at open is uncounted on its worker as it was counted');
+  // And a connection served afterwards counts once.
+  const c = await J.open(url);
+  assert.equal(typeof (await c.call('PROBE', null)).data['handle'], 'number');
+  assert.equal(server.stats().workers[0]!.connections, 1);
+  await c.c.close();
+});
+
 test('a room left while detached: the session is no longer buffered for it (not after the resume, not after a later drop)', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
   const a = await J.open(url);
