@@ -765,7 +765,8 @@ export class Server {
           ok = false;
           break;
         }
-        if (pat.startsWith(':')) params.push(decodeURIComponent(seg));
+        // As uWS gives them to WebSocket upgrades: not percent-decoded (a malformed escape is no error).
+        if (pat.startsWith(':')) params.push(seg);
         else if (pat !== seg) {
           ok = false;
           break;
