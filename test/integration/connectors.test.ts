@@ -457,3 +457,27 @@ test('onDrain reaches memory clients: a stream paced by onDrain completes when t
     await s9.close();
   }
 });
+
+test('path params are the same for a WebSocket and a TCP client of one module: percent escapes as sent, a malformed one is no server error', async () => {
+  const t2 = new TcpConnector({ port: 0, heartbeatMs: 30_000 });
+  const s = createServer({ modules: [fixture('gate.module')], workers: 1, connectors: [t2] });
+  const wsPort = await s.listen(0, '127.0.0.1');
+  try {
+    for (const room of ['%41b', 'a%2Fb', '%E0%A4%A', '%']) {
+      const c = await Client.open(`ws://127.0.0.1:${wsPort}/gate/${room}`);
+      const viaWs = (JSON.parse((await c.call('INFO')).text) as { room: string }).room;
+      await c.close();
+      const t = await tcpClient(t2);
+      const reply = await t.handshake(`/gate/${room}`);
+      assert.equal(reply.code, 200, `${room}: ${JSON.stringify(reply)}`);
+      t.send(encodeFrame({ event: 'INFO', ref: 1, payload: '' }));
+      const viaTcp = (JSON.parse((await tcpNextMessage(t)).text) as { room: string }).room;
+      t.end();
+      await t.closed;
+      assert.equal(viaTcp, viaWs, `/gate/${room}`);
+    }
+    assert.deepEqual(s.stats().connectorErrors, {});
+  } finally {
+    await s.close();
+  }
+});
