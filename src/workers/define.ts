@@ -30,6 +30,7 @@ export interface Context {
   readonly handle: number;
   readonly path: string;
   readonly url: string;
+  /** Path parameters (`/chat/:room`), as sent: not percent-decoded, on every transport. */
   readonly params: Readonly<Record<string, string>>;
   readonly query: string;
   readonly remoteAddress: string;
