@@ -17,6 +17,33 @@ export async function until(what: string, check: () => boolean, ms = 20_000, eve
   }
 }
 
+/**
+ * The gate of test/fixtures/modules/gate.module.ts: `arm(c)` hands the worker the gate (over a
+ * BroadcastChannel, so it asks until the worker has it); a GATE message then blocks that worker
+ * until `open()`.
+ */
+export class WorkerGate {
+  private readonly ch = new BroadcastChannel('rw-test-gate');
+  private readonly sab = new SharedArrayBuffer(4);
+
+  async arm(c: Client): Promise<void> {
+    for (;;) {
+      this.ch.postMessage(this.sab);
+      if ((await c.call('ARMED')).text === 'yes') return;
+    }
+  }
+
+  open(): void {
+    const g = new Int32Array(this.sab);
+    Atomics.store(g, 0, 1);
+    Atomics.notify(g, 0);
+  }
+
+  close(): void {
+    this.ch.close();
+  }
+}
+
 export function fixture(name: string): string {
   return fileURLToPath(new URL(`./fixtures/modules/${name}.js`, import.meta.url));
 }

@@ -5,7 +5,7 @@ import { CloseCode } from '../../src/shared/constants.js';
 import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, fixture, until } from '../helpers.js';
+import { Client, WorkerGate, fixture, until } from '../helpers.js';
 
 const tools = fixture('tools.module');
 
@@ -134,13 +134,16 @@ test('crash loop: a worker that dies on every start is restarted with back-off, 
 });
 
 test('backpressure: a stalled worker fills ring and overflow, the flooding connection gets 1013, counted', async () => {
-  const server = createServer({ modules: [tools], workers: 1, ringBytes: 4096, overflowBytes: 4096 });
+  const gate = new WorkerGate();
+  const server = createServer({ modules: [tools, fixture('gate.module')], workers: 1, ringBytes: 4096, overflowBytes: 4096 });
   const port = await server.listen(0, '127.0.0.1');
   try {
     const url = `ws://127.0.0.1:${port}/t`;
     const bystander = await Client.open(url);
     const c = await Client.open(url);
-    c.emit('BLOCK', '2000');
+    const g = await Client.open(`ws://127.0.0.1:${port}/gate/x`);
+    await gate.arm(g);
+    g.emit('GATE'); // the worker is stalled until the gate opens
     const big = 'x'.repeat(200);
     for (let i = 0; i < 500; i++) c.emit('ECHO', big, i + 1);
     const { code } = await c.closed;
@@ -152,9 +155,12 @@ test('backpressure: a stalled worker fills ring and overflow, the flooding conne
     await assert.rejects(Client.open(url), (e: { statusCode?: number }) => e.statusCode === 503);
     assert.equal(server.stats().drops.workerUnavailable, 1);
     // The other connection of that worker is served once the worker catches up.
+    gate.open();
+    assert.equal((await g.next()).text, 'open');
     assert.equal((await bystander.call('ECHO', 'alive', 1)).text, 'alive');
-    await bystander.close();
+    await Promise.all([bystander.close(), g.close()]);
   } finally {
+    gate.close();
     await server.close();
   }
 });

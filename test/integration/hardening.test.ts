@@ -6,7 +6,7 @@ import { createServer } from '../../src/core/server.js';
 import { CloseCode } from '../../src/shared/constants.js';
 import { encodeFrame } from '../../src/shared/wire.js';
 import { buildMaskedFrame } from '../../bench/loadgen/frames.js';
-import { Client, LabelSink, fixture, until } from '../helpers.js';
+import { Client, LabelSink, WorkerGate, fixture, until } from '../helpers.js';
 
 const tools = fixture('tools.module');
 const limits = fixture('limits.module');
@@ -384,19 +384,14 @@ test('onDrain: a handler streams 400 × 64 KiB to a client that stops reading, p
 });
 
 test('a drain event while the worker\'s ring and overflow are full is kept, not dropped: the stream paused for onDrain completes', async () => {
-  const gateCh = new BroadcastChannel('rw-test-gate');
-  const sab = new SharedArrayBuffer(4);
-  const gate = new Int32Array(sab);
+  const gate = new WorkerGate();
   // One worker for both modules; a 1 MiB ring (the stream's 64 KiB chunks must fit) and a 4 KiB overflow.
   const server = createServer({ modules: [fixture('stream.module'), fixture('gate.module')], workers: 1, ringBytes: 1 << 20, overflowBytes: 4096, handlerTimeoutMs: 0 });
   const port = await server.listen(0, '127.0.0.1');
   try {
     const g = await Client.open(`ws://127.0.0.1:${port}/gate/x`);
     const floods = await Promise.all(Array.from({ length: 6 }, () => Client.open(`ws://127.0.0.1:${port}/gate/x`)));
-    for (;;) {
-      gateCh.postMessage(sab);
-      if ((await g.call('ARMED')).text === 'yes') break;
-    }
+    await gate.arm(g);
     const c = await Client.open(`ws://127.0.0.1:${port}/stream`);
     c.ws.pause(); // the client stops reading: uWS buffers, the handler pauses at its low-water mark
     c.emit('START', '400');
@@ -416,8 +411,7 @@ test('a drain event while the worker\'s ring and overflow are full is kept, not 
     c.ws.resume(); // uWS drains the socket: drain events while the worker can take nothing
     await until('uWS drained the socket', () => buffered() === 0);
     assert.equal(server.stats().drops.inboundFull, before, 'no drain event was dropped');
-    Atomics.store(gate, 0, 1);
-    Atomics.notify(gate, 0);
+    gate.open();
     assert.equal((await g.next()).text, 'open');
     let chunks = 0;
     for (;;) {
@@ -428,7 +422,7 @@ test('a drain event while the worker\'s ring and overflow are full is kept, not 
     assert.equal(chunks, 400, 'the stream resumed from the kept drain event');
     await Promise.all([g.close(), c.close()]);
   } finally {
-    gateCh.close();
+    gate.close();
     await server.close();
   }
 });
