@@ -76,7 +76,10 @@ export type AddClientResult =
   | { readonly ok: true; readonly session: ClientSession }
   | {
     readonly ok: false;
-    /** HTTP-style status: the reject() status of a hook, 404 no module, 503 busy/limit, 500 hook failure. */
+    /**
+     * HTTP-style status: the reject() status of a hook, 404 no module, 503 busy/limit, 500 hook
+     * failure, 499 the client was removed (removeClient) before its hooks answered.
+     */
     readonly status: number;
     /** Stable error code (RW_ERR_*). */
     readonly code: string;

@@ -633,7 +633,8 @@ export class Server {
    */
   private abortPending(p: PendingUpgrade): void {
     p.aborted = true;
-    p.resolve = null;
+    // A connector client removed meanwhile: its addClient() settles (a refusal), never hangs.
+    refusePending(p, 499, 'client removed while its upgrade hooks ran');
     this.counters.drop('upgradeAborted', p.handle);
     const fd = this.alloc.fdOf(p.handle);
     if (p.handle === 0 || this.pending.get(fd) !== p) return;

@@ -7,9 +7,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { once } from 'node:events';
+import { BroadcastChannel } from 'node:worker_threads';
 import { createServer, type Server } from '../../src/core/server.js';
 import { TcpClient, TcpConnector, TcpFrameType, encodeTcpFrame, type TcpHandshakeReply } from '../../src/core/connectors/tcp.js';
 import { MemoryConnector } from '../../src/core/connectors/memory.js';
+import { SendStatus, type ClientManager, type Connector, type ConnectorClient } from '../../src/core/connector.js';
 import { decodeFrame, encodeFrame } from '../../src/shared/wire.js';
 import { Client, LabelSink, fixture, of } from '../helpers.js';
 
@@ -479,5 +481,32 @@ test('path params are the same for a WebSocket and a TCP client of one module: p
     assert.deepEqual(s.stats().connectorErrors, {});
   } finally {
     await s.close();
+  }
+});
+
+test('a connector client removed while its upgrade hooks run: addClient() settles with a 499 refusal (it never settled), its fd is free', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-go');
+  let manager: ClientManager | null = null;
+  const bare: Connector = { name: 'bare', start(m) { manager = m; }, stop() {} };
+  const server = createServer({ modules: [fixture('slowup.module')], workers: 1, connectors: [bare] });
+  await server.listen(0, '127.0.0.1');
+  try {
+    const client: ConnectorClient = {
+      remoteAddress: 'bare', session: null,
+      send: () => SendStatus.SUCCESS, close: () => undefined, bufferedAmount: () => 0,
+    };
+    const added = manager!.addClient(client, { path: '/slow' });
+    await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade waiting')));
+    manager!.removeClient(client, 1006, '');
+    const r = await added;
+    assert.deepEqual(r, { ok: false, status: 499, code: 'RW_ERR_UPGRADE_REFUSED', message: 'client removed while its upgrade hooks ran' });
+    assert.equal(server.stats().liveFds, 0);
+    assert.equal(server.stats().drops.upgradeAborted, 1);
+    go.postMessage('go'); // the hook answers late: stale, dropped
+  } finally {
+    go.close();
+    sink.close();
+    await server.close();
   }
 });
