@@ -94,6 +94,14 @@ export class Conn implements Context, UpgradeContext {
     this.sendFrameTo(this.handle, this.event, this.ref, payload);
   }
 
+  deferReply(): (payload: unknown) => void {
+    this.replied = true;
+    const handle = this.handle;
+    const event = this.event;
+    const ref = this.ref;
+    return (payload: unknown) => this.sendFrameTo(handle, event, ref, payload);
+  }
+
   send(payload: unknown, options?: SendOptions): void {
     this.sendFrameTo(this.handle, options?.event ?? this.event, 0, payload);
   }

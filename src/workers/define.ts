@@ -54,9 +54,17 @@ export interface Context {
    * Answer the current message (its event and `ref`). `ctx` is one object per connection, so call
    * it before the handler (or the promise it returns) settles: a reply from a timer or callback the
    * handler did not await answers whatever message the connection is handling by then. To answer
-   * later, await the work in the handler; the connection's next message waits for it.
+   * later, await the work in the handler (the connection's next message waits for it), or take
+   * a `deferReply()`.
    */
   reply(payload: unknown): void;
+  /**
+   * A reply function bound to the current message (its event and `ref`), for an answer given
+   * after the handler has returned (a callback API, say) while the connection's next messages go
+   * on. Marks the message as answered, as reply() does. Sent to a connection closed meanwhile, it
+   * is dropped and counted (`drops.staleHandle`).
+   */
+  deferReply(): (payload: unknown) => void;
   send(payload: unknown, options?: SendOptions): void;
   sendTo(handle: number, payload: unknown, options?: SendOptions): void;
   publish(topic: string, payload: unknown, options?: SendOptions & { exceptSelf?: boolean }): void;

@@ -58,6 +58,28 @@ test('ctx.data after an await is still the message\'s own bytes while other traf
   }
 });
 
+test('deferReply: an answer given after the handler returned carries its own message\'s event and ref while later messages go on', async () => {
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({}, async (url) => {
+      const a = await Client.open(`${url}/a`);
+      a.emit('DEFER', 'one', 10);
+      try {
+        // The next message is handled (and answered) while DEFER's answer is still pending.
+        const e = await a.call('ECHO', 'two', 11);
+        assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 11, 'two']);
+      } finally {
+        go.postMessage('go');
+      }
+      const d = await a.next();
+      assert.deepEqual([d.event, d.ref, d.text], ['DEFER', 10, 'late one']);
+      await a.close();
+    });
+  } finally {
+    go.close();
+  }
+});
+
 test('a full handler backlog: 1013, queued messages discarded and counted, onDisconnect runs exactly once', async () => {
   const sink = new LabelSink('rw-test-labels');
   try {
