@@ -39,8 +39,23 @@ export class WorkerGate {
     Atomics.notify(g, 0);
   }
 
+  /** Opens the gate too: a test failing before open() must not leave the worker blocked. */
   close(): void {
+    this.open();
     this.ch.close();
+  }
+}
+
+/** `p`, or a rejection naming `what` after `ms`: an awaited event fails fast instead of at the runner's timeout. */
+export async function within<T>(what: string, p: Promise<T>, ms = 20_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -372,10 +372,19 @@ export class CommandExecutor {
 
   private readonly onDropped = (): void => { this.counters.drop('backpressure'); };
 
+  /**
+   * Upgrades whose client went away (aborted, or 408) while their hooks still run in the worker,
+   * by handle → slot index: their fd is free, but each still counts against maxConnections until
+   * the worker's late answer arrives (the hooks are real work), and that answer is expected, not
+   * a stale command.
+   */
+  readonly orphanedUpgrades = new Map<number, number>();
+
   private takePending(handle: number): PendingUpgrade | undefined {
     const fd = this.alloc.fdOf(handle);
     const p = this.pending.get(fd);
     if (p === undefined || p.handle !== handle) {
+      if (this.orphanedUpgrades.size !== 0 && this.orphanedUpgrades.delete(handle)) return undefined;
       this.counters.drop('staleHandle');
       return undefined;
     }

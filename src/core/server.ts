@@ -468,6 +468,8 @@ export class Server {
     for (const w of slot.barrierWaiters.values()) w();
     slot.barrierWaiters.clear();
     slot.reset();
+    // Its hooks died with it: the upgrades orphaned there will get no answer.
+    for (const [h, i] of this.exec.orphanedUpgrades) if (i === slot.index) this.exec.orphanedUpgrades.delete(h);
     slot.generation++;
     if (!restart) return; // shutting down: the slot stays dead
     // Crash-loop back-off: the first deaths restart at once; past CRASH_FREE_RESTARTS within
@@ -554,7 +556,8 @@ export class Server {
       p.resume = t;
       slot = s;
     }
-    const fd = this.alloc.alloc();
+    const orphans = this.exec.orphanedUpgrades.size;
+    const fd = orphans !== 0 && this.alloc.live + orphans >= this.options.maxConnections ? 0 : this.alloc.alloc();
     if (fd === 0) {
       this.counters.drop('connLimit');
       refusePending(p, 503, 'too many connections', 'RW_ERR_CONN_LIMIT');
@@ -639,11 +642,24 @@ export class Server {
     const fd = this.alloc.fdOf(p.handle);
     if (p.handle === 0 || this.pending.get(fd) !== p) return;
     if (p.timer !== null) clearTimeout(p.timer);
+    this.orphanPending(p, fd);
+  }
+
+  /**
+   * A pending upgrade whose client is gone while its hooks run: the fd is released, and the
+   * worker is told to forget the handle once its hooks return. Until their answer arrives the
+   * upgrade stays counted against maxConnections (exec.orphanedUpgrades), so connecting and
+   * going away cannot start hooks without bound.
+   */
+  private orphanPending(p: PendingUpgrade, fd: number): void {
     this.pending.delete(fd);
     this.alloc.release(fd);
     this.pendingGone(p);
     const slot = this.slots[p.slot]!;
-    if (slot.alive && slot.generation === p.slotGen) slot.close(p.handle, CloseCode.ABNORMAL, EMPTY);
+    if (slot.alive && slot.generation === p.slotGen) {
+      this.exec.orphanedUpgrades.set(p.handle, p.slot);
+      slot.close(p.handle, CloseCode.ABNORMAL, EMPTY);
+    }
   }
 
   /** @internal A resume upgrade ended without opening: its session's grace period goes on. */
@@ -656,14 +672,9 @@ export class Server {
   private readonly upgradeTimedOut = (p: PendingUpgrade): void => {
     const fd = this.alloc.fdOf(p.handle);
     if (this.pending.get(fd) !== p) return;
-    this.pending.delete(fd);
-    this.alloc.release(fd);
     this.counters.drop('upgradeTimeout', p.handle);
-    this.pendingGone(p);
     refusePending(p, 408, 'upgrade timed out', 'RW_ERR_UPGRADE_TIMEOUT');
-    // The worker still holds the half-made connection: let it forget it once its hook returns.
-    const slot = this.slots[p.slot]!;
-    if (slot.alive && slot.generation === p.slotGen) slot.close(p.handle, CloseCode.ABNORMAL, EMPTY);
+    this.orphanPending(p, fd);
   };
 
   private readonly onOpen = (ws: WebSocket<SocketData>): void => this.handleOpen(asSock(ws));
@@ -1157,7 +1168,7 @@ export class Server {
       };
     });
     return {
-      connections: c.connections, liveFds: this.alloc.live, upgradesAccepted: c.upgradesAccepted, upgradesRejected: c.upgradesRejected,
+      connections: c.connections, liveFds: this.alloc.live, orphanedUpgrades: this.exec.orphanedUpgrades.size, upgradesAccepted: c.upgradesAccepted, upgradesRejected: c.upgradesRejected,
       messagesIn: c.messagesIn, messagesOut: c.messagesOut, publishes: c.publishes,
       drops: { ...c.drops, workerShutdown }, workerRestarts: c.workerRestarts, workers,
       resumes: c.resumes, workerBackoffs: c.workerBackoffs, detached: this.sessions.detached.size, connectorErrors: { ...c.connectorErrors },

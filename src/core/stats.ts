@@ -83,6 +83,11 @@ export interface ServerStats {
   connections: number;
   /** fds currently allocated (open connections plus upgrades in progress). */
   liveFds: number;
+  /**
+   * Upgrades whose client went away (aborted, or 408) while their hooks still run in a worker:
+   * their fd is free, but they count against maxConnections until the worker answers.
+   */
+  orphanedUpgrades: number;
   upgradesAccepted: number;
   /** Upgrades rejected by an upgrade hook (the server's own refusals are in drops, by reason). */
   upgradesRejected: number;

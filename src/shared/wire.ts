@@ -227,7 +227,8 @@ export const jsonCodec: Codec = {
   },
   encode(event, ref, payload) {
     let data = payload;
-    if (payload instanceof Uint8Array || payload instanceof ArrayBuffer || ArrayBuffer.isView(payload)) data = decoder.decode(toBytes(payload));
+    // Bytes become their UTF-8 text; other typed arrays (Float32Array...) stay JSON values.
+    if (payload instanceof Uint8Array || payload instanceof ArrayBuffer || payload instanceof DataView) data = decoder.decode(toBytes(payload));
     return encoder.encode(JSON.stringify({ cmd: event, data, ref }));
   },
 };

@@ -165,7 +165,9 @@ export class Conn implements Context, UpgradeContext {
       throw new TypeError('bind() options.onDuplicate must be "allow", "reject" or "kick"');
     }
     const code = options?.code ?? 4001;
-    if (!Number.isInteger(code) || code < 1000 || code > 4999) throw new RangeError('bind() options.code must be a close code between 1000 and 4999');
+    if (!Number.isInteger(code) || !sendableCloseCode(code)) {
+      throw new RangeError(`bind() options.code must be a close code a client accepts (1000-1003, 1007-1014, 3000-4999), got ${String(code)}`);
+    }
     await this.outbox.request(RequestOp.Bind, this.handle, uid, null, false, utf8.encode(JSON.stringify({ onDuplicate, code })), true);
     this.uid = uid;
   }

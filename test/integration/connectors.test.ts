@@ -13,7 +13,7 @@ import { TcpClient, TcpConnector, TcpFrameType, encodeTcpFrame, type TcpHandshak
 import { MemoryConnector } from '../../src/core/connectors/memory.js';
 import { SendStatus, type ClientManager, type Connector, type ConnectorClient } from '../../src/core/connector.js';
 import { decodeFrame, encodeFrame } from '../../src/shared/wire.js';
-import { Client, LabelSink, fixture, of } from '../helpers.js';
+import { Client, LabelSink, fixture, of, within } from '../helpers.js';
 
 let server: Server;
 let port: number;
@@ -499,7 +499,7 @@ test('a connector client removed while its upgrade hooks run: addClient() settle
     const added = manager!.addClient(client, { path: '/slow' });
     await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade waiting')));
     manager!.removeClient(client, 1006, '');
-    const r = await added;
+    const r = await within('addClient() to settle', added);
     assert.deepEqual(r, { ok: false, status: 499, code: 'RW_ERR_UPGRADE_REFUSED', message: 'client removed while its upgrade hooks ran' });
     assert.equal(server.stats().liveFds, 0);
     assert.equal(server.stats().drops.upgradeAborted, 1);

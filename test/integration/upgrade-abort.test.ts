@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { BroadcastChannel } from 'node:worker_threads';
 import diagnostics from 'node:diagnostics_channel';
 import { createServer } from '../../src/core/server.js';
-import { Client, LabelSink, fixture, until } from '../helpers.js';
+import { Client, LabelSink, fixture, until, within } from '../helpers.js';
 
 test('an upgrade aborted by the client while its async hook runs: fd released, counted, no socket opened', async () => {
   const sink = new LabelSink('rw-test-labels');
@@ -29,7 +29,7 @@ test('an upgrade aborted by the client while its async hook runs: fd released, c
       diagnostics.subscribe('ringwire:drop', on);
     });
     sock.destroy();
-    await aborted;
+    await within('the upgradeAborted drop', aborted);
     go.postMessage('go');
     await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade released')));
     // A normal client afterwards gets through (its own hook is released the same way) and is served.
@@ -49,7 +49,7 @@ test('an upgrade aborted by the client while its async hook runs: fd released, c
   }
 });
 
-test('an aborted upgrade frees its connection slot at once, not when its hook answers (maxConnections: 1)', async () => {
+test('an aborted upgrade frees its fd at once, counted once; its hook, still running, holds its maxConnections place until it answers (maxConnections: 1)', async () => {
   const sink = new LabelSink('rw-test-labels');
   const go = new BroadcastChannel('rw-test-go');
   const server = createServer({ modules: [fixture('slowup.module')], workers: 1, maxConnections: 1 });
@@ -70,18 +70,25 @@ test('an aborted upgrade frees its connection slot at once, not when its hook an
       diagnostics.subscribe('ringwire:drop', on);
     });
     sock.destroy();
-    await aborted;
-    // The hook is still running (nobody said go): before the fix its fd stayed allocated until it
-    // answered or upgradeTimeoutMs (10 s) passed, and every new client got 503 meanwhile.
+    await within('the upgradeAborted drop', aborted);
+    // The fd is free at once; the hook still runs (nobody said go), so it keeps its place under
+    // maxConnections: connecting and going away cannot start hooks without bound.
     assert.equal(server.stats().liveFds, 0);
+    assert.equal(server.stats().orphanedUpgrades, 1);
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(Client.open(`ws://127.0.0.1:${port}/slow`), (e: { statusCode?: number }) => e.statusCode === 503);
+    }
+    assert.equal(server.stats().drops.connLimit, 5);
+    go.postMessage('go'); // the hook answers: its late accept is expected, not a stale command
+    await until('the orphaned hook to answer', () => server.stats().orphanedUpgrades === 0);
     const c = new Client(`ws://127.0.0.1:${port}/slow`);
     await sink.until((l) => l.filter((x) => x.startsWith('/slow upgrade waiting')).length === 2);
-    go.postMessage('go'); // releases both hooks: the aborted one's accept is stale
+    go.postMessage('go');
     await c.opened;
     assert.equal((await c.call('ECHO', 'served')).text, 'served');
     const st = server.stats();
     assert.equal(st.drops.upgradeAborted, 1);
-    assert.equal(st.drops.connLimit, 0);
+    assert.equal(st.drops.staleHandle, 0, 'the aborted upgrade is counted once');
     assert.equal(st.connections, 1);
     assert.equal(st.liveFds, 1);
     await c.close();

@@ -1,0 +1,26 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Conn } from '../../src/workers/connection.js';
+import type { ModuleRt } from '../../src/workers/loader.js';
+import type { Outbox } from '../../src/workers/outbox.js';
+import { jsonCodec } from '../../src/shared/wire.js';
+
+// Argument checks that run before anything is queued: no outbox or module is reached.
+const conn = (): Conn => new Conn(1, 1, {} as ModuleRt, {} as Outbox, '/x', '', '127.0.0.1', {}, {});
+
+test('close codes a client fails (1004-1006, 1015, 1016-2999, outside 1000-4999) are refused by ctx.close and by bind\'s kick code', async () => {
+  for (const code of [999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 1000.5]) {
+    assert.throws(() => conn().close(code), RangeError, `close(${code})`);
+    await assert.rejects(conn().bind('u', { onDuplicate: 'kick', code }), RangeError, `bind code ${code}`);
+  }
+});
+
+test('json codec: bytes (Uint8Array, ArrayBuffer, DataView) become their UTF-8 text; other typed arrays stay JSON values', () => {
+  const hi = new TextEncoder().encode('hi');
+  const data = (p: unknown): unknown => (JSON.parse(new TextDecoder().decode(jsonCodec.encode('E', 1, p))) as { data: unknown }).data;
+  assert.equal(data(hi), 'hi');
+  assert.equal(data(hi.slice().buffer), 'hi');
+  assert.equal(data(new DataView(hi.slice().buffer)), 'hi');
+  assert.deepEqual(data(new Float32Array([1.5, 2])), { 0: 1.5, 1: 2 });
+  assert.deepEqual(data(new Uint16Array([1, 2])), { 0: 1, 1: 2 });
+});
