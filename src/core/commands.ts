@@ -313,8 +313,15 @@ export class CommandExecutor {
         return;
       case RecordKind.CloseConn: {
         const c = rd.closeConn(off);
-        const ws = this.lookup(c.handle());
-        if (ws !== undefined) ws.end(c.code(), closeReason(c.reason() ?? ''));
+        const ws = this.find(c.handle());
+        if (ws !== undefined) {
+          ws.end(c.code(), closeReason(c.reason() ?? ''));
+          return;
+        }
+        // Detached: its session ends now (the disconnect hooks run with the code), no resume.
+        const d = this.host?.sessions.detachedOf(c.handle());
+        if (d !== undefined) this.host!.sessions.expire(d, c.reason() ?? '', c.code());
+        else this.counters.drop('staleHandle', c.handle());
         return;
       }
       case RecordKind.Accept:
