@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { createServer, type Server } from '../../src/index.js';
-import { Client, LabelSink, JsonClient as J, fixture, until } from '../helpers.js';
+import { Client, LabelSink, JsonClient as J, fixture, until, within } from '../helpers.js';
 import { TcpClient, TcpConnector, TcpFrameType } from '../../src/core/connectors/tcp.js';
 
 async function start(extra: Record<string, unknown> = {}): Promise<{ server: Server; url: string }> {
@@ -571,4 +571,20 @@ test('a resume token only resumes on the path it was issued on', async (t) => {
   assert.equal(r.status, 410);
   assert.equal((JSON.parse(r.body) as { code: string }).code, 'RW_ERR_RESUME_TOKEN');
   assert.equal(server.stats().drops.resumeRefused, 1);
+});
+
+test('ctx.close() on a detached connection (from onAway) ends its session now: disconnect hook with the code, leave, no resume', async (t) => {
+  const { server, url, sink } = await startWithSink(t);
+  const { a, token, b } = await pair(url, 'nr', 'no-resume-1', 'bob');
+  a.c.ws.terminate();
+  await within('disconnect hook', sink.until((l) => l.includes('disconnect:no-resume-1:4000')));
+  for (;;) {
+    const m = await within('leave', b.next('presence_diff'));
+    if ((m.data['leaves'] as { uid: string }[]).some((x) => x.uid === 'no-resume-1')) break;
+  }
+  assert.equal(server.stats().detached, 0);
+  assert.equal(server.uidHandles('no-resume-1').length, 0);
+  const r = await refused(`${url}?rw_resume=${token}`);
+  assert.equal(r.status, 410);
+  assert.equal(sink.labels.filter((l) => l.startsWith('disconnect:no-resume-1')).length, 1);
 });
