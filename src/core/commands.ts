@@ -174,13 +174,6 @@ export class CommandExecutor {
     };
   }
 
-  /** The live socket a handle names, or undefined (counted as a stale-handle drop). */
-  lookup(handle: number): Sock | undefined {
-    const ws = this.find(handle);
-    if (ws === undefined) this.counters.drop('staleHandle', handle);
-    return ws;
-  }
-
   /** The live socket a handle names, or undefined (not counted). */
   private find(handle: number): Sock | undefined {
     return this.alloc.isCurrent(handle) ? this.sockets.get(this.alloc.fdOf(handle)) : undefined;

@@ -18,7 +18,7 @@ import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
 import { ClientSock, TopicRegistry, asSock, type Sock } from './client-sock.js';
-import { SessionManager, type ClusterLink, type PresenceMember, type ResumeOptions } from './sessions.js';
+import { RESUME_IN_PROGRESS, SessionManager, type ClusterLink, type PresenceMember, type ResumeOptions } from './sessions.js';
 import { RedisBus, type BusMessage } from './cluster.js';
 import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
 import { dropChannel } from '../shared/diagnostics.js';
@@ -549,7 +549,8 @@ export class Server {
       const s = typeof t === 'string' ? null : this.slots[t.ud.slot]!;
       if (typeof t === 'string' || !s!.alive || s!.generation !== t.ud.slotGen) {
         this.counters.drop('resumeRefused');
-        refusePending(p, 410, JSON.stringify({ code: ErrorCodes.RW_ERR_RESUME_TOKEN, message: typeof t === 'string' ? t : 'session lost' }),
+        // 409 while another resume of the session is in its hooks: the session is still there, retry.
+        refusePending(p, t === RESUME_IN_PROGRESS ? 409 : 410, JSON.stringify({ code: ErrorCodes.RW_ERR_RESUME_TOKEN, message: typeof t === 'string' ? t : 'session lost' }),
           ErrorCodes.RW_ERR_RESUME_TOKEN, ['content-type'], ['application/json']);
         return;
       }

@@ -46,6 +46,9 @@ export interface ResumeOptions {
 }
 
 /** One member of a room, as presence frames and `join()` report it. */
+/** resumeTarget()'s refusal while another resume of the session runs its hooks (HTTP 409: retry). */
+export const RESUME_IN_PROGRESS = 'a resume of this session is already in progress';
+
 export interface PresenceMember {
   readonly handle: number;
   readonly uid: string | null;
@@ -377,7 +380,7 @@ export class SessionManager {
   resumeTarget(token: string, module: number, url: string): Session | string {
     const s = this.byToken.get(token);
     if (s === undefined) return 'resume token unknown or expired';
-    if (s.resuming) return 'a resume of this session is already in progress';
+    if (s.resuming) return RESUME_IN_PROGRESS;
     if (s.ud.module !== module || pathOf(s.ud.url) !== pathOf(url)) return 'resume token belongs to another path';
     return s;
   }

@@ -495,6 +495,24 @@ test('a resume sent while the old socket still lives, which then closes normally
   await c.c.close();
 });
 
+test('a second resume of a session whose first resume is still in its hooks gets 409 (retry), not 410: the session is still there and the first resume succeeds', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  a.c.ws.terminate();
+  await until('the session detached', () => server.stats().detached === 1);
+  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  await assert.rejects(Client.open(`${url}?rw_resume=${token}`), (e: { statusCode?: number }) => e.statusCode === 409);
+  assert.equal(server.stats().drops.resumeRefused, 1);
+  go();
+  await r.c.opened;
+  await sink.until((l) => l.some((x) => x.startsWith('resume:')));
+  assert.equal((await r.call('PROBE', null)).data['resumed'], true);
+  assert.equal(server.stats().detached, 0);
+  await r.c.close();
+});
+
 test('a room left while detached: the session is no longer buffered for it (not after the resume, not after a later drop)', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
   const a = await J.open(url);
