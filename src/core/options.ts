@@ -36,7 +36,7 @@ export interface ServerOptions {
   ringBytes?: number;
   /** Bytes of each worker's I/O-side overflow buffer used when its inbound ring is full. Default 16 MiB. */
   overflowBytes?: number;
-  /** Live connection cap (the fd allocator's maxLive); over it upgrades get 503. */
+  /** Cap on live connections, detached sessions and upgrades in progress; over it upgrades get 503 (a detached session's resume is still served). */
   maxConnections?: number;
   /** Highest fd before wrapping (default FD_MAX = 16,777,215); lower it only for tests. */
   maxFd?: number;

@@ -185,7 +185,9 @@ export class Server {
 
   constructor(options: ServerOptions) {
     this.options = resolveOptions(options);
-    this.alloc = new FdAllocator({ maxLive: this.options.maxConnections, maxFd: this.options.maxFd });
+    // maxConnections is checked in beginUpgrade; the allocator's own cap leaves room for the
+    // temporary fds of resumes (each detached session already holds its place).
+    this.alloc = new FdAllocator({ maxLive: Math.min(this.options.maxFd, 2 * this.options.maxConnections), maxFd: this.options.maxFd });
     this.app = this.uws.App();
     this.exec = new CommandExecutor(this.app, this.alloc, this.sockets, this.pending, this.counters);
     this.exec.host = this;
@@ -557,8 +559,7 @@ export class Server {
       p.resume = t;
       slot = s;
     }
-    const orphans = this.exec.orphanedUpgrades.size;
-    const fd = orphans !== 0 && this.alloc.live + orphans >= this.options.maxConnections ? 0 : this.alloc.alloc();
+    const fd = p.resume === null && this.placesTaken() >= this.options.maxConnections ? 0 : this.alloc.alloc();
     if (fd === 0) {
       this.counters.drop('connLimit');
       refusePending(p, 503, 'too many connections', 'RW_ERR_CONN_LIMIT');
@@ -572,6 +573,7 @@ export class Server {
       return;
     }
     const handle = this.alloc.handle(fd);
+    if (p.resume !== null) this.resumeHandles.add(handle);
     p.handle = handle;
     p.slot = slot.index;
     p.slotGen = slot.generation;
@@ -628,6 +630,21 @@ export class Server {
       this.counters.drop(reason, p.handle);
       refusePending(p, 503, body, code);
     }
+  }
+
+  /**
+   * Temporary fds of resume upgrades, by handle. A resume needs one while its hooks run, but its
+   * session already holds a place (its own fd), so these do not count against maxConnections:
+   * a server at capacity still takes its dropped clients back. Entries whose allocation has ended
+   * (the resume opened and gave its fd back, or was refused) are pruned when counted.
+   */
+  private readonly resumeHandles = new Set<number>();
+
+  /** Places taken under maxConnections: live fds, less resumes' temporary ones, plus orphaned upgrades. */
+  private placesTaken(): number {
+    const r = this.resumeHandles;
+    if (r.size !== 0) for (const h of r) if (!this.alloc.isCurrent(h)) r.delete(h);
+    return this.alloc.live - r.size + this.exec.orphanedUpgrades.size;
   }
 
   /**

@@ -513,6 +513,27 @@ test('a second resume of a session whose first resume is still in its hooks gets
   await r.c.close();
 });
 
+test('a server at maxConnections still takes a dropped client back: its detached session holds its place, the resume is served, fresh upgrades still get 503', async (t) => {
+  const { server, url } = await start({ maxConnections: 2 });
+  t.after(() => server.close());
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const b = await J.open(url);
+  await b.next('session');
+  a.c.ws.terminate();
+  await until('the session detached', () => server.stats().detached === 1);
+  // Full: b is live and a's session holds the other place.
+  await assert.rejects(Client.open(url), (e: { statusCode?: number }) => e.statusCode === 503);
+  const r = await J.open(`${url}?rw_resume=${token}`);
+  assert.equal((await r.next('session')).data['resumed'], true);
+  await assert.rejects(Client.open(url), (e: { statusCode?: number }) => e.statusCode === 503);
+  const st = server.stats();
+  assert.equal(st.drops.connLimit, 2);
+  assert.equal(st.connections, 2);
+  assert.equal(st.liveFds, 2, 'the resume gave its temporary fd back');
+  await Promise.all([r.c.close(), b.c.close()]);
+});
+
 test('a room left while detached: the session is no longer buffered for it (not after the resume, not after a later drop)', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
   const a = await J.open(url);
