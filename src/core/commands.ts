@@ -374,17 +374,23 @@ export class CommandExecutor {
 
   /**
    * Upgrades whose client went away (aborted, or 408) while their hooks still run in the worker,
-   * by handle → slot index: their fd is free, but each still counts against maxConnections until
+   * by handle: their fd is free, but each still counts against maxConnections until
    * the worker's late answer arrives (the hooks are real work), and that answer is expected, not
    * a stale command.
    */
-  readonly orphanedUpgrades = new Map<number, number>();
+  readonly orphanedUpgrades = new Map<number, PendingUpgrade>();
 
   private takePending(handle: number): PendingUpgrade | undefined {
     const fd = this.alloc.fdOf(handle);
     const p = this.pending.get(fd);
     if (p === undefined || p.handle !== handle) {
-      if (this.orphanedUpgrades.size !== 0 && this.orphanedUpgrades.delete(handle)) return undefined;
+      const o = this.orphanedUpgrades.size !== 0 ? this.orphanedUpgrades.get(handle) : undefined;
+      if (o !== undefined) {
+        // The answer of an orphaned upgrade: expected, not stale; a resume's session goes on.
+        this.orphanedUpgrades.delete(handle);
+        this.host?.pendingGone(o);
+        return undefined;
+      }
       this.counters.drop('staleHandle');
       return undefined;
     }

@@ -471,7 +471,8 @@ export class Server {
     slot.barrierWaiters.clear();
     slot.reset();
     // Its hooks died with it: the upgrades orphaned there will get no answer.
-    for (const [h, i] of this.exec.orphanedUpgrades) if (i === slot.index) this.exec.orphanedUpgrades.delete(h);
+    // (their resumes' sessions lived in that worker too: expireAll above ended them)
+    for (const [h, o] of this.exec.orphanedUpgrades) if (o.slot === slot.index) this.exec.orphanedUpgrades.delete(h);
     slot.generation++;
     if (!restart) return; // shutting down: the slot stays dead
     // Crash-loop back-off: the first deaths restart at once; past CRASH_FREE_RESTARTS within
@@ -573,7 +574,6 @@ export class Server {
       return;
     }
     const handle = this.alloc.handle(fd);
-    if (p.resume !== null) this.resumeHandles.add(handle);
     p.handle = handle;
     p.slot = slot.index;
     p.slotGen = slot.generation;
@@ -633,18 +633,12 @@ export class Server {
   }
 
   /**
-   * Temporary fds of resume upgrades, by handle. A resume needs one while its hooks run, but its
-   * session already holds a place (its own fd), so these do not count against maxConnections:
-   * a server at capacity still takes its dropped clients back. Entries whose allocation has ended
-   * (the resume opened and gave its fd back, or was refused) are pruned when counted.
+   * Places taken under maxConnections: live fds and orphaned upgrades, less one per session with
+   * a resume under way (the session's own fd holds its place; the resume's temporary fd, or its
+   * orphaned hook, does not count again), so a full server still takes its dropped clients back.
    */
-  private readonly resumeHandles = new Set<number>();
-
-  /** Places taken under maxConnections: live fds, less resumes' temporary ones, plus orphaned upgrades. */
   private placesTaken(): number {
-    const r = this.resumeHandles;
-    if (r.size !== 0) for (const h of r) if (!this.alloc.isCurrent(h)) r.delete(h);
-    return this.alloc.live - r.size + this.exec.orphanedUpgrades.size;
+    return this.alloc.live + this.exec.orphanedUpgrades.size - this.sessions.resumingCount;
   }
 
   /**
@@ -672,11 +666,14 @@ export class Server {
   private orphanPending(p: PendingUpgrade, fd: number): void {
     this.pending.delete(fd);
     this.alloc.release(fd);
-    this.pendingGone(p);
     const slot = this.slots[p.slot]!;
     if (slot.alive && slot.generation === p.slotGen) {
-      this.exec.orphanedUpgrades.set(p.handle, p.slot);
+      // A resume stays under way until the hook answers (exec.takePending calls pendingGone):
+      // another resume of the session meanwhile gets 409, so one session runs one hook at most.
+      this.exec.orphanedUpgrades.set(p.handle, p);
       slot.close(p.handle, CloseCode.ABNORMAL, EMPTY);
+    } else {
+      this.pendingGone(p);
     }
   }
 
@@ -1100,6 +1097,7 @@ export class Server {
       await this.pool.destroy();
       this.pool = null;
     }
+    this.exec.orphanedUpgrades.clear(); // their hooks ended with the workers
     if (this.listenSocket !== null) {
       this.uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = null;

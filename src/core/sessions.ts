@@ -45,10 +45,10 @@ export interface ResumeOptions {
   readonly maxBytes: number;
 }
 
-/** One member of a room, as presence frames and `join()` report it. */
 /** resumeTarget()'s refusal while another resume of the session runs its hooks (HTTP 409: retry). */
 export const RESUME_IN_PROGRESS = 'a resume of this session is already in progress';
 
+/** One member of a room, as presence frames and `join()` report it. */
 export interface PresenceMember {
   readonly handle: number;
   readonly uid: string | null;
@@ -366,7 +366,7 @@ export class SessionManager {
     }
     if (ud.session !== null) {
       // A resume upgrade in flight must not take over the fd released below (handleOpen ends it).
-      ud.session.resuming = false;
+      this.setResuming(ud.session, false);
       this.byToken.delete(ud.session.token);
       ud.session = null;
     }
@@ -385,9 +385,21 @@ export class SessionManager {
     return s;
   }
 
+  /**
+   * Sessions with a resume upgrade under way. Each holds its place under maxConnections by its
+   * own fd, so the resume's temporary fd (or its orphaned hook) is not counted again (see
+   * Server.placesTaken); one resume per session at a time bounds them.
+   */
+  resumingCount = 0;
+
+  private setResuming(s: Session, on: boolean): void {
+    if (s.resuming !== on) this.resumingCount += on ? 1 : -1;
+    s.resuming = on;
+  }
+
   /** A resume upgrade for `s` is under way (its hooks run): the grace timer stops meanwhile. */
   beginResume(s: Session): void {
-    s.resuming = true;
+    this.setResuming(s, true);
     if (s.timer !== null) {
       clearTimeout(s.timer);
       s.timer = null;
@@ -396,7 +408,7 @@ export class SessionManager {
 
   /** The resume upgrade failed (rejected, aborted, timed out): the grace period goes on. */
   abortResume(s: Session): void {
-    s.resuming = false;
+    this.setResuming(s, false);
     if (s.detached) {
       if (Date.now() >= s.deadline) this.expire(s, 'session expired');
       else this.arm(s);
@@ -414,7 +426,7 @@ export class SessionManager {
     // The client came back before its old socket was seen to die (half-open TCP): retire that one.
     if (!s.detached) this.host.retire(s.ud, CloseCode.GOING_AWAY, 'session resumed on another socket');
     else this.undetach(s);
-    s.resuming = false;
+    this.setResuming(s, false);
     const old = s.ud;
     ud.fd = s.fd;
     ud.handle = s.handle;

@@ -432,8 +432,8 @@ test('resume during a worker backlog: onResume runs before the resumed socket\'s
 });
 
 /** The resume-order fixture on one worker, its label sink and its 'go' channel, closed after the test. */
-async function startEdges(t: TestContext): Promise<{ server: Server; url: string; sink: LabelSink; go: () => void }> {
-  const server = createServer({ modules: [fixture('resume-order.module'), fixture('rooms.module')], workers: 1 });
+async function startEdges(t: TestContext, extra: Record<string, unknown> = {}): Promise<{ server: Server; url: string; sink: LabelSink; go: () => void }> {
+  const server = createServer({ modules: [fixture('resume-order.module'), fixture('rooms.module')], workers: 1, ...extra });
   const port = await server.listen(0, '127.0.0.1');
   const sink = new LabelSink('rw-test-resume-labels');
   const ch = new BroadcastChannel('rw-test-resume-go');
@@ -532,6 +532,45 @@ test('a server at maxConnections still takes a dropped client back: its detached
   assert.equal(st.connections, 2);
   assert.equal(st.liveFds, 2, 'the resume gave its temporary fd back');
   await Promise.all([r.c.close(), b.c.close()]);
+});
+
+test('a resume abandoned by its client while its hook runs stays under way until the hook answers: another resume of it gets 409, so aborting and retrying cannot start hooks without bound', async (t) => {
+  const { server, url, sink, go } = await startEdges(t, { maxConnections: 2 });
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  a.c.ws.terminate();
+  await until('the session detached', () => server.stats().detached === 1);
+  const r1 = new Client(`${url}?rw_resume=${token}&wait=1`);
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  r1.ws.terminate(); // the client gives up while the hook runs
+  await until('the resume orphaned', () => server.stats().orphanedUpgrades === 1);
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(Client.open(`${url}?rw_resume=${token}&wait=1`), (e: { statusCode?: number }) => e.statusCode === 409);
+  }
+  assert.equal(server.stats().orphanedUpgrades, 1, 'one hook at most per session');
+  go(); // the hook answers: the session goes on (its grace) and can be resumed
+  await until('the orphaned hook answered', () => server.stats().orphanedUpgrades === 0);
+  const r = await J.open(`${url}?rw_resume=${token}`);
+  assert.equal((await r.next('session')).data['resumed'], true);
+  assert.equal(server.stats().drops.staleHandle, 0);
+  await r.c.close();
+});
+
+test('a resume whose session ends while its hook runs counts against maxConnections like any upgrade', async (t) => {
+  const { server, url, sink, go } = await startEdges(t, { maxConnections: 1 });
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`)); // half-open: a still lives
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  await a.c.close(); // the session ends for good; the resume's fd is now an upgrade like others
+  await until('the session ended', () => server.stats().connections === 0);
+  await assert.rejects(Client.open(url), (e: { statusCode?: number }) => e.statusCode === 503);
+  go();
+  assert.deepEqual(await r.c.closed, { code: 1011, reason: 'session lost' });
+  const b = await J.open(url);
+  await b.next('session');
+  assert.equal(server.stats().connections, 1);
+  await b.c.close();
 });
 
 test('a room left while detached: the session is no longer buffered for it (not after the resume, not after a later drop)', async (t) => {
