@@ -666,6 +666,8 @@ export class Server {
   private orphanPending(p: PendingUpgrade, fd: number): void {
     this.pending.delete(fd);
     this.alloc.release(fd);
+    // A connector client is answered now (408/499): its removeClient must find nothing pending.
+    if (p.client !== null && this.clientPending.get(p.client) === p) this.clientPending.delete(p.client);
     const slot = this.slots[p.slot]!;
     if (slot.alive && slot.generation === p.slotGen) {
       // A resume stays under way until the hook answers (exec.takePending calls pendingGone):
@@ -680,7 +682,7 @@ export class Server {
   /** @internal A resume upgrade ended without opening: its session's grace period goes on. */
   pendingGone(p: PendingUpgrade): void {
     if (p.resume !== null && p.resume.resuming) this.sessions.abortResume(p.resume);
-    if (p.client !== null) this.clientPending.delete(p.client);
+    if (p.client !== null && this.clientPending.get(p.client) === p) this.clientPending.delete(p.client);
   }
 
   /** Slowloris guard: the upgrade hooks did not answer in time → 408, fd released. */

@@ -13,7 +13,7 @@ import { TcpClient, TcpConnector, TcpFrameType, encodeTcpFrame, type TcpHandshak
 import { MemoryConnector } from '../../src/core/connectors/memory.js';
 import { SendStatus, type ClientManager, type Connector, type ConnectorClient } from '../../src/core/connector.js';
 import { decodeFrame, encodeFrame } from '../../src/shared/wire.js';
-import { Client, LabelSink, fixture, of, within } from '../helpers.js';
+import { Client, LabelSink, fixture, of, until, within } from '../helpers.js';
 
 let server: Server;
 let port: number;
@@ -504,6 +504,27 @@ test('a connector client removed while its upgrade hooks run: addClient() settle
     assert.equal(server.stats().liveFds, 0);
     assert.equal(server.stats().drops.upgradeAborted, 1);
     go.postMessage('go'); // the hook answers late: stale, dropped
+  } finally {
+    go.close();
+    sink.close();
+    await server.close();
+  }
+});
+
+test('a memory connector client whose upgrade hooks time out gets 408, counted once (upgradeTimeout, not also upgradeAborted)', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-go');
+  const m = new MemoryConnector();
+  const server = createServer({ modules: [fixture('slowup.module')], workers: 1, connectors: [m], upgradeTimeoutMs: 200 });
+  await server.listen(0, '127.0.0.1');
+  try {
+    await assert.rejects(within('the 408', m.connect('/slow')), (e: { status?: number; code?: string }) =>
+      e.status === 408 && e.code === 'RW_ERR_UPGRADE_TIMEOUT');
+    go.postMessage('go'); // the hook answers late
+    await until('the timed-out hook to answer', () => server.stats().orphanedUpgrades === 0);
+    const d = server.stats().drops;
+    assert.deepEqual([d.upgradeTimeout, d.upgradeAborted, d.staleHandle], [1, 0, 0]);
+    assert.equal(server.stats().liveFds, 0);
   } finally {
     go.close();
     sink.close();
