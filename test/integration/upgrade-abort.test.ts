@@ -6,6 +6,30 @@ import diagnostics from 'node:diagnostics_channel';
 import { createServer } from '../../src/core/server.js';
 import { Client, LabelSink, fixture, until, within } from '../helpers.js';
 
+/**
+ * A raw client sends an upgrade request to /slow, waits until its hook runs, then goes away;
+ * resolves once the server has seen the abort (published on 'ringwire:drop').
+ */
+async function abortInHook(port: number, sink: LabelSink): Promise<void> {
+  const sock = connect(port, '127.0.0.1');
+  await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+  const waiting = sink.labels.filter((x) => x.startsWith('/slow upgrade waiting')).length;
+  sock.write('GET /slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  await sink.until((l) => l.filter((x) => x.startsWith('/slow upgrade waiting')).length > waiting);
+  const aborted = new Promise<void>((resolve) => {
+    const on = (m: unknown): void => {
+      if ((m as { reason?: string }).reason === 'upgradeAborted') {
+        diagnostics.unsubscribe('ringwire:drop', on);
+        resolve();
+      }
+    };
+    diagnostics.subscribe('ringwire:drop', on);
+  });
+  sock.destroy();
+  await within('the upgradeAborted drop', aborted);
+}
+
 test('an upgrade aborted by the client while its async hook runs: fd released, counted, no socket opened', async () => {
   const sink = new LabelSink('rw-test-labels');
   const go = new BroadcastChannel('rw-test-go');
@@ -13,23 +37,7 @@ test('an upgrade aborted by the client while its async hook runs: fd released, c
   const port = await server.listen(0, '127.0.0.1');
   try {
     // A raw client sends the upgrade request, then goes away before the hook answers.
-    const sock = connect(port, '127.0.0.1');
-    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
-    sock.write('GET /slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
-    await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade waiting')));
-    // Wait until the server has seen the abort (it is published on 'ringwire:drop').
-    const aborted = new Promise<void>((resolve) => {
-      const on = (m: unknown): void => {
-        if ((m as { reason?: string }).reason === 'upgradeAborted') {
-          diagnostics.unsubscribe('ringwire:drop', on);
-          resolve();
-        }
-      };
-      diagnostics.subscribe('ringwire:drop', on);
-    });
-    sock.destroy();
-    await within('the upgradeAborted drop', aborted);
+    await abortInHook(port, sink);
     go.postMessage('go');
     await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade released')));
     // A normal client afterwards gets through (its own hook is released the same way) and is served.
@@ -55,22 +63,7 @@ test('an aborted upgrade frees its fd at once, counted once; its hook, still run
   const server = createServer({ modules: [fixture('slowup.module')], workers: 1, maxConnections: 1 });
   const port = await server.listen(0, '127.0.0.1');
   try {
-    const sock = connect(port, '127.0.0.1');
-    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
-    sock.write('GET /slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
-    await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade waiting')));
-    const aborted = new Promise<void>((resolve) => {
-      const on = (m: unknown): void => {
-        if ((m as { reason?: string }).reason === 'upgradeAborted') {
-          diagnostics.unsubscribe('ringwire:drop', on);
-          resolve();
-        }
-      };
-      diagnostics.subscribe('ringwire:drop', on);
-    });
-    sock.destroy();
-    await within('the upgradeAborted drop', aborted);
+    await abortInHook(port, sink);
     // The fd is free at once; the hook still runs (nobody said go), so it keeps its place under
     // maxConnections: connecting and going away cannot start hooks without bound.
     assert.equal(server.stats().liveFds, 0);
