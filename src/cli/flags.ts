@@ -39,6 +39,7 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   { name: 'idle-spin-micros', kind: 'int', option: 'idleSpinMicros', arg: 'N', def: '0', help: 'an idle worker busy-polls this long before it sleeps (latency vs CPU)' },
   { name: 'idle-block-ms', kind: 'int', option: 'idleBlockMs', arg: 'N', def: '1', help: 'then blocks in Atomics.wait up to this long before sleeping on waitAsync' },
   { name: 'shutdown-timeout-ms', kind: 'int', option: 'shutdownTimeoutMs', arg: 'N', def: '10000', help: 'graceful close: how long to wait for in-flight work before forcing' },
+  { name: 'start-timeout-ms', kind: 'int', option: 'startTimeoutMs', arg: 'N', def: '30000', help: 'start-up: loading the modules (and each start-up step) that takes longer fails with RW_ERR_HANDLER_TIMEOUT; 0 = off' },
   // Hardening and observability (README "Reliability").
   { name: 'upgrade-timeout-ms', kind: 'int', option: 'upgradeTimeoutMs', arg: 'N', def: '10000', help: 'an upgrade whose hooks have not answered by then gets 408' },
   { name: 'handler-timeout-ms', kind: 'int', option: 'handlerTimeoutMs', arg: 'N', def: '30000', help: 'a worker stuck this long in one record is replaced (its connections get 1011); 0 = off' },

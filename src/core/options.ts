@@ -84,6 +84,14 @@ export interface ServerOptions {
   metricsPath?: string;
   /** Graceful close: how long to wait for in-flight work before forcing. Default 10 s. */
   shutdownTimeoutMs?: number;
+  /**
+   * listen(): each start-up step (a lifecycle hook, loading the modules in a worker, the cluster's
+   * and each connector's start, onServerInitError) that has not settled after this long fails
+   * listen() with RW_ERR_HANDLER_TIMEOUT naming the step (fastify's pluginTimeout habit), so a
+   * hook that never settles cannot hang start-up. 0 disables. Default 30 s. A close() during
+   * start-up stops waiting at once either way (listen() rejects with RW_ERR_SERVER_STATE).
+   */
+  startTimeoutMs?: number;
   lifecycle?: LifecycleHooks;
   /**
    * uid affinity (Swoole dispatch_mode 5): read the uid from this query parameter or header of
@@ -124,6 +132,7 @@ export interface ResolvedOptions {
   readonly idleSpinMicros: number;
   readonly idleBlockMs: number;
   readonly shutdownTimeoutMs: number;
+  readonly startTimeoutMs: number;
   readonly metricsPath: string | null;
   readonly upgradeTimeoutMs: number;
   readonly handlerTimeoutMs: number;
@@ -142,7 +151,7 @@ const LIFECYCLE = ['onInit', 'onMountingModules', 'afterRoutesInit', 'onReady', 
 const KNOWN: Readonly<Record<string, readonly string[]>> = {
   '': ['modules', 'hooks', 'workers', 'ringBytes', 'overflowBytes', 'maxConnections', 'maxFd', 'codec', 'drainBatch',
     'idleSpinMicros', 'idleBlockMs', 'upgradeTimeoutMs', 'handlerTimeoutMs', 'asyncTimeoutMs', 'allowedOrigins', 'rateLimit',
-    'metricsPath', 'shutdownTimeoutMs', 'lifecycle', 'uidAffinity', 'connectors', 'cluster'],
+    'metricsPath', 'shutdownTimeoutMs', 'startTimeoutMs', 'lifecycle', 'uidAffinity', 'connectors', 'cluster'],
   'rateLimit.': ['messagesPerSecond', 'burst', 'onExceed', 'shedBurst'],
   'lifecycle.': LIFECYCLE,
   'uidAffinity.': ['query', 'header'],
@@ -210,6 +219,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   const idleSpinMicros = intOption(o.idleSpinMicros, 'idleSpinMicros', 0, 0, 1_000_000);
   const idleBlockMs = intOption(o.idleBlockMs, 'idleBlockMs', 1, 0, 1000);
   const shutdownTimeoutMs = intOption(o.shutdownTimeoutMs, 'shutdownTimeoutMs', 10_000, 0, 3_600_000);
+  const startTimeoutMs = intOption(o.startTimeoutMs, 'startTimeoutMs', 30_000, 0, 3_600_000);
   const metricsPath = o.metricsPath ?? null;
   if (metricsPath !== null && (typeof metricsPath !== 'string' || !/^\/[\w./-]*$/.test(metricsPath))) {
     throw invalidOption('metricsPath', 'an HTTP path such as "/metrics"');
@@ -272,5 +282,5 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     intOption(o.cluster.nodeTtlMs, 'cluster.nodeTtlMs', 15_000, 100, 3_600_000);
     cluster = o.cluster;
   }
-  return { uidAffinity, connectors, cluster, modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, metricsPath, upgradeTimeoutMs, handlerTimeoutMs, asyncTimeoutMs, allowedOrigins, rateLimit, lifecycle };
+  return { uidAffinity, connectors, cluster, modules, hooks, workers, ringBytes, overflowBytes, maxConnections, maxFd, codec, drainBatch, idleSpinMicros, idleBlockMs, shutdownTimeoutMs, startTimeoutMs, metricsPath, upgradeTimeoutMs, handlerTimeoutMs, asyncTimeoutMs, allowedOrigins, rateLimit, lifecycle };
 }

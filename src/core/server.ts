@@ -6,6 +6,7 @@
  *   listen():  onInit → describe modules (in a worker) → onMountingModules → mount routes
  *              → afterRoutesInit → start workers → listen → onReady
  *              any failure → onServerInitError → listen() rejects with a typed error
+ *              each start-up step is bounded by startTimeoutMs; close() meanwhile ends it at once
  *   close():   stop accepting → barrier (replies already accepted are delivered) → close
  *              every socket with 1001 → barrier (disconnect hooks done) → onShutdown
  *              → stop workers → resolve
@@ -29,7 +30,8 @@ import { workerChannel } from '../shared/diagnostics.js';
 import { FdAllocator } from '../fd/index.js';
 import { BROADCAST_TOPIC_PREFIX, CloseCode, Defaults } from '../shared/constants.js';
 import {
-  ErrorCodes, HandlerError, ListenError, ModuleLoadError, RingwireError, ServerStateError,
+  ErrorCodes, HandlerError, HandlerTimeoutError, ListenError, ModuleLoadError, RingwireError, ServerStateError,
+  WorkerDiedError,
 } from '../shared/errors.js';
 import { WorkerCounter, type DescribeResult, type ModuleDescriptor, type ServeTask } from '../shared/tasks.js';
 
@@ -90,6 +92,11 @@ export class Server {
   private port = -1;
   private closePromise: Promise<void> | null = null;
   private listenPromise: Promise<number> | null = null;
+  /**
+   * While listen() runs: every start-up step races this; close() rejects it (ServerStateError) so
+   * a step that never settles cannot hold close(). Null once listen() has settled.
+   */
+  private startAbort: { promise: Promise<never>; reject: (err: Error) => void } | null = null;
 
   // uWS handlers bound once (no closure per connection or message).
   private readonly onMessage = (ws: WebSocket<SocketData>, msg: ArrayBuffer, isBinary: boolean): void => {
@@ -213,8 +220,31 @@ export class Server {
       return Promise.reject(new RangeError('port must be an integer between 0 and 65535'));
     }
     this.state = 'starting';
-    this.listenPromise = this.start(port, host);
+    let reject!: (err: Error) => void;
+    const promise = new Promise<never>((_, rej) => { reject = rej; });
+    promise.catch(() => undefined); // raced by every step; unobserved once listen() has settled
+    this.startAbort = { promise, reject };
+    this.listenPromise = this.start(port, host).finally(() => { this.startAbort = null; });
     return this.listenPromise;
+  }
+
+  /**
+   * One start-up step (a lifecycle hook, loading the modules, a connector's start, ...): it must
+   * settle within startTimeoutMs (else RW_ERR_HANDLER_TIMEOUT naming the step) and before close().
+   * An abandoned step is not cancelled (JavaScript cannot), only no longer waited for; what it
+   * started is released by the teardown that follows.
+   */
+  private async step<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+    const abort = this.startAbort!.promise;
+    const ms = this.options.startTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const waits: Promise<T>[] = [Promise.resolve().then(fn), abort];
+    if (ms > 0) waits.push(new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new HandlerTimeoutError(name, ms)), ms); }));
+    try {
+      return await Promise.race(waits);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async start(port: number, host: string): Promise<number> {
@@ -230,48 +260,55 @@ export class Server {
         // Our serve task is long-lived and async; piscina's Atomics.wait between tasks is not needed.
         atomics: 'disabled',
       });
-      const d = await this.pool.run({
+      const pool = this.pool;
+      const d = await this.step('modules.load', () => pool.run({
         type: 'describe', modules: this.options.modules, hooks: this.options.hooks, codec: this.options.codec,
-      }) as DescribeResult;
+      }).catch((err: unknown) => {
+        // A module that exits the process (or crashes the thread) while it loads.
+        throw new WorkerDiedError(`a worker died while loading the modules: ${err instanceof Error ? err.message : String(err)}`, err);
+      }) as Promise<DescribeResult>);
       if (!d.ok) throw new ModuleLoadError(d.message);
       this.modules = d.modules;
       await this.lifecycle('onMountingModules', lc.onMountingModules ? () => lc.onMountingModules!(d.modules) : undefined);
       this.mount(d.modules);
       await this.lifecycle('afterRoutesInit', lc.afterRoutesInit);
       for (const slot of this.slots) this.startSlot(slot);
-      if (this.bus !== null) await this.bus.start();
+      const bus = this.bus;
+      if (bus !== null) await this.step('cluster.start', () => bus.start());
       const ls = await new Promise<us_listen_socket | false>((resolve) => {
         this.app.listen(host, port, resolve);
       });
       if (ls === false) throw new ListenError(`cannot listen on ${host}:${port} (address in use or not available)`);
       this.listenSocket = ls;
       this.port = this.uws.us_socket_local_port(ls);
-      await this.carrier.start(this.port, host);
+      await this.step('carrier.start', () => this.carrier.start(this.port, host));
       this.exec.carrier = this.carrier;
       this.state = 'listening';
       for (const c of this.options.connectors) {
         this.startedConnectors.push(c);
-        await c.start(this.manager);
+        await this.step(`connector.${c.name}.start`, () => c.start(this.manager));
       }
       await this.lifecycle('onReady', lc.onReady ? () => lc.onReady!({ port: this.port, host }) : undefined);
       return this.port;
     } catch (err) {
       const e = err instanceof RingwireError || err instanceof TypeError || err instanceof RangeError
         ? err : new HandlerError('listen', err);
-      if (lc.onServerInitError) {
-        try {
-          await lc.onServerInitError(e);
-        } catch {
-          // the original error is the one listen() reports
-        }
+      const onInitError = lc.onServerInitError;
+      // close() during start is not an init error: the caller asked for it.
+      if (onInitError && !(e instanceof ServerStateError && this.closePromise !== null)) {
+        // Bounded like the other steps (the original error is the one listen() reports).
+        await this.step('lifecycle.onServerInitError', () => onInitError(e)).catch(() => undefined);
       }
-      if (this.state === 'listening') {
+      if (this.state === 'starting') {
+        // Nothing could connect yet (a close() meanwhile waits for this teardown).
+        await this.teardown();
+      } else {
         // onReady (or a connector's start) failed after clients could connect: they are closed
-        // as close() would (replies delivered, 1001, disconnect hooks run), onShutdown aside.
+        // as close() would (replies delivered, 1001, disconnect hooks run), onShutdown aside; or
+        // a close() called meanwhile is already doing that.
+        this.startAbort = null;
         this.closePromise ??= this.shutdown(false);
         await this.closePromise;
-      } else {
-        await this.teardown();
       }
       throw e;
     }
@@ -279,11 +316,13 @@ export class Server {
 
   private async lifecycle(name: string, fn: (() => unknown) | undefined): Promise<void> {
     if (fn === undefined) return;
-    try {
-      await fn();
-    } catch (err) {
-      throw err instanceof RingwireError ? err : new HandlerError(`lifecycle.${name}`, err);
-    }
+    await this.step(`lifecycle.${name}`, async () => {
+      try {
+        await fn();
+      } catch (err) {
+        throw err instanceof RingwireError ? err : new HandlerError(`lifecycle.${name}`, err);
+      }
+    });
   }
 
   private mount(modules: readonly ModuleDescriptor[]): void {
@@ -452,7 +491,10 @@ export class Server {
 
   private workerDied(slot: Slot, err: unknown): void {
     slot.alive = false;
-    if (workerChannel.hasSubscribers) workerChannel.publish({ slot: slot.index, event: 'died', error: err });
+    if (workerChannel.hasSubscribers) {
+      const error = new WorkerDiedError(`worker ${slot.index} died: ${err instanceof Error ? err.message : String(err)}`, err);
+      workerChannel.publish({ slot: slot.index, event: 'died', error });
+    }
     const restart = this.state === 'listening' || this.state === 'starting';
     if (restart) {
       slot.restarts++;
@@ -928,8 +970,12 @@ export class Server {
       this.state = 'closed';
       return;
     }
-    if (this.state === 'starting' && this.listenPromise !== null) {
-      await this.listenPromise.catch(() => undefined);
+    if (this.startAbort !== null) {
+      // listen() has not settled: its current step is no longer waited for, and listen() rejects.
+      this.startAbort.reject(new ServerStateError('close() was called while the server was starting'));
+      // Before the port is bound, listen()'s failure path undoes the start; once clients could
+      // connect (onReady, a connector's start) this close does the work and listen() waits for it.
+      if (this.state === 'starting') await this.listenPromise!.catch(() => undefined);
     }
     if (this.state === 'closed') return;
     this.state = 'closing';

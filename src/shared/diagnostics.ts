@@ -3,7 +3,8 @@
  * so an unobserved channel costs one property read.
  *
  * I/O thread:  'ringwire:drop'    { reason, handle }      something was refused or dropped (also counted in stats)
- *              'ringwire:worker'  { slot, event, error? } a worker died ('died') or was started ('started')
+ *              'ringwire:worker'  { slot, event, error? } a worker died ('died'; error: a WorkerDiedError, the
+ *                                                     cause in error.cause) or was started ('started')
  * Workers:     'ringwire:hook'    { stage, path, handle, error } a hook or handler failed (subscribe from a
  *                                                         module or hooks file: channels are per thread)
  */

@@ -1,12 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createServer } from '../../src/core/server.js';
 import { CloseCode } from '../../src/shared/constants.js';
-import { Client, fixture, until } from '../helpers.js';
+import { WorkerDiedError } from '../../src/shared/errors.js';
+import { Client, fixture, until, within } from '../helpers.js';
 
 const tools = fixture('tools.module');
 
@@ -133,6 +137,106 @@ test('a misspelt option is an error naming it, not silently ignored', () => {
   assert.throws(() => createServer({ modules: [tools], lifecycle: { onready() {} } as never }), { name: 'TypeError', message: /options\.lifecycle\.onready is not an option \(did you mean lifecycle\.onReady\?\)/ });
   assert.throws(() => createServer({ modules: [tools], rateLimit: { messagesPerSecond: 5, onexceed: 'shed' } as never }), { name: 'TypeError', message: /options\.rateLimit\.onexceed is not an option/ });
   assert.throws(() => createServer({ modules: [tools], cluster: { url: 'redis://127.0.0.1:1', nodeid: 'a' } as never }), { name: 'TypeError', message: /options\.cluster\.nodeid is not an option/ });
+});
+
+const never = (): Promise<void> => new Promise<void>(() => undefined);
+
+/** Resolves when nothing accepts TCP connections on `port` any more (ECONNREFUSED). */
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    sock.once('connect', () => { sock.destroy(); resolve(false); });
+    sock.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+  });
+}
+
+for (const stage of ['onInit', 'afterRoutesInit', 'onReady'] as const) {
+  test(`start-up is bounded: an ${stage} that never settles fails listen() with RW_ERR_HANDLER_TIMEOUT after startTimeoutMs, everything released`, async () => {
+    const errors: string[] = [];
+    let readyPort = -1;
+    const server = createServer({
+      modules: [tools], workers: 1, startTimeoutMs: 200,
+      lifecycle: {
+        [stage]: (info?: { port: number }) => { if (info !== undefined) readyPort = info.port; return never(); },
+        onServerInitError(err) { errors.push(`${(err as { code?: string }).code} ${err.message}`); },
+      },
+    });
+    // Before the fix listen() never settled (within() turns that into a failure, not a hang).
+    await assert.rejects(within('listen() to settle', server.listen(0, '127.0.0.1')), (e: { code?: string; message?: string }) =>
+      e.code === 'RW_ERR_HANDLER_TIMEOUT' && e.message === `lifecycle.${stage} did not settle within 200 ms`);
+    assert.deepEqual(errors, [`RW_ERR_HANDLER_TIMEOUT lifecycle.${stage} did not settle within 200 ms`]);
+    assert.equal(server.listening, false);
+    if (stage === 'onReady') assert.equal(await refused(readyPort), true, 'the port is released');
+    await within('close()', server.close());
+  });
+}
+
+test('start-up is bounded: module files whose loading never finishes fail listen() with RW_ERR_HANDLER_TIMEOUT (modules.load)', async () => {
+  const server = createServer({ modules: [tools, fixture('hang-load.module')], workers: 1, startTimeoutMs: 300 });
+  await assert.rejects(within('listen() to settle', server.listen(0, '127.0.0.1')),
+    { code: 'RW_ERR_HANDLER_TIMEOUT', message: 'modules.load did not settle within 300 ms' });
+  await within('close()', server.close());
+});
+
+for (const stage of ['onInit', 'afterRoutesInit'] as const) {
+  test(`close() during start-up (an ${stage} that never settles, startTimeoutMs 0) stops the start at once: listen() rejects with RW_ERR_SERVER_STATE, no onServerInitError`, async () => {
+    let entered!: () => void;
+    const inHook = new Promise<void>((resolve) => { entered = resolve; });
+    const errors: unknown[] = [];
+    const server = createServer({
+      modules: [tools], workers: 1, startTimeoutMs: 0,
+      lifecycle: {
+        [stage]: () => { entered(); return never(); },
+        onServerInitError(err) { errors.push(err); },
+      },
+    });
+    const listening = server.listen(0, '127.0.0.1');
+    listening.catch(() => undefined);
+    await inHook;
+    // Before the fix close() waited for listen(), which waited for the hook: for ever.
+    await within('close()', server.close());
+    await assert.rejects(listening, { code: 'RW_ERR_SERVER_STATE', message: 'close() was called while the server was starting' });
+    assert.deepEqual(errors, []);
+    assert.equal(server.listening, false);
+  });
+}
+
+test('close() while onReady never settles (clients can already connect): they are closed with 1001 as by close(), listen() rejects with RW_ERR_SERVER_STATE', async () => {
+  let entered!: (port: number) => void;
+  const ready = new Promise<number>((resolve) => { entered = resolve; });
+  const server = createServer({
+    modules: [tools], workers: 1, startTimeoutMs: 0,
+    lifecycle: { onReady: ({ port }) => { entered(port); return never(); } },
+  });
+  const listening = server.listen(0, '127.0.0.1');
+  listening.catch(() => undefined);
+  const c = await Client.open(`ws://127.0.0.1:${await ready}/t`);
+  assert.equal((await c.call('ECHO', 'served')).text, 'served');
+  // Before the fix listen() never settled, though close() went ahead without it.
+  await within('close()', server.close());
+  await assert.rejects(within('listen() to settle', listening), { code: 'RW_ERR_SERVER_STATE' });
+  assert.equal((await c.closed).code, CloseCode.GOING_AWAY);
+  assert.equal(server.listening, false);
+});
+
+test('a module that kills its worker while loading: listen() rejects with RW_ERR_WORKER_DIED, onServerInitError got it', async () => {
+  const marker = join(tmpdir(), `rw-die-load-${process.pid}-${Date.now()}`);
+  writeFileSync(marker, 'die');
+  process.env['RW_TEST_DIE_MARKER'] = marker;
+  const errors: string[] = [];
+  try {
+    const server = createServer({
+      modules: [fixture('dies-on-start.module')], workers: 1,
+      lifecycle: { onServerInitError(err) { errors.push((err as { code?: string }).code ?? 'none'); } },
+    });
+    await assert.rejects(server.listen(0, '127.0.0.1'), (e: Error & { code?: string }) =>
+      e instanceof WorkerDiedError && e.code === 'RW_ERR_WORKER_DIED' && /while loading the modules: worker exited with code: 1/.test(e.message));
+    assert.deepEqual(errors, ['RW_ERR_WORKER_DIED']);
+    await server.close();
+  } finally {
+    rmSync(marker, { force: true });
+    delete process.env['RW_TEST_DIE_MARKER'];
+  }
 });
 
 test('an onShutdown hook that never settles cannot hold close(): it is waited for until shutdownTimeoutMs', async () => {

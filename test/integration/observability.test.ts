@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { createServer } from '../../src/core/server.js';
-import { Client, LabelSink, fixture } from '../helpers.js';
+import { WorkerDiedError } from '../../src/shared/errors.js';
+import { Client, LabelSink, fixture, until } from '../helpers.js';
 
 /** Minimal Prometheus text-format 0.0.4 parser: families with HELP/TYPE, then samples. */
 function parseExposition(text: string): Map<string, { type: string; samples: { labels: Record<string, string>; value: number }[] }> {
@@ -77,6 +78,29 @@ test("diagnostics_channel 'ringwire:drop' reports drops with their reason", asyn
     await a.close();
   } finally {
     diagnostics.unsubscribe('ringwire:drop', onDrop);
+    await server.close();
+  }
+});
+
+test("diagnostics_channel 'ringwire:worker' reports a death as a WorkerDiedError (cause kept), then the restart", async () => {
+  const seen: { slot: number; event: string; error?: unknown }[] = [];
+  const onWorker = (msg: unknown): void => { seen.push(msg as { slot: number; event: string; error?: unknown }); };
+  const server = createServer({ modules: [fixture('dies-on-start.module')], workers: 1 });
+  diagnostics.subscribe('ringwire:worker', onWorker);
+  try {
+    const port = await server.listen(0, '127.0.0.1');
+    const c = await Client.open(`ws://127.0.0.1:${port}/die`);
+    c.emit('CRASH');
+    assert.equal((await c.closed).code, 1011);
+    await until('the restart', () => seen.filter((m) => m.event === 'started').length >= 2);
+    assert.deepEqual(seen.map((m) => `${m.slot} ${m.event}`), ['0 started', '0 died', '0 started']);
+    const err = seen[1]!.error;
+    assert.ok(err instanceof WorkerDiedError, 'a WorkerDiedError');
+    assert.equal(err.code, 'RW_ERR_WORKER_DIED');
+    assert.match(err.message, /^worker 0 died: /);
+    assert.ok(err.cause instanceof Error, 'the cause is kept');
+  } finally {
+    diagnostics.unsubscribe('ringwire:worker', onWorker);
     await server.close();
   }
 });
