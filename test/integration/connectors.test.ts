@@ -531,3 +531,61 @@ test('a memory connector client whose upgrade hooks time out gets 408, counted o
     await server.close();
   }
 });
+
+test('a TCP client gone while its upgrade hooks run is aborted at once like a WebSocket one: fd freed, upgradeAborted, no onConnect for it', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-go');
+  const t9 = new TcpConnector({ port: 0 });
+  const s9 = createServer({ modules: [fixture('slowup.module')], workers: 1, connectors: [t9] });
+  await s9.listen(0, '127.0.0.1');
+  try {
+    const t = new TcpClient();
+    await t.connect('127.0.0.1', t9.port);
+    t.socket.write(encodeTcpFrame(TcpFrameType.HANDSHAKE, Buffer.from(JSON.stringify({ path: '/slow' }))));
+    await sink.until((l) => l.some((x) => x.startsWith('/slow upgrade waiting')));
+    assert.equal(s9.stats().liveFds, 1);
+    t.socket.resetAndDestroy(); // the peer is gone while its hook still runs
+    await t.closed;
+    // Before the hook answers: its fd is free and the abort counted, as for a WebSocket client.
+    await until('the upgrade to be aborted', () => s9.stats().drops.upgradeAborted === 1);
+    assert.equal(s9.stats().liveFds, 0);
+    go.postMessage('go'); // the hook answers late: the client is not opened
+    await until('the orphaned hook to answer', () => s9.stats().orphanedUpgrades === 0);
+    const st = s9.stats();
+    assert.deepEqual([st.upgradesAccepted, st.connections, st.liveFds, st.drops.staleHandle], [0, 0, 0, 0]);
+  } finally {
+    go.close();
+    sink.close();
+    await s9.close();
+  }
+});
+
+test('a TCP client the connector kicks for a protocol error leaves the core at once (disconnect hooks, connections), even if its peer never sends its FIN', async () => {
+  const t10 = new TcpConnector({ port: 0, heartbeatMs: 60_000 });
+  const s10 = createServer({ modules: [fixture('tools.module')], workers: 1, connectors: [t10] });
+  await s10.listen(0, '127.0.0.1');
+  const ch = new BroadcastChannel('rw-test-disconnects');
+  const sock = connect({ host: '127.0.0.1', port: t10.port, allowHalfOpen: true });
+  try {
+    await once(sock, 'connect');
+    sock.on('error', () => undefined);
+    const fin = new Promise<void>((resolve) => sock.once('end', () => resolve())); // and never ends its own side
+    sock.write(encodeTcpFrame(TcpFrameType.HANDSHAKE, Buffer.from(JSON.stringify({ path: '/t' }))));
+    const [reply] = (await once(sock, 'data')) as [Buffer];
+    const hs = JSON.parse(reply.subarray(5).toString()) as Extract<TcpHandshakeReply, { code: 200 }>;
+    sock.on('data', () => undefined);
+    const gone = new Promise<number>((resolve) => { ch.onmessage = (ev: unknown) => resolve(Number((ev as { data: unknown }).data)); });
+    assert.equal(s10.stats().connections, 1);
+    sock.write(encodeTcpFrame(9, Buffer.alloc(0))); // unknown type: kicked (1002)
+    await fin;
+    // Its disconnect hooks run without waiting for the peer's FIN (2 x 60 s of heartbeat).
+    assert.equal(await within('the disconnect hook', gone), hs.session.handle);
+    await until('the connection to be gone', () => s10.stats().connections === 0);
+    assert.equal(s10.stats().liveFds, 0);
+    assert.equal(s10.stats().connectorErrors['RW_ERR_TCP_BAD_FRAME'], 1);
+  } finally {
+    ch.close();
+    sock.destroy();
+    await s10.close();
+  }
+});

@@ -29,9 +29,11 @@
  * connection, after `manager.reportError`: with a handshake reply `{code:400|413,error,...}`
  * before acceptance, with a kick (1002, or 1009 for an oversized frame) after it.
  *
- * Every client handed to `addClient` gets exactly one `removeClient`, once its socket has closed
- * and its `addClient` has settled (whichever comes last), with the code the server closed it
- * with, or 1006 when the peer went away.
+ * Every client handed to `addClient` gets exactly one `removeClient`, as soon as it is gone for
+ * this connector: its socket closed (1006 when the peer went away, else the code the server
+ * closed it with), or the connector closed it itself (a protocol error, a silent client, a
+ * refused handshake) without waiting for the peer's FIN, as uWS reports a WebSocket it closes.
+ * A removal while `addClient` is pending aborts the upgrade (the core settles it with a refusal).
  */
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -307,7 +309,6 @@ class TcpConnection implements ConnectorClient {
   #path = '';
   /** addClient was called and one removeClient is owed. */
   #owed = false;
-  #settled = false;
   #closeCode = 1006;
   #closeReason = '';
   /** Frames pipelined behind the handshake, handled once the client is accepted. */
@@ -401,7 +402,9 @@ class TcpConnection implements ConnectorClient {
     shared.conns.delete(this);
     this.state = CLOSED;
     this.#stash = null;
-    this.#removeIfDone();
+    // The peer went away, even while its upgrade hooks run (the core aborts the upgrade then,
+    // as for a WebSocket client: its fd is freed at once and no open hook runs for it).
+    this.#remove();
     if (shared.stopped && shared.conns.size === 0) shared.onDrained();
   }
 
@@ -415,6 +418,9 @@ class TcpConnection implements ConnectorClient {
     const wsCode = code === TcpErrorCodes.FRAME_TOO_LARGE ? 1009 : 1002;
     if (this.state === OPEN) this.#end(jsonFrame(TcpFrameType.KICK, { code: wsCode, reason: message, error: code }), wsCode, message);
     else this.#refuse(status, code, message, wsCode);
+    // Gone for the core now (disconnect hooks, its place under maxConnections, sends to it), not
+    // when the peer sends its FIN: one that never does would hold it for 2 × heartbeatMs.
+    this.#remove();
   }
 
   /** The peer stopped sending: it is presumed gone, so the socket is destroyed rather than ended. */
@@ -423,6 +429,7 @@ class TcpConnection implements ConnectorClient {
     this.state = CLOSING;
     this.#closeReason = 'heartbeat timeout';
     this.socket.destroy();
+    this.#remove();
   }
 
   /** A client still waiting for its handshake when the connector stops; the core never saw it. */
@@ -472,7 +479,6 @@ class TcpConnection implements ConnectorClient {
   }
 
   #added(result: AddClientResult): void {
-    this.#settled = true;
     if (this.state === ADDING) {
       const pc = this.#pendingClose;
       this.#pendingClose = null;
@@ -484,8 +490,9 @@ class TcpConnection implements ConnectorClient {
       }
     }
     if (this.state !== OPEN) {
-      // Refused, or closed/failed while the hooks ran: only the removal is left to do.
-      this.#removeIfDone();
+      // Refused, or closed/failed while the hooks ran: only the removal is left to do (if the
+      // peer left or the connector failed it meanwhile, it was removed then).
+      this.#remove();
       return;
     }
     const stash = this.#stash;
@@ -548,8 +555,12 @@ class TcpConnection implements ConnectorClient {
     setTimeout(() => { socket.destroy(); }, Math.min(STOP_GRACE_MS, this.#shared.opts.heartbeatMs)).unref();
   }
 
-  #removeIfDone(): void {
-    if (this.#owed && this.#settled && this.state === CLOSED) {
+  /**
+   * The one removeClient, with the close code and reason. Never called from a method the core
+   * called (close() leaves it to the socket's close: the core has done its part by then).
+   */
+  #remove(): void {
+    if (this.#owed) {
       this.#owed = false;
       this.#shared.manager.removeClient(this, this.#closeCode, this.#closeReason);
     }
