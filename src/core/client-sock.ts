@@ -114,7 +114,10 @@ export class ClientSock implements Sock {
   }
 
   private readonly activate = (): void => {
-    if (!this.ended) this.flush();
+    // A client the core has closed meanwhile (its connector removed it: the peer went away)
+    // gets none of them, as end() does for it: they would only come back DROPPED, counted as drops.
+    if (this.ud.closed) this.held = null;
+    else if (!this.ended) this.flush();
   };
 
   /** Hands the held sends to the connector (once); each one it refuses is counted as a drop. */

@@ -94,3 +94,15 @@ test('a client the core already closed (the peer went away) gets none of the hel
   assert.deepEqual(client.log, ['close 1006 ']);
   assert.deepEqual(h.drops, []);
 });
+
+test('held sends of a client removed before the next turn (the peer went away) are not handed over nor counted as drops', async () => {
+  const client = new LogClient(0); // a gone client refuses every send
+  const h = host(client.log);
+  const d = ud();
+  const s = new ClientSock(client, d, h);
+  s.send(bytes('welcome'));
+  d.closed = true; // removeClient ran the core's close; the core does not end() the ClientSock then
+  await nextTurn();
+  assert.deepEqual(client.log, []);
+  assert.deepEqual(h.drops, []);
+});
