@@ -1028,11 +1028,8 @@ export class Server {
           // A previous incarnation of this node (same nodeId): its members were never shown here
           // (remoteMembers and onBus skip this nodeId), so there is nothing to take back.
           if (e.node === bus.nodeId) continue;
-          try {
-            this.sessions.remotePresence(room, 'leave', JSON.parse(e.member) as PresenceMember);
-          } catch {
-            // an entry another version wrote
-          }
+          const member = parseMember(e.member);
+          if (member !== null) this.sessions.remotePresence(room, 'leave', member);
         }
       },
     }, (m) => this.onBus(m));
@@ -1062,11 +1059,8 @@ export class Server {
         const out: PresenceMember[] = [];
         for (const e of list) {
           if (e.node === bus.nodeId) continue;
-          try {
-            out.push(JSON.parse(e.member) as PresenceMember);
-          } catch {
-            // an entry another version wrote: skip it
-          }
+          const member = parseMember(e.member);
+          if (member !== null) out.push(member); // else an entry another version (or something else) wrote
         }
         return out;
       },
@@ -1084,14 +1078,11 @@ export class Server {
         return;
       case 'presence':
         if (m.event === 'join' || m.event === 'leave') {
-          try {
-            const member = JSON.parse(m.member) as PresenceMember;
-            // This node's own members are known here first-hand: a sweep by another node (this node
-            // looked dead for a while) or their re-announcement says nothing new about them.
-            if (member.node !== this.nodeId) this.sessions.remotePresence(m.room, m.event, member);
-          } catch {
-            this.counters.drop('badCommand');
-          }
+          const member = parseMember(m.member);
+          // This node's own members are known here first-hand: a sweep by another node (this node
+          // looked dead for a while) or their re-announcement says nothing new about them.
+          if (member === null) this.counters.drop('badCommand');
+          else if (member.node !== this.nodeId) this.sessions.remotePresence(m.room, m.event, member);
         }
         return;
       default:
@@ -1239,6 +1230,25 @@ export class Server {
       cluster: this.clusterStats(),
     };
   }
+}
+
+/**
+ * A presence member from the JSON text another node wrote (a Redis hash value or a bus event), or
+ * null when it is not one: not JSON, or JSON without the object shape the presence code keys
+ * members by (`${node}:${handle}`). Such text comes from another version or a stray write; taken
+ * as a member, a `null` made every snapshot of its room throw inside the join's promise chain (an
+ * unhandled rejection: the process exited).
+ */
+function parseMember(json: string): PresenceMember | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+  const m = v as Partial<PresenceMember>;
+  return typeof m.handle === 'number' && typeof m.node === 'string' ? m as PresenceMember : null;
 }
 
 /** A numeric socket option of module `path` (from its descriptor): an integer in min..max, or `def` when absent. */

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { JsonClient } from '../helpers.js';
+import { Redis } from 'ioredis';
+import { JsonClient, within } from '../helpers.js';
 import { REDIS_SKIP, startRedis } from '../support/redis.js';
 import type { ServerStats } from '../../src/index.js';
 
@@ -198,4 +199,36 @@ test('cluster: a joiner\'s snapshot comes first and is exact: a member leaving w
   const reply = await jay.c.nextJson() as { cmd: string; data: Record<string, unknown> };
   assert.equal(reply.cmd, 'JOIN');
   assert.deepEqual((reply.data['members'] as string[]).sort(), ['jay']);
+});
+
+test('cluster: a presence entry that is not a member object (another version, a stray write) is skipped; the node keeps serving', async (t) => {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return;
+  }
+  t.after(() => redis.stop());
+  const A = await startNode(redis.url, 'odd-a');
+  t.after(() => stop(A));
+  let exited: number | string | null = null;
+  const died = new Promise<never>((_, reject) => {
+    A.proc.on('exit', (code, signal) => {
+      exited = code ?? signal;
+      reject(new Error(`node odd-a exited (${String(exited)})`));
+    });
+  });
+  died.catch(() => undefined);
+  const probe = new Redis(redis.url);
+  // A field without '~' (an older version's, never swept) whose value is JSON but no member: a
+  // snapshot that read it as one (null.node) threw inside the join's promise chain.
+  await probe.hset('rwtest:presence:hall', 'old|7', 'null', 'old|8', '[1]', 'old|9', 'not json');
+  await probe.quit();
+  const joe = await JsonClient.open(A.url);
+  await joe.call('BIND', { uid: 'joe' });
+  const reply = await within('the JOIN reply', Promise.race([joe.call('JOIN', { room: 'hall' }), died]));
+  assert.deepEqual(reply.data['members'], ['joe']);
+  assert.deepEqual(uids(await joe.next('presence_state')), ['joe']);
+  const info = await within('the INFO reply', Promise.race([joe.call('INFO', { room: 'hall' }), died]));
+  assert.deepEqual(uids(info), ['joe']);
+  assert.equal(exited, null);
 });
