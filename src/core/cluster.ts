@@ -357,6 +357,23 @@ end
 return rooms
 `;
 
+/**
+ * One room of a re-sync after a reconnect (see RedisBus#resync): HSET of the ARGV[3] field/value
+ * items after it into hash KEYS[1] (then room ARGV[1] into this node's room set KEYS[2] and token
+ * ARGV[2] into the node set KEYS[3], as PRESENCE_WRITE_LUA does), and HDEL of the fields after
+ * those (removals Redis has not acknowledged). One command per room, whatever it holds.
+ */
+const RESYNC_LUA = `
+local n = tonumber(ARGV[3])
+for i = 4, 3 + n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if n > 0 then
+  redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('SADD', KEYS[3], ARGV[2])
+end
+for i = 4 + n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+return 1
+`;
+
 // Removes every field starting with ARGV[1] from hash KEYS[1]; returns how many.
 const REMOVE_PREFIX_LUA = `
 local fields = redis.call('HKEYS', KEYS[1])
@@ -449,6 +466,9 @@ function entriesOf(flat: readonly string[]): PresenceEntry[] {
   return out;
 }
 
+/** Most commands one re-sync wave has unanswered (see RedisBus#resync); at most maxQueue / 2. */
+const RESYNC_WAVE = 256;
+
 /** Every this many beats a node also sweeps its own rooms itself (fallback; see #beat). */
 const OWN_SWEEP_BEATS = 30;
 
@@ -514,6 +534,10 @@ export class RedisBus {
   #malformed = 0;
   #handlerErrors = 0;
   #inflight = 0;
+  /** A re-sync waiting for room under maxQueue (see #resync): called when a command settles. */
+  #roomWaiters: (() => void)[] = [];
+  /** Bumped by each re-sync: an older one still under way stops (the newer one covers it). */
+  #resyncEpoch = 0;
 
   constructor(opts: RedisBusOptions, handler: (msg: BusMessage) => void) {
     if (opts === null || typeof opts !== 'object') throw new TypeError('options must be an object');
@@ -679,11 +703,11 @@ export class RedisBus {
     this.#inflight++;
     this.#pub.publish(this.channel, buf).then(
       () => {
-        this.#inflight--;
+        this.#settled();
         this.#published++;
       },
       (err: unknown) => {
-        this.#inflight--;
+        this.#settled();
         this.#dropped++;
         this.#report(err);
         if (this.#state !== 'stopped') this.#onPublishFailed?.();
@@ -896,28 +920,60 @@ export class RedisBus {
   /**
    * After a reconnect: write this node's presence again (HSET, idempotent) and send the removals
    * that failed while Redis was away. Commands go out in order on the pub connection, so a
-   * presenceAdd/Remove issued meanwhile still wins.
+   * presenceAdd/Remove issued meanwhile still wins. See #resync.
    */
   #resyncPresence(): void {
-    for (const [room, entries] of this.#presence) {
+    void this.#resync(++this.#resyncEpoch);
+  }
+
+  /**
+   * The re-sync itself: one RESYNC_LUA per room, in waves of at most RESYNC_WAVE commands (each
+   * wave answered before the next goes out), and a command only issued while maxQueue has room.
+   * So every room is written, however many this node has: issued all at once, the commands past
+   * maxQueue were dropped (3 per room: past ~3,300 rooms with the default maxQueue) and those rooms
+   * stayed missing from Redis until the next reconnect; and the waves leave room under maxQueue for
+   * publishes. The first wave goes out at once (before onStatus(true)). Stops when the bus
+   * disconnects (the next connect re-syncs) or a newer re-sync starts (it covers this one).
+   */
+  async #resync(epoch: number): Promise<void> {
+    const wave = Math.max(1, Math.min(RESYNC_WAVE, Math.floor(this.#maxQueue / 2)));
+    let pending: Promise<unknown>[] = [];
+    for (const room of [...this.#presence.keys()]) {
+      if (pending.length >= wave || this.#inflight >= this.#maxQueue) {
+        if (pending.length >= wave) {
+          await Promise.all(pending);
+          pending = [];
+        }
+        while (this.#inflight >= this.#maxQueue && this.#isConnected()) {
+          await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+        }
+      }
+      if (epoch !== this.#resyncEpoch || !this.#isConnected()) return;
+      // Read now, not before the wait: a presenceAdd/Remove issued meanwhile went out first, and
+      // this write must carry its outcome, not the state it replaced.
+      const entries = this.#presence.get(room);
+      if (entries === undefined) continue;
       const live: string[] = [];
       const removed: string[] = [];
       for (const [key, json] of entries) {
         if (json === null) removed.push(key);
         else live.push(this.#field(key), json);
       }
-      const hkey = this.presenceKey(room);
-      if (live.length > 0) {
-        void this.#op(() => this.#pub.hset(hkey, ...live));
-        void this.#op(() => this.#pub.sadd(this.#roomsKey, room));
-        void this.#op(() => this.#pub.sadd(this.#nodesKey, this.#token));
-      }
-      if (removed.length > 0) {
-        void this.#op(() => this.#pub.hdel(hkey, ...removed.map((k) => this.#field(k)))).then((r) => {
-          if (r !== undefined) for (const k of removed) this.#forget(room, k, null);
-        });
-      }
+      if (live.length === 0 && removed.length === 0) continue;
+      pending.push(this.#op(() => this.#pub.eval(RESYNC_LUA, 3, this.presenceKey(room), this.#roomsKey, this.#nodesKey,
+        room, this.#token, live.length, ...live, ...removed.map((k) => this.#field(k)))).then((r) => {
+        if (r !== undefined) for (const k of removed) this.#forget(room, k, null);
+      }));
     }
+  }
+
+  /** A command on the pub connection settled: it no longer counts against maxQueue. */
+  #settled(): void {
+    this.#inflight--;
+    if (this.#roomWaiters.length === 0) return;
+    const waiters = this.#roomWaiters;
+    this.#roomWaiters = [];
+    for (const w of waiters) w();
   }
 
   /**
@@ -1025,14 +1081,14 @@ export class RedisBus {
       }, this.#opTimeoutMs);
       run().then(
         (value) => {
-          this.#inflight--;
+          this.#settled();
           if (settled) return;
           settled = true;
           clearTimeout(timer);
           resolve({ value });
         },
         (err: unknown) => {
-          this.#inflight--;
+          this.#settled();
           if (settled) return;
           settled = true;
           clearTimeout(timer);

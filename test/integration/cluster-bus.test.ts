@@ -626,6 +626,42 @@ test('pub connection lost alone: presence changes made meanwhile reach Redis aft
   assert.deepEqual(a.bus.presenceRooms(), []);
 });
 
+test('re-sync after a Redis restart writes every room again, however many, within maxQueue', async (t) => {
+  const cleanups = withCleanups(t);
+  const redis = await redisFor(t, cleanups);
+  if (redis === null) return;
+  // 3 commands per room used to go out at once: past maxQueue the rest were dropped and those
+  // rooms stayed missing from Redis (the default 10,000 ran out at 3,334 rooms; 8 here at 3).
+  const a = await node(cleanups, { url: redis.url, nodeId: 'node-a', maxQueue: 8 });
+  const ROOMS = 60;
+  for (let i = 0; i < ROOMS; i++) assert.equal(await a.bus.presenceAdd(`r${i}`, 'm', `{"i":${i}}`), true);
+  assert.equal(await a.bus.presenceRemove('r0', 'm'), true);
+  assert.equal(await a.bus.presenceAdd('r0', 'n', '{"i":0}'), true);
+
+  const down = a.status.mark();
+  await redis.kill();
+  await a.status.wait(false, down, 'A onStatus(false)');
+  assert.equal(await a.bus.presenceRemove('r1', 'm'), false, 'a removal owed to Redis');
+  const up = a.status.mark();
+  await redis.restart(); // empty: nothing was persisted
+  await a.status.wait(true, up, 'A onStatus(true) after the restart', RECONNECT_WAIT_MS);
+
+  const raw = new Redis(redis.url, { lazyConnect: true });
+  cleanups.push(async () => { raw.disconnect(); });
+  await raw.connect();
+  await until('every room with a member written again', async () => (await raw.keys('rw:presence:*')).length === ROOMS - 1);
+  for (let i = 0; i < ROOMS; i++) {
+    const fields = await raw.hgetall(`rw:presence:r${i}`);
+    assert.deepEqual(Object.values(fields), i === 1 ? [] : [`{"i":${i}}`], `room r${i}`);
+  }
+  // ... and indexed for the dead-node check (rooms set of A's token, token in the node set).
+  const tokens = await raw.smembers('rw:nodes');
+  assert.equal(tokens.length, 1);
+  assert.equal((await raw.smembers(`rw:rooms:${tokens[0]!}`)).length, ROOMS - 1);
+  await until('the owed removal acknowledged', () => !a.bus.presenceRooms().includes('r1'));
+  assert.equal(a.bus.presenceRooms().length, ROOMS - 1);
+});
+
 test('Redis hung (SIGSTOP): presence calls time out, unacknowledged publishes stay bounded by maxQueue; SIGCONT: the queued ones arrive', async (t) => {
   const cleanups = withCleanups(t);
   const redis = await redisFor(t, cleanups);
