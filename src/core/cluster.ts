@@ -526,6 +526,14 @@ export class RedisBus {
    * restarted empty, or missed writes while away), and the scope of presenceRemoveNode().
    */
   readonly #presence = new Map<string, Map<string, string | null>>();
+  /**
+   * Members of #presence no write of which was issued to Redis (added while it was away or maxQueue
+   * was full, not yet re-synced): room → memberKeys. Removing one needs no tombstone (Redis never
+   * had it, and no node heard its join). Without this, every join and leave while Redis was away
+   * left a tombstone (room → handle → null) until the reconnect: handles never repeat, so connection
+   * churn during a long outage grew #presence without bound (100,000 joins and leaves: +27 MiB).
+   */
+  readonly #unsent = new Map<string, Set<string>>();
 
   #published = 0;
   #received = 0;
@@ -747,6 +755,14 @@ export class RedisBus {
     if (typeof memberJson !== 'string') throw new TypeError('memberJson must be a string');
     let entries = this.#presence.get(room);
     if (entries === undefined) this.#presence.set(room, (entries = new Map()));
+    // Unsent only while no write of this member ever went out (an earlier one may be in Redis).
+    const unsent = this.#unsent.get(room);
+    if (this.#inflight < this.#maxQueue && this.#isConnected()) {
+      if (unsent?.delete(memberKey) === true && unsent.size === 0) this.#unsent.delete(room);
+    } else if (!entries.has(memberKey) || unsent?.has(memberKey) === true) {
+      if (unsent === undefined) this.#unsent.set(room, new Set([memberKey]));
+      else unsent.add(memberKey);
+    }
     entries.set(memberKey, memberJson);
     const r = await this.#presenceWrite(room, memberKey, memberJson, event);
     return r !== undefined;
@@ -781,7 +797,12 @@ export class RedisBus {
     checkArg(room, 'room');
     checkArg(memberKey, 'memberKey');
     const entries = this.#presence.get(room);
-    entries?.set(memberKey, null); // owed to Redis until the HDEL is acknowledged
+    if (this.#unsent.get(room)?.has(memberKey) === true) {
+      // Never written to Redis: nothing is owed there (the write below still goes out if it can).
+      this.#drop(room, memberKey);
+    } else {
+      entries?.set(memberKey, null); // owed to Redis until the HDEL is acknowledged
+    }
     const r = await this.#presenceWrite(room, memberKey, null, event);
     if (r === undefined) return false;
     this.#forget(room, memberKey, null);
@@ -913,8 +934,15 @@ export class RedisBus {
   #forget(room: string, memberKey: string, acked: string | null): void {
     const entries = this.#presence.get(room);
     if (entries === undefined || !entries.has(memberKey) || entries.get(memberKey) !== acked) return;
-    entries.delete(memberKey);
-    if (entries.size === 0) this.#presence.delete(room);
+    this.#drop(room, memberKey);
+  }
+
+  /** Take memberKey out of the local presence view (and out of #unsent). */
+  #drop(room: string, memberKey: string): void {
+    const entries = this.#presence.get(room);
+    if (entries !== undefined && entries.delete(memberKey) && entries.size === 0) this.#presence.delete(room);
+    const unsent = this.#unsent.get(room);
+    if (unsent !== undefined && unsent.delete(memberKey) && unsent.size === 0) this.#unsent.delete(room);
   }
 
   /**
@@ -960,6 +988,7 @@ export class RedisBus {
         else live.push(this.#field(key), json);
       }
       if (live.length === 0 && removed.length === 0) continue;
+      this.#unsent.delete(room); // every live member of the room goes out now
       pending.push(this.#op(() => this.#pub.eval(RESYNC_LUA, 3, this.presenceKey(room), this.#roomsKey, this.#nodesKey,
         room, this.#token, live.length, ...live, ...removed.map((k) => this.#field(k)))).then((r) => {
         if (r !== undefined) for (const k of removed) this.#forget(room, k, null);

@@ -662,6 +662,48 @@ test('re-sync after a Redis restart writes every room again, however many, withi
   assert.equal(a.bus.presenceRooms().length, ROOMS - 1);
 });
 
+test('churn while Redis is away leaves nothing behind: a member that never reached Redis is forgotten on its removal', async (t) => {
+  const cleanups = withCleanups(t);
+  const redis = await redisFor(t, cleanups);
+  if (redis === null) return;
+  const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
+  assert.equal(await a.bus.presenceAdd('hall', 'old', '{"v":1}'), true);
+  assert.equal(await a.bus.presenceAdd('hall', 'stays', '{"v":1}'), true);
+  // Cut A off (Redis keeps its data): kill both its connections, no new clients meanwhile.
+  const raw = new Redis(redis.url, { lazyConnect: true });
+  cleanups.push(async () => { raw.disconnect(); });
+  await raw.connect();
+  const list = (await raw.client('LIST')) as string;
+  const ids = [...list.matchAll(/id=(\d+) [^\n]*name=ringwire:node-a:(?:pub|sub)/g)].map((m) => m[1]!);
+  assert.equal(ids.length, 2, list);
+  await raw.config('SET', 'maxclients', '1');
+  cleanups.push(async () => { if (redis.running) await raw.config('SET', 'maxclients', '10000').catch(() => {}); });
+  const down = a.status.mark();
+  for (const id of ids) await raw.client('KILL', 'ID', id);
+  await a.status.wait(false, down, 'A onStatus(false)');
+
+  // Each connection joins its own room and leaves (handles never repeat): every one used to leave a
+  // removal owed to Redis behind until the reconnect, so a long outage grew the bus's memory.
+  for (let i = 0; i < 1_000; i++) {
+    assert.equal(await a.bus.presenceAdd(`user:${i}`, String(i), '{}'), false);
+    assert.equal(await a.bus.presenceAdd(`user:${i}`, String(i), '{"v":2}'), false);
+    assert.equal(await a.bus.presenceRemove(`user:${i}`, String(i)), false);
+  }
+  // One Redis has (from before the outage), updated and removed while it is away: still owed.
+  assert.equal(await a.bus.presenceAdd('hall', 'old', '{"v":2}'), false);
+  assert.equal(await a.bus.presenceRemove('hall', 'old'), false);
+  assert.equal(await a.bus.presenceAdd('hall', 'new', '{"v":1}'), false);
+  assert.deepEqual(a.bus.presenceRooms(), ['hall']);
+
+  const up = a.status.mark();
+  await raw.config('SET', 'maxclients', '10000');
+  await a.status.wait(true, up, 'A onStatus(true) after it is let back in', RECONNECT_WAIT_MS);
+  // The re-sync went out before onStatus(true), on the connection of this read.
+  assert.deepEqual((await a.bus.presenceList('hall'))?.map((e) => e.key).sort(), ['new', 'stays']);
+  assert.deepEqual(await raw.keys('rw:presence:user:*'), []);
+  assert.deepEqual(a.bus.presenceRooms(), ['hall']);
+});
+
 test('Redis hung (SIGSTOP): presence calls time out, unacknowledged publishes stay bounded by maxQueue; SIGCONT: the queued ones arrive', async (t) => {
   const cleanups = withCleanups(t);
   const redis = await redisFor(t, cleanups);
