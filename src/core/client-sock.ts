@@ -52,14 +52,17 @@ export class TopicRegistry {
     return true;
   }
 
-  /** Deliver to every subscriber but `except`; returns how many got it. */
-  publish(topic: string, data: Uint8Array, binary: boolean, except: Sock | null, onDropped: () => void): number {
+  /**
+   * Deliver to every subscriber but `except`; returns how many got it. `onDropped` gets the
+   * handle of each subscriber that refused it (over its backpressure limit).
+   */
+  publish(topic: string, data: Uint8Array, binary: boolean, except: Sock | null, onDropped: (handle: number) => void): number {
     const set = this.topics.get(topic);
     if (set === undefined) return 0;
     let n = 0;
     for (const s of set) {
       if (s === except) continue;
-      if (s.send(data, binary) === 2) onDropped();
+      if (s.send(data, binary) === 2) onDropped(s.ud.handle);
       else n++;
     }
     return n;

@@ -256,7 +256,7 @@ export class CommandExecutor {
             if (this.host === null || !this.host.sessions.deliver(h, bytes, bin)) this.counters.drop('staleHandle', h);
             continue;
           }
-          if (ws.send(bytes, bin) === SEND_DROPPED) this.counters.drop('backpressure');
+          if (ws.send(bytes, bin) === SEND_DROPPED) this.counters.drop('backpressure', h);
           else this.counters.messagesOut++;
         }
         return;
@@ -370,7 +370,7 @@ export class CommandExecutor {
     if (h !== null && h.sessions.hasDetached) h.sessions.capturePublish(topic, bytes, binary, exclude);
   }
 
-  private readonly onDropped = (): void => { this.counters.drop('backpressure'); };
+  private readonly onDropped = (handle: number): void => { this.counters.drop('backpressure', handle); };
 
   /**
    * Upgrades whose client went away (aborted, or 408) while their hooks still run in the worker,

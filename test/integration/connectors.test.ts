@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import diagnostics from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { BroadcastChannel } from 'node:worker_threads';
 import { createServer, type Server } from '../../src/core/server.js';
@@ -587,5 +588,40 @@ test('a TCP client the connector kicks for a protocol error leaves the core at o
     ch.close();
     sock.destroy();
     await s10.close();
+  }
+});
+
+test('backpressure drops of a sendMany and of a publish to a connector client name that client on ringwire:drop', async () => {
+  const m12 = new MemoryConnector({ maxQueuedBytes: 0 });
+  const s12 = createServer({ modules: [fixture('tools.module')], workers: 1, connectors: [m12] });
+  await s12.listen(0, '127.0.0.1');
+  const drops: { reason: string; handle: number }[] = [];
+  const onDrop = (m: unknown): void => {
+    const d = m as { reason: string; handle: number };
+    if (d.reason === 'backpressure') drops.push({ reason: d.reason, handle: d.handle });
+  };
+  diagnostics.subscribe('ringwire:drop', onDrop);
+  try {
+    const target = await m12.connect('/t');
+    const sender = await m12.connect('/t');
+    const call = async (c: typeof sender, event: string, payload: string): Promise<string> => {
+      c.send(encodeFrame({ event, ref: 1, payload }));
+      return Buffer.from(decodeFrame((await c.next()).data).payload).toString();
+    };
+    // The target reads nothing: its SUB reply stays queued, so it takes nothing more.
+    target.send(encodeFrame({ event: 'SUB', ref: 1, payload: 'news' }));
+    await until('the SUB reply to be queued', () => target.queuedBytes > 0);
+    assert.equal(await call(sender, 'MANY', JSON.stringify([target.session.handle])), 'sent');
+    sender.send(encodeFrame({ event: 'PUB', ref: 2, payload: 'news:hello' }));
+    await until('both drops', () => s12.stats().drops.backpressure === 2);
+    assert.deepEqual(drops, [
+      { reason: 'backpressure', handle: target.session.handle },
+      { reason: 'backpressure', handle: target.session.handle },
+    ]);
+    target.close();
+    sender.close();
+  } finally {
+    diagnostics.unsubscribe('ringwire:drop', onDrop);
+    await s12.close();
   }
 });
