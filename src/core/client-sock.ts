@@ -62,7 +62,7 @@ export class TopicRegistry {
     let n = 0;
     for (const s of set) {
       if (s === except) continue;
-      if (s.send(data, binary) === 2) onDropped(s.ud.handle);
+      if (s.sendUncounted(data, binary) === 2) onDropped(s.ud.handle);
       else n++;
     }
     return n;
@@ -91,8 +91,12 @@ export interface ClientSockHost {
   publishFrom(from: Sock, topic: string, data: Uint8Array, binary: boolean): void;
   /** The core-side close (disconnect bookkeeping) of a connector client. */
   closed(s: ClientSock, code: number, reason: string): void;
-  /** Where a held send the connector refuses (DROPPED) is counted. */
-  readonly counters: Pick<Counters, 'drop'>;
+  /**
+   * Where a held send the connector refuses (DROPPED) is counted: as a drop, and taken back from
+   * messagesOut when its caller counted it there (a send, not a publish), so each message is
+   * counted once, as a WebSocket send is.
+   */
+  readonly counters: Pick<Counters, 'drop' | 'messagesOut'>;
 }
 
 export class ClientSock implements Sock {
@@ -107,7 +111,7 @@ export class ClientSock implements Sock {
    * connector's addClient() continuation has written its handshake reply; or by end(), when
    * the core closes the client before that turn (an onConnect that sends, then closes).
    */
-  private held: { data: Uint8Array; binary: boolean }[] | null = [];
+  private held: { data: Uint8Array; binary: boolean; counted: boolean }[] | null = [];
 
   constructor(client: ConnectorClient, ud: SocketData, host: ClientSockHost) {
     this.client = client;
@@ -123,13 +127,21 @@ export class ClientSock implements Sock {
     else if (!this.ended) this.flush();
   };
 
-  /** Hands the held sends to the connector (once); each one it refuses is counted as a drop. */
+  /**
+   * Hands the held sends to the connector (once); each one refused is counted as a drop instead
+   * of as sent (its caller counted it in messagesOut when it was held).
+   */
   private flush(): void {
     const h = this.held;
     this.held = null;
     if (h === null) return;
+    const c = this.host.counters;
     for (let i = 0; i < h.length; i++) {
-      if (this.client.send(h[i]!.data, h[i]!.binary) === 2) this.host.counters.drop('backpressure', this.ud.handle);
+      const m = h[i]!;
+      if (this.client.send(m.data, m.binary) === 2) {
+        if (m.counted) c.messagesOut--;
+        c.drop('backpressure', this.ud.handle);
+      }
     }
   }
 
@@ -137,9 +149,19 @@ export class ClientSock implements Sock {
     return this.ud;
   }
 
+  /** A send its caller counts in messagesOut unless it returns DROPPED. */
   send(message: Uint8Array, isBinary = false): number {
     if (this.held !== null) {
-      this.held.push({ data: message.slice(), binary: isBinary });
+      this.held.push({ data: message.slice(), binary: isBinary, counted: true });
+      return 1;
+    }
+    return this.client.send(message, isBinary);
+  }
+
+  /** A send its caller does not count in messagesOut (a publish, the session frame). */
+  sendUncounted(message: Uint8Array, isBinary: boolean): number {
+    if (this.held !== null) {
+      this.held.push({ data: message.slice(), binary: isBinary, counted: false });
       return 1;
     }
     return this.client.send(message, isBinary);

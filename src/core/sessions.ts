@@ -33,7 +33,7 @@ import { codecByName, type Codec } from '../shared/wire.js';
 import type { ModuleDescriptor } from '../shared/tasks.js';
 import type { Counters } from './stats.js';
 import type { SocketData } from './commands.js';
-import type { Sock } from './client-sock.js';
+import { ClientSock, type Sock } from './client-sock.js';
 import type { Slot } from './slot.js';
 
 export interface ResumeOptions {
@@ -293,7 +293,7 @@ export class SessionManager {
     s.topics.add(BROADCAST_TOPIC_PREFIX + String(ud.module));
     this.byToken.set(s.token, s);
     const f = this.frame(ud.module, 'session', { token: s.token, resumed: false, graceMs: opts.graceMs });
-    sock.send(f.data, f.binary);
+    sendFrame(sock, f);
   }
 
   /**
@@ -456,7 +456,7 @@ export class SessionManager {
     const buf = s.buffer;
     let sent = 0;
     sock.cork(() => {
-      sock.send(f.data, f.binary);
+      sendFrame(sock, f);
       for (let i = 0; i < buf.length; i++) {
         if (sock.send(buf[i]!.data, buf[i]!.binary) === 2) this.host.counters.drop('backpressure', s.handle);
         else sent++;
@@ -762,6 +762,15 @@ export class SessionManager {
     }
     if (this.paged.length > 0) this.armPaged();
   };
+}
+
+/**
+ * A session frame, which is not counted in messagesOut: a connector client that holds it and
+ * has it refused later must not take it back from messagesOut.
+ */
+function sendFrame(sock: Sock, f: { data: Uint8Array; binary: boolean }): void {
+  if (sock instanceof ClientSock) sock.sendUncounted(f.data, f.binary);
+  else sock.send(f.data, f.binary);
 }
 
 function parseJson(b: Uint8Array | null): unknown {

@@ -46,7 +46,7 @@ function host(log: string[]): ClientSockHost & { drops: [string, number][] } {
       s.ud.closed = true;
       log.push(`core closed ${code}`);
     },
-    counters: { drop(reason: string, handle = 0) { drops.push([reason, handle]); } } as ClientSockHost['counters'],
+    counters: { messagesOut: 0, drop(reason: string, handle = 0) { drops.push([reason, handle]); } } as ClientSockHost['counters'],
   };
 }
 
@@ -105,4 +105,24 @@ test('held sends of a client removed before the next turn (the peer went away) a
   await nextTurn();
   assert.deepEqual(client.log, []);
   assert.deepEqual(h.drops, []);
+});
+
+test('a held send its connector refuses is counted once: as a drop, taken back from messagesOut; a held publish is only a drop', async () => {
+  const client = new LogClient(1);
+  const h = host(client.log);
+  const s = new ClientSock(client, ud(), h);
+  // As the command executor counts a send: messagesOut unless DROPPED.
+  const send = (text: string): void => {
+    if (s.send(bytes(text)) !== SendStatus.DROPPED) h.counters.messagesOut++;
+  };
+  send('a');
+  send('b');
+  h.registry.subscribe('news', s);
+  // A publish (TopicRegistry) is not counted in messagesOut; a refused one is a drop of that client.
+  assert.equal(h.registry.publish('news', bytes('p'), false, null, (handle) => h.counters.drop('backpressure', handle)), 1);
+  assert.equal(h.counters.messagesOut, 2);
+  await nextTurn();
+  assert.deepEqual(client.log, ['send a', 'dropped b', 'dropped p']);
+  assert.deepEqual(h.drops, [['backpressure', 77], ['backpressure', 77]]);
+  assert.equal(h.counters.messagesOut, 1, 'only the delivered send counts as sent');
 });
