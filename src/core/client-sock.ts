@@ -99,12 +99,31 @@ export interface ClientSockHost {
   readonly counters: Pick<Counters, 'drop' | 'messagesOut'>;
 }
 
+/**
+ * The module's uWS backpressure options, which the core applies to connector clients as uWS
+ * does to WebSockets: a send while more than `maxBackpressure` bytes are buffered (0: no limit)
+ * is DROPPED, and with `closeOnBackpressureLimit` the client is also closed (1006, no close
+ * frame: uWS cuts such a socket off).
+ */
+export interface BackpressureLimits {
+  readonly maxBackpressure: number;
+  readonly closeOnBackpressureLimit: boolean;
+}
+
+const NO_LIMITS: BackpressureLimits = { maxBackpressure: 0, closeOnBackpressureLimit: false };
+
+/** uWS's close code for a socket it cuts off (closeOnBackpressureLimit, a FIN): no close frame. */
+const ABNORMAL = 1006;
+
 export class ClientSock implements Sock {
   readonly client: ConnectorClient;
   readonly ud: SocketData;
   readonly topics = new Set<string>();
   private readonly host: ClientSockHost;
+  private readonly limits: BackpressureLimits;
   private ended = false;
+  /** Over maxBackpressure with closeOnBackpressureLimit: its close is queued. */
+  private cutOff = false;
   /**
    * Sends made before the connector has answered its client's handshake (the session frame,
    * a quick reply) are held here and flushed on the next turn of the event loop, after the
@@ -113,10 +132,11 @@ export class ClientSock implements Sock {
    */
   private held: { data: Uint8Array; binary: boolean; counted: boolean }[] | null = [];
 
-  constructor(client: ConnectorClient, ud: SocketData, host: ClientSockHost) {
+  constructor(client: ConnectorClient, ud: SocketData, host: ClientSockHost, limits: BackpressureLimits = NO_LIMITS) {
     this.client = client;
     this.ud = ud;
     this.host = host;
+    this.limits = limits;
     setImmediate(this.activate);
   }
 
@@ -138,12 +158,34 @@ export class ClientSock implements Sock {
     const c = this.host.counters;
     for (let i = 0; i < h.length; i++) {
       const m = h[i]!;
-      if (this.client.send(m.data, m.binary) === 2) {
+      if (this.deliver(m.data, m.binary) === 2) {
         if (m.counted) c.messagesOut--;
         c.drop('backpressure', this.ud.handle);
       }
     }
   }
+
+  /**
+   * One send to the connector, under the module's maxBackpressure as uWS applies it to a
+   * WebSocket: refused while more than that is buffered, and with closeOnBackpressureLimit the
+   * client is cut off once the current call has returned (uWS closes such a socket on its next
+   * loop iteration, with 1006). The connector's own buffer limit applies as well.
+   */
+  private deliver(data: Uint8Array, binary: boolean): number {
+    const max = this.limits.maxBackpressure;
+    if (max !== 0 && this.client.bufferedAmount() > max) {
+      if (this.limits.closeOnBackpressureLimit && !this.cutOff) {
+        this.cutOff = true;
+        queueMicrotask(this.cut);
+      }
+      return 2;
+    }
+    return this.client.send(data, binary);
+  }
+
+  private readonly cut = (): void => {
+    if (!this.ud.closed) this.end(ABNORMAL, '');
+  };
 
   getUserData(): SocketData {
     return this.ud;
@@ -155,7 +197,7 @@ export class ClientSock implements Sock {
       this.held.push({ data: message.slice(), binary: isBinary, counted: true });
       return 1;
     }
-    return this.client.send(message, isBinary);
+    return this.deliver(message, isBinary);
   }
 
   /** A send its caller does not count in messagesOut (a publish, the session frame). */
@@ -164,7 +206,7 @@ export class ClientSock implements Sock {
       this.held.push({ data: message.slice(), binary: isBinary, counted: false });
       return 1;
     }
-    return this.client.send(message, isBinary);
+    return this.deliver(message, isBinary);
   }
 
   cork(cb: () => void): this {

@@ -47,14 +47,20 @@ export interface ConnectorClient {
    * whether a WebSocket would send it as a binary or text message). Returns a SendStatus:
    * SUCCESS, BACKPRESSURE (queued; call `manager.drain(client)` once the queue has drained),
    * or DROPPED (the client is over its buffer limit; the core counts it under
-   * `drops.backpressure`). It may be called before `addClient` has resolved (an open hook that
+   * `drops.backpressure`). The core applies the module's `maxBackpressure` itself, as uWS does to
+   * a WebSocket: while `bufferedAmount()` is over it, the core refuses the send without calling
+   * this (and with `closeOnBackpressureLimit` closes the client with 1006); a connector's own
+   * limit is an extra bound. It may be called before `addClient` has resolved (an open hook that
    * sends at once): `client.session` is set by then, and the connector answers its client's
    * handshake first. The bytes are only valid during the call: copy what you queue.
    */
   send(data: Uint8Array, binary: boolean): number;
   /**
    * Close the client with a WebSocket close code and reason (a connector maps them onto its
-   * transport). The connector must then call `manager.removeClient` exactly once.
+   * transport). The connector must then call `manager.removeClient` exactly once. Code 1006
+   * (never sent on the wire) means the core cuts the client off, as uWS drops a WebSocket past
+   * `maxBackpressure` with `closeOnBackpressureLimit`: the client reads nothing, so a goodbye
+   * would only queue behind what it does not read; drop the transport at once.
    */
   close(code: number, reason: string): void;
   /** Bytes queued for this client but not yet written. */

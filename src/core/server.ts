@@ -18,7 +18,7 @@ import { resolveOptions, type ClusterOptions, type ResolvedOptions, type ServerO
 import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
-import { ClientSock, TopicRegistry, asSock, type Sock } from './client-sock.js';
+import { ClientSock, TopicRegistry, asSock, type BackpressureLimits, type Sock } from './client-sock.js';
 import { RESUME_IN_PROGRESS, SessionManager, type ClusterLink, type PresenceMember, type ResumeOptions } from './sessions.js';
 import { RedisBus, type BusMessage } from './cluster.js';
 import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
@@ -89,6 +89,8 @@ export class Server {
   private modules: readonly ModuleDescriptor[] = [];
   /** Per module: maxPayloadLength, enforced in onMessage so the client gets 1009. */
   private payloadLimits: number[] = [];
+  /** Per module: maxBackpressure and closeOnBackpressureLimit, which the core applies to connector clients (uWS to WebSockets). */
+  private backpressureLimits: BackpressureLimits[] = [];
   private port = -1;
   private closePromise: Promise<void> | null = null;
   private listenPromise: Promise<number> | null = null;
@@ -352,13 +354,16 @@ export class Server {
       };
       this.matchers.push({ id, segs: m.path.split('/').filter((x) => x !== '') });
       const paramCount = m.path.split('/').filter((s) => s.startsWith(':')).length;
+      const maxBackpressure = socketOption(o, m.path, 'maxBackpressure', Defaults.maxBackpressure, 0, 0x7fffffff);
+      const closeOnBackpressureLimit = o['closeOnBackpressureLimit'] === true;
+      this.backpressureLimits[id] = { maxBackpressure, closeOnBackpressureLimit };
       const behavior: WebSocketBehavior<SocketData> = {
         compression: this.uws.DISABLED,
         // uWS's own cap is the ring's record limit: anything above our per-module limit but
         // within it gets a proper 1009 close; only larger frames are dropped by uWS (1006).
         maxPayloadLength: maxRecord,
         idleTimeout,
-        maxBackpressure: socketOption(o, m.path, 'maxBackpressure', Defaults.maxBackpressure, 0, 0x7fffffff),
+        maxBackpressure,
         sendPingsAutomatically: o['sendPingsAutomatically'] !== false,
         maxLifetime: socketOption(o, m.path, 'maxLifetime', 0, 0, 240),
         upgrade: (res, req, context) => this.handleUpgrade(res, req, context, id, paramCount),
@@ -368,7 +373,7 @@ export class Server {
         close: this.onClose,
       };
       // uWS types this as a number; it is a boolean flag.
-      (behavior as { closeOnBackpressureLimit?: unknown }).closeOnBackpressureLimit = o['closeOnBackpressureLimit'] === true;
+      (behavior as { closeOnBackpressureLimit?: unknown }).closeOnBackpressureLimit = closeOnBackpressureLimit;
       this.app.ws(m.path, behavior);
     }
     this.carrier.mount(this.app);
@@ -883,7 +888,7 @@ export class Server {
     const client = p.client!;
     this.clientPending.delete(client);
     ud.transport = client.transport ?? 'connector';
-    const sock = new ClientSock(client, ud, this);
+    const sock = new ClientSock(client, ud, this, this.backpressureLimits[ud.module]);
     this.clientSocks.set(client, sock);
     // Opens first (a resume may hand it another fd and handle); sends made meanwhile are held
     // by the ClientSock until the connector has answered its client (see ClientSock.send).

@@ -10,7 +10,7 @@ export interface DropStats {
   busyCloses: number;
   /** Outbound records of an unknown kind (a bug; never client input). */
   badCommand: number;
-  /** uWS refused a send (over maxBackpressure). */
+  /** A send refused: the client was over the module's maxBackpressure (any transport), or over its connector's own buffer limit. */
   backpressure: number;
   /** Upgrades refused with 503: maxConnections reached (fd allocator exhausted). */
   connLimit: number;

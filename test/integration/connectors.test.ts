@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import diagnostics from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { BroadcastChannel } from 'node:worker_threads';
@@ -588,6 +588,94 @@ test('a TCP client the connector kicks for a protocol error leaves the core at o
     ch.close();
     sock.destroy();
     await s10.close();
+  }
+});
+
+/** The underlying TCP socket of a `ws` client (to stop reading, or half-close, like a real peer can). */
+const rawSocket = (c: Client): Socket => (c.ws as unknown as { _socket: Socket })._socket;
+
+/** The handle of the one connection in `after` that is not in `before`. */
+function newHandle(s: Server, before: Set<number>): number {
+  const h = s.connections().map((c) => c.handle).filter((x) => !before.has(x));
+  assert.equal(h.length, 1);
+  return h[0]!;
+}
+
+test('a client that stops reading is treated alike on every transport: past the module\'s maxBackpressure with closeOnBackpressureLimit, a WebSocket, a TCP and a memory client are closed with 1006; the others are served', { timeout: 120_000 }, async (t) => {
+  const t11 = new TcpConnector({ port: 0, heartbeatMs: 30_000 });
+  const m11 = new MemoryConnector();
+  const s11 = createServer({ modules: [fixture('limits.module')], workers: 1, connectors: [t11, m11] });
+  const wsPort = await s11.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${wsPort}/lim`;
+    // A reading client that hears every close (the module's onDisconnect publishes `handle:code`).
+    const watcher = await Client.open(url);
+    assert.equal((await watcher.call('WATCH')).text, 'ok');
+    const closes = new Map<number, number>();
+    /** Reads the watcher up to the reply of a new WATCH: the closes published before it. */
+    const readCloses = async (): Promise<void> => {
+      watcher.emit('WATCH', '', 9);
+      for (;;) {
+        const f = await watcher.next();
+        if (f.ref === 9) return;
+        const m = /^(\d+):(\d+)$/.exec(f.text);
+        if (m !== null) closes.set(Number(m[1]), Number(m[2]));
+      }
+    };
+    const publisher = await Client.open(url);
+
+    // Three subscribers that stop reading, one per transport.
+    let known = new Set(s11.connections().map((c) => c.handle));
+    const ws = await Client.open(url);
+    assert.equal((await ws.call('SUB')).text, 'ok');
+    const wsHandle = newHandle(s11, known);
+    rawSocket(ws).pause();
+    const tc = new TcpClient();
+    await tc.connect('127.0.0.1', t11.port);
+    const hs = await tc.handshake('/lim');
+    assert.equal(hs.code, 200);
+    tc.send(encodeFrame({ event: 'SUB', ref: 1 }));
+    assert.equal((await tcpNextMessage(tc)).text, 'ok');
+    tc.socket.pause();
+    const mc = await m11.connect('/lim');
+    mc.send(encodeFrame({ event: 'SUB', ref: 1 }));
+    assert.equal(Buffer.from(decodeFrame((await mc.next()).data).payload).toString(), 'ok');
+    known = new Set([wsHandle, (hs as { session: { handle: number } }).session.handle, mc.session.handle]);
+    const slow = [...known];
+
+    // Publish at them until each is closed (the kernel's socket buffers fill first).
+    let rounds = 0;
+    while (rounds < 1000 && !slow.every((h) => closes.has(h))) {
+      rounds++;
+      assert.equal((await publisher.call('FLOOD', '10:16384', rounds)).text, 'flooded');
+      await readCloses();
+    }
+    t.diagnostic(`${rounds} rounds of 160 KiB published`);
+    assert.deepEqual(slow.map((h) => closes.get(h)), [1006, 1006, 1006], 'same close for every transport');
+    const st = s11.stats();
+    assert.equal(st.connections, 2, 'watcher and publisher remain');
+    assert.ok(st.drops.backpressure > 0);
+    assert.equal((await publisher.call('ECHO', 'still served', 1)).text, 'still served');
+
+    // Each client sees the close as 1006 (no close frame, no kick) once it reads again.
+    rawSocket(ws).resume();
+    assert.equal((await ws.closed).code, 1006);
+    tc.socket.resume();
+    await tc.closed;
+    const closeCode = async (): Promise<number | undefined> => {
+      for (;;) {
+        try {
+          await tc.next();
+        } catch (err) {
+          return (err as { closeCode?: number }).closeCode;
+        }
+      }
+    };
+    assert.equal(await closeCode(), 1006);
+    assert.deepEqual(await mc.closed, { code: 1006, reason: '' });
+    await Promise.all([watcher.close(), publisher.close()]);
+  } finally {
+    await s11.close();
   }
 });
 

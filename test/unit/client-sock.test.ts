@@ -126,3 +126,38 @@ test('a held send its connector refuses is counted once: as a drop, taken back f
   assert.deepEqual(h.drops, [['backpressure', 77], ['backpressure', 77]]);
   assert.equal(h.counters.messagesOut, 1, 'only the delivered send counts as sent');
 });
+
+/** A client with `buffered` bytes queued that accepts every send. */
+class BufferedClient extends LogClient {
+  buffered = 0;
+  override bufferedAmount(): number {
+    return this.buffered;
+  }
+}
+
+test('the module\'s maxBackpressure applies to a connector client as uWS applies it: DROPPED while over it, and with closeOnBackpressureLimit the client is closed (1006) once the call has returned', async () => {
+  const client = new BufferedClient(100);
+  const h = host(client.log);
+  const s = new ClientSock(client, ud(), h, { maxBackpressure: 10, closeOnBackpressureLimit: true });
+  await nextTurn();
+  client.buffered = 10; // at the limit: still sent (uWS drops only above it)
+  assert.equal(s.send(bytes('a')), SendStatus.SUCCESS);
+  client.buffered = 11;
+  assert.equal(s.send(bytes('b')), SendStatus.DROPPED);
+  assert.equal(s.send(bytes('c')), SendStatus.DROPPED);
+  assert.deepEqual(client.log, ['send a'], 'not closed inside the send');
+  await Promise.resolve();
+  assert.deepEqual(client.log, ['send a', 'core closed 1006', 'close 1006 ']);
+
+  // Without closeOnBackpressureLimit: dropped only; maxBackpressure 0 is no limit (as for uWS).
+  const c2 = new BufferedClient(100);
+  const s2 = new ClientSock(c2, ud(), host(c2.log), { maxBackpressure: 10, closeOnBackpressureLimit: false });
+  const c3 = new BufferedClient(100);
+  const s3 = new ClientSock(c3, ud(), host(c3.log), { maxBackpressure: 0, closeOnBackpressureLimit: true });
+  await nextTurn();
+  c2.buffered = c3.buffered = 1 << 30;
+  assert.equal(s2.send(bytes('x')), SendStatus.DROPPED);
+  assert.equal(s3.send(bytes('y')), SendStatus.SUCCESS);
+  await nextTurn();
+  assert.deepEqual([c2.log, c3.log], [[], ['send y']]);
+});

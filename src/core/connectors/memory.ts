@@ -204,7 +204,8 @@ export interface MemoryConnectorOptions {
   /**
    * Bytes a client may have queued (sent by the server, not yet taken by `next()`) beyond which
    * the server's sends to it are DROPPED (counted in `stats().drops.backpressure`). Default
-   * 1 MiB, the default of a module's `maxBackpressure`.
+   * 1 MiB, the default of a module's `maxBackpressure`. The module's `maxBackpressure` (and
+   * `closeOnBackpressureLimit`: closed with 1006) apply first, in the core, as for a WebSocket.
    */
   maxQueuedBytes?: number;
 }

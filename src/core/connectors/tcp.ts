@@ -33,6 +33,8 @@
  * this connector: its socket closed (1006 when the peer went away, else the code the server
  * closed it with), or the connector closed it itself (a protocol error, a silent client, a
  * refused handshake) without waiting for the peer's FIN, as uWS reports a WebSocket it closes.
+ * A close with 1006 from the core (closeOnBackpressureLimit) destroys the socket at once, with
+ * no kick frame.
  * A removal while `addClient` is pending aborts the upgrade (the core settles it with a refusal).
  */
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -205,7 +207,10 @@ export interface TcpConnectorOptions {
   handshakeTimeoutMs?: number;
   /** Largest handshake frame, header included. Default 4096. */
   maxHandshakeBytes?: number;
-  /** Bytes queued for a client beyond which `send()` returns DROPPED. Default 1 MiB. */
+  /**
+   * Bytes queued for a client beyond which `send()` returns DROPPED. Default 1 MiB. The module's
+   * `maxBackpressure` (and `closeOnBackpressureLimit`) apply first, in the core, as for a WebSocket.
+   */
   maxBufferedBytes?: number;
 }
 
@@ -364,6 +369,17 @@ class TcpConnection implements ConnectorClient {
       // Accepted, but addClient's resolution has not reached us: the client still gets its
       // handshake reply (and whatever was sent) before the kick, as a WebSocket would.
       this.#open(this.session);
+    }
+    if (code === 1006) {
+      // The core cut the client off (closeOnBackpressureLimit: it reads nothing): a kick would
+      // only queue behind what it does not read, so the socket is destroyed, as uWS closes such
+      // a WebSocket without a close frame.
+      this.state = CLOSING;
+      this.#closeCode = code;
+      this.#closeReason = reason;
+      this.#stash = null;
+      this.socket.destroy();
+      return;
     }
     this.#end(jsonFrame(TcpFrameType.KICK, { code, reason }), code, reason);
   }
