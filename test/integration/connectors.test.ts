@@ -713,3 +713,47 @@ test('backpressure drops of a sendMany and of a publish to a connector client na
     await s12.close();
   }
 });
+
+test('a client that half-closes while reading nothing, with data queued for it, leaves the core at once on its FIN: TCP as WebSocket', async () => {
+  const t13 = new TcpConnector({ port: 0, heartbeatMs: 60_000 });
+  const s13 = createServer({ modules: [fixture('tools.module')], workers: 1, connectors: [t13] });
+  const wsPort = await s13.listen(0, '127.0.0.1');
+  const queued = (h: number): number => s13.connections().find((c) => c.handle === h)?.bufferedAmount ?? 0;
+  const payload = 'x'.repeat(32 * 1024);
+  /** Echoes to a client that does not read until the server holds some of them for it. */
+  const fill = async (h: number, send: () => void): Promise<void> => {
+    const out = (): number => s13.stats().messagesOut + s13.stats().drops.backpressure;
+    const base = out();
+    let sent = 0;
+    for (let round = 0; round < 200; round++) {
+      for (let i = 0; i < 20; i++) send();
+      sent += 20;
+      await until('the echoes to be answered', () => queued(h) > 0 || out() - base >= sent);
+      if (queued(h) > 0) return;
+    }
+    assert.fail('the server never held data for the client');
+  };
+  try {
+    // WebSocket: uWS closes it on its FIN.
+    const ws = await Client.open(`ws://127.0.0.1:${wsPort}/t`);
+    const wsHandle = JSON.parse((await ws.call('WHOAMI')).text).handle as number;
+    rawSocket(ws).pause();
+    await fill(wsHandle, () => ws.emit('ECHO', payload));
+    rawSocket(ws).end();
+    await until('the WebSocket client to leave the core', () => s13.stats().connections === 0);
+
+    // TCP: the same.
+    const tc = new TcpClient();
+    await tc.connect('127.0.0.1', t13.port);
+    const hs = (await tc.handshake('/t')) as { session: { handle: number } };
+    tc.socket.pause();
+    await fill(hs.session.handle, () => tc.send(encodeFrame({ event: 'ECHO', ref: 1, payload })));
+    tc.socket.end();
+    await until('the TCP client to leave the core', () => s13.stats().connections === 0);
+    assert.equal(s13.stats().liveFds, 0);
+    tc.socket.destroy();
+    ws.ws.terminate();
+  } finally {
+    await s13.close();
+  }
+});

@@ -30,11 +30,11 @@
  * before acceptance, with a kick (1002, or 1009 for an oversized frame) after it.
  *
  * Every client handed to `addClient` gets exactly one `removeClient`, as soon as it is gone for
- * this connector: its socket closed (1006 when the peer went away, else the code the server
- * closed it with), or the connector closed it itself (a protocol error, a silent client, a
- * refused handshake) without waiting for the peer's FIN, as uWS reports a WebSocket it closes.
- * A close with 1006 from the core (closeOnBackpressureLimit) destroys the socket at once, with
- * no kick frame.
+ * this connector: its socket closed or its peer sent a FIN (1006 when the peer went away, else
+ * the code the server closed it with), or the connector closed it itself (a protocol error, a
+ * silent client, a refused handshake) without waiting for the peer's FIN, as uWS reports a
+ * WebSocket it closes. A close with 1006 from the core (closeOnBackpressureLimit) destroys the
+ * socket at once, with no kick frame.
  * A removal while `addClient` is pending aborts the upgrade (the core settles it with a refusal).
  */
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -294,6 +294,9 @@ function onSocketData(this: TaggedSocket, chunk: Buffer): void {
 function onSocketClose(this: TaggedSocket): void {
   this[kConn].onClose();
 }
+function onSocketEnd(this: TaggedSocket): void {
+  this[kConn].onEnd();
+}
 function onSocketError(): void {
   // 'close' follows every error; that is where the client is removed.
 }
@@ -411,6 +414,22 @@ class TcpConnection implements ConnectorClient {
     } else {
       this.fail(err.code, err.message, tooLarge ? 413 : 400);
     }
+  }
+
+  /**
+   * The peer sent its FIN. It is gone for the core at once (1006, as uWS closes a WebSocket on a
+   * FIN): otherwise one that half-closes while reading nothing, with data queued for it, would
+   * stay live until the heartbeat timeout, since the socket cannot close before that data is
+   * written. Node ends our side (allowHalfOpen is off), so what is queued still reaches a peer
+   * that reads; one that does not is destroyed by the sweep after 2 × heartbeatMs.
+   */
+  onEnd(): void {
+    if (this.state !== ADDING && this.state !== OPEN) return;
+    this.state = CLOSING;
+    this.#stash = null;
+    this.lastSeen = performance.now();
+    this.#remove();
+    if (this.#shared.stopped) this.destroyAfterGrace();
   }
 
   onClose(): void {
@@ -621,6 +640,7 @@ export class TcpConnector implements Connector {
       (socket as TaggedSocket)[kConn] = conn;
       shared.conns.add(conn);
       socket.on('data', onSocketData);
+      socket.on('end', onSocketEnd);
       socket.on('close', onSocketClose);
       socket.on('error', onSocketError);
     });
