@@ -27,11 +27,17 @@
  *   script (so exactly one node removes each), publishes a presence 'leave' for each from inside
  *   the script, and reports them through onPresenceExpired. A restart with the same nodeId is a new incarnation: the old
  *   process's entries are dead too (no leave is announced for one whose handle the new process
- *   already uses again in that room). A node whose key expired while it was cut off from Redis or
- *   stalled writes its entries again when it is back and, if a sweep removed them (a marker kept
- *   24 h says so), re-announces them as joins; the sweep's leaves were published before the marker
- *   could be read, so the join always comes after them. Needs Redis >= 6.2 (SET GET, GETDEL).
- *   Fields of an older version (no incarnation) are never swept.
+ *   already uses again in that room). Needs Redis >= 6.2 (SET GET). Fields of an older version (no
+ *   incarnation) are never swept.
+ * - Presence changes made while Redis was away reach the other nodes with the re-sync after the
+ *   reconnect (RESYNC_LUA, one script per room): every entry of this node that Redis lacks is
+ *   written and announced as a presence 'join', every removal Redis had not applied is applied and
+ *   announced as a 'leave' (member: the JSON Redis had), from inside the script, so ordered with
+ *   every other write and event. This covers a member that joined or left during a short outage,
+ *   the entries a Redis restarted without persistence lost, and a node whose key expired while it
+ *   was cut off or stalled (its entries were swept and their leaves published by the sweep script:
+ *   the join always comes after them). Other nodes' changes this node missed meanwhile are the
+ *   integration's to re-read (presenceList; the server does so for its rooms).
  *
  * Standalone Redis only (or anything that speaks to one endpoint); Redis Cluster would need sharded
  * pub/sub and hash tags and is not supported.
@@ -359,19 +365,43 @@ return rooms
 
 /**
  * One room of a re-sync after a reconnect (see RedisBus#resync): HSET of the ARGV[3] field/value
- * items after it into hash KEYS[1] (then room ARGV[1] into this node's room set KEYS[2] and token
- * ARGV[2] into the node set KEYS[3], as PRESENCE_WRITE_LUA does), and HDEL of the fields after
- * those (removals Redis has not acknowledged). One command per room, whatever it holds.
+ * items after ARGV[4] into hash KEYS[1] (then room ARGV[1] into this node's room set KEYS[2] and
+ * token ARGV[2] into the node set KEYS[3], as PRESENCE_WRITE_LUA does), and HDEL of the fields
+ * after those (removals Redis has not acknowledged). One command per room, whatever it holds.
+ * Each field Redis did not have is announced as a presence 'join' on channel KEYS[4] (origin
+ * ARGV[4], member = its value), each removed field that Redis still had as a 'leave' (member = the
+ * value Redis had): the other nodes missed those events while this node could not publish them
+ * (a member who joined or left during the outage), or Redis lost the entry (restarted empty), or
+ * another node swept it and announced it gone (this node looked dead). A field Redis already had
+ * (a short outage, nothing changed) announces nothing. Returns how many events were published.
  */
 const RESYNC_LUA = `
+local function le16(n) return string.char(n % 256, math.floor(n / 256) % 256) end
+local function le32(n)
+  return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256, math.floor(n / 16777216) % 256)
+end
+local tail = string.char(#ARGV[4]) .. ARGV[4] .. le16(#ARGV[1]) .. ARGV[1]
 local n = tonumber(ARGV[3])
-for i = 4, 3 + n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local events = 0
+for i = 5, 4 + n, 2 do
+  if redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('PUBLISH', KEYS[4], string.char(1, 3, 0) .. tail .. le32(#ARGV[i + 1]) .. ARGV[i + 1])
+    events = events + 1
+  end
+end
 if n > 0 then
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('SADD', KEYS[3], ARGV[2])
 end
-for i = 4 + n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
-return 1
+for i = 5 + n, #ARGV do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if old then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    redis.call('PUBLISH', KEYS[4], string.char(1, 3, 1) .. tail .. le32(#old) .. old)
+    events = events + 1
+  end
+end
+return events
 `;
 
 // Removes every field starting with ARGV[1] from hash KEYS[1]; returns how many.
@@ -390,21 +420,19 @@ return n`;
 // Reads hash KEYS[1] and removes the fields of dead nodes: a field `${nodeId}~${incarnation}|${key}`
 // is alive while the key ARGV[1] .. token exists. Fields without '|' are not ours and fields without
 // '~' were written by an older version (no liveness key): both are left alone.
-// For each dead field, in this one atomic script:
-// - a marker ARGV[2] .. token (TTL ARGV[3] ms) tells the node, should it come back, that its entries
-//   were removed and announced as leaves;
-// - unless the same nodeId has a live entry with the same key (a restart reusing the handle), a
-//   presence 'leave' bus envelope (origin ARGV[6], room ARGV[7], member = the stored JSON) is
-//   published on channel ARGV[5]: inside the script, so no later command (such as the dead node's
-//   own re-announced join) can reach the channel before it.
-// Returns { live (field, value, ...) when ARGV[4] == '1' else {}, dead announced (field, value, ...) }.
+// For each dead field, in this one atomic script: unless the same nodeId has a live entry with the
+// same key (a restart reusing the handle), a presence 'leave' bus envelope (origin ARGV[4], room
+// ARGV[5], member = the stored JSON) is published on channel ARGV[3]: inside the script, so no later
+// command (such as the join the dead node's re-sync announces, should it come back) can reach the
+// channel before it.
+// Returns { live (field, value, ...) when ARGV[2] == '1' else {}, dead announced (field, value, ...) }.
 const SWEEP_LUA = `
 local all = redis.call('HGETALL', KEYS[1])
 local function le16(n) return string.char(n % 256, math.floor(n / 256) % 256) end
 local function le32(n)
   return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256, math.floor(n / 16777216) % 256)
 end
-local alive, liveIds, state, tokens, ids = {}, {}, {}, {}, {}
+local alive, liveIds, state, ids = {}, {}, {}, {}
 for i = 1, #all, 2 do
   local f = all[i]
   local bar = string.find(f, '|', 1, true)
@@ -426,26 +454,24 @@ for i = 1, #all, 2 do
         liveIds[id] = true
       else
         st = 'dead'
-        tokens[i] = token
         ids[i] = id
       end
     end
   end
   state[i] = st
 end
-local head = string.char(1, 3, 1, #ARGV[6]) .. ARGV[6] .. le16(#ARGV[7]) .. ARGV[7]
+local head = string.char(1, 3, 1, #ARGV[4]) .. ARGV[4] .. le16(#ARGV[5]) .. ARGV[5]
 local live, dead = {}, {}
 for i = 1, #all, 2 do
   local st = state[i]
   if st == 'dead' then
     redis.call('HDEL', KEYS[1], all[i])
-    redis.call('SET', ARGV[2] .. tokens[i], '1', 'PX', ARGV[3])
     if not liveIds[ids[i]] then
-      redis.call('PUBLISH', ARGV[5], head .. le32(#all[i + 1]) .. all[i + 1])
+      redis.call('PUBLISH', ARGV[3], head .. le32(#all[i + 1]) .. all[i + 1])
       dead[#dead + 1] = all[i]
       dead[#dead + 1] = all[i + 1]
     end
-  elseif st ~= 'foreign' and ARGV[4] == '1' then
+  elseif st ~= 'foreign' and ARGV[2] == '1' then
     live[#live + 1] = all[i]
     live[#live + 1] = all[i + 1]
   end
@@ -471,9 +497,6 @@ const RESYNC_WAVE = 256;
 
 /** Every this many beats a node also sweeps its own rooms itself (fallback; see #beat). */
 const OWN_SWEEP_BEATS = 30;
-
-/** How long a sweep's marker waits for the swept node to come back and re-announce (24 h). */
-const SWEPT_MARKER_MS = 86_400_000;
 
 const noop = (): void => {};
 
@@ -746,8 +769,9 @@ export class RedisBus {
   /**
    * Add (or replace) this node's member `memberKey` in `room`. Resolves false when Redis is away;
    * the entry is still remembered and written again after the next reconnect (see below).
-   * `event`: a bus message published in the same Redis script as the write (then lost, and
-   * counted in `dropped`, when Redis is away).
+   * `event`: a bus message published in the same Redis script as the write. When Redis is away it
+   * is lost (counted in `dropped`); the re-sync after the reconnect then writes the entry and, as
+   * Redis lacks it, publishes a presence 'join' (member: memberJson) in its place (see RESYNC_LUA).
    */
   async presenceAdd(room: string, memberKey: string, memberJson: string, event?: BusMessageInput): Promise<boolean> {
     checkArg(room, 'room');
@@ -790,7 +814,8 @@ export class RedisBus {
 
   /**
    * Remove this node's member `memberKey` from `room`. Resolves true when Redis applied it
-   * (present or not), false when Redis is away; the removal is then retried after the next reconnect.
+   * (present or not), false when Redis is away; the removal is then retried after the next reconnect
+   * and, if Redis still had the entry, announced as a presence 'leave' (member: the JSON Redis had).
    * `event`: as for presenceAdd.
    */
   async presenceRemove(room: string, memberKey: string, event?: BusMessageInput): Promise<boolean> {
@@ -821,7 +846,7 @@ export class RedisBus {
   /** Run the sweep script on `room`: the live entries (when asked for), or null when Redis is away. */
   async #sweep(room: string, wantLive: boolean): Promise<PresenceEntry[] | null> {
     const r = await this.#op(() => this.#pub.eval(SWEEP_LUA, 1, this.presenceKey(room), `${this.prefix}:node:`,
-      `${this.prefix}:swept:`, SWEPT_MARKER_MS, wantLive ? '1' : '0', this.channel, this.nodeId, room) as Promise<[string[], string[]]>);
+      wantLive ? '1' : '0', this.channel, this.nodeId, room) as Promise<[string[], string[]]>);
     if (r === undefined) return null;
     const [live, dead] = r.value;
     if (dead.length > 0 && this.#onPresenceExpired !== undefined && this.#state !== 'stopped') {
@@ -840,18 +865,14 @@ export class RedisBus {
    * that died before it swept, entries written before the index existed) it also sweeps the rooms
    * it has members in itself, every OWN_SWEEP_BEATS beats. When the key turns out to have expired
    * (Redis restarted empty, or this node was away or stalled longer than nodeTtlMs), write this
-   * node's entries again; if another node swept them meanwhile (its marker says so), announce them
-   * again as joins, since the others were told they left.
+   * node's entries again: the re-sync announces as joins those another node swept meanwhile (the
+   * others were told they left).
    */
   async #beat(): Promise<void> {
     const r = await this.#op(() => this.#pub.set(this.#aliveKey, '1', 'PX', this.#nodeTtlMs, 'GET'));
     if (r === undefined) return;
     // Absent: expired (or Redis restarted, or this is the first beat, when there is nothing to redo).
-    if (r.value === null) {
-      this.#resyncPresence();
-      const swept = await this.#op(() => this.#pub.getdel(`${this.prefix}:swept:${this.#token}`));
-      if (swept !== undefined && swept.value !== null) this.#reannounce();
-    }
+    if (r.value === null) this.#resyncPresence();
     const dead = await this.#op(() => this.#pub.eval(DEAD_NODES_LUA, 1, this.#nodesKey, `${this.prefix}:node:`, `${this.prefix}:rooms:`) as Promise<string[]>);
     const claimed = new Set(dead?.value ?? []);
     for (const room of claimed) void this.#sweep(room, false);
@@ -863,15 +884,6 @@ export class RedisBus {
         if (json === null) continue;
         void this.#sweep(room, false);
         break;
-      }
-    }
-  }
-
-  /** Announce this node's entries as joins again (see #beat). */
-  #reannounce(): void {
-    for (const [room, entries] of this.#presence) {
-      for (const json of entries.values()) {
-        if (json !== null) this.publish({ type: 'presence', room, event: 'join', member: json });
       }
     }
   }
@@ -947,8 +959,9 @@ export class RedisBus {
 
   /**
    * After a reconnect: write this node's presence again (HSET, idempotent) and send the removals
-   * that failed while Redis was away. Commands go out in order on the pub connection, so a
-   * presenceAdd/Remove issued meanwhile still wins. See #resync.
+   * that failed while Redis was away, announcing to the other nodes what Redis lacked (see
+   * RESYNC_LUA). Commands go out in order on the pub connection, so a presenceAdd/Remove issued
+   * meanwhile still wins. See #resync.
    */
   #resyncPresence(): void {
     void this.#resync(++this.#resyncEpoch);
@@ -989,9 +1002,11 @@ export class RedisBus {
       }
       if (live.length === 0 && removed.length === 0) continue;
       this.#unsent.delete(room); // every live member of the room goes out now
-      pending.push(this.#op(() => this.#pub.eval(RESYNC_LUA, 3, this.presenceKey(room), this.#roomsKey, this.#nodesKey,
-        room, this.#token, live.length, ...live, ...removed.map((k) => this.#field(k)))).then((r) => {
-        if (r !== undefined) for (const k of removed) this.#forget(room, k, null);
+      pending.push(this.#op(() => this.#pub.eval(RESYNC_LUA, 4, this.presenceKey(room), this.#roomsKey, this.#nodesKey, this.channel,
+        room, this.#token, live.length, this.nodeId, ...live, ...removed.map((k) => this.#field(k)))).then((r) => {
+        if (r === undefined) return;
+        this.#published += Number(r.value);
+        for (const k of removed) this.#forget(room, k, null);
       }));
     }
   }

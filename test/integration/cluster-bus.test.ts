@@ -621,6 +621,13 @@ test('pub connection lost alone: presence changes made meanwhile reach Redis aft
   const view = await a.bus.presenceList('lobby');
   assert.deepEqual(view?.map((e) => `${e.key}=${e.member}`).sort(), ['alice={"uid":"alice","v":2}', 'dave={"uid":"dave"}']);
   assert.equal(a.bus.stats().reconnects, 0, 'the sub connection never dropped');
+  // B was told too, by the re-sync script: dave (whom Redis lacked) joined and carol (whom Redis
+  // still had) left while A could not publish; alice was in Redis already: nothing to announce
+  // (the script publishes her event first, so it would be in B's inbox by now).
+  const fromA = (m: BusMessage): m is Extract<BusMessage, { type: 'presence' }> => m.type === 'presence' && m.room === 'lobby' && m.origin === 'node-a';
+  await b.inbox.next((m) => fromA(m) && m.event === 'join' && m.member === '{"uid":"dave"}', 'dave\'s join at B');
+  await b.inbox.next((m) => fromA(m) && m.event === 'leave' && m.member === '{"uid":"carol"}', 'carol\'s leave at B');
+  assert.deepEqual(b.inbox.msgs.filter(fromA).map((m) => `${m.event}:${m.member}`), ['join:{"uid":"dave"}', 'leave:{"uid":"carol"}']);
   assert.deepEqual(a.bus.presenceRooms(), ['lobby']);
   assert.equal(await a.bus.presenceRemoveNode(), 2);
   assert.deepEqual(a.bus.presenceRooms(), []);

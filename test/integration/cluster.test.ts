@@ -4,7 +4,7 @@
  * with Redis killed, local delivery goes on and cross-node drops are counted; after Redis
  * restarts, delivery across nodes recovers by itself. Skipped (with a message) without redis-server.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -231,4 +231,78 @@ test('cluster: a presence entry that is not a member object (another version, a 
   const info = await within('the INFO reply', Promise.race([joe.call('INFO', { room: 'hall' }), died]));
   assert.deepEqual(uids(info), ['joe']);
   assert.equal(exited, null);
+});
+
+/**
+ * A client's member list of a room (uids), as its presence frames build it: start from `have`, apply
+ * each presence_diff until the list is `want` (fails when the frames stop coming before that).
+ */
+async function converge(c: JsonClient, have: string[], want: string[], what: string): Promise<void> {
+  const set = new Set(have);
+  const key = (s: Iterable<string>): string => [...s].sort().join(',');
+  const seen: string[] = [];
+  await within(what, (async () => {
+    while (key(set) !== key(want)) {
+      const d = await c.next('presence_diff');
+      for (const m of d.data['leaves'] as { uid: string }[]) set.delete(m.uid);
+      for (const m of d.data['joins'] as { uid: string }[]) set.add(m.uid);
+      seen.push(`-${uids(d, 'leaves').join('-')}+${uids(d, 'joins').join('+')}`);
+    }
+  })()).catch((err: Error) => { throw new Error(`${err.message}; have ${key(set)}, want ${key(want)}; diffs ${seen.join(' ')}`); });
+}
+
+/**
+ * Cut node `nodeId` off from Redis, which keeps running with its data while the other nodes stay
+ * connected: kill the node's two connections and let no new client in until the returned function
+ * is called.
+ */
+async function cutOff(t: TestContext, redisUrl: string, nodeId: string): Promise<() => Promise<void>> {
+  const raw = new Redis(redisUrl);
+  raw.on('error', () => {}); // the test's redis-server may stop before this client is closed
+  t.after(() => raw.disconnect());
+  const list = (await raw.client('LIST')) as string;
+  const ids = [...list.matchAll(new RegExp(`id=(\\d+) [^\\n]*name=ringwire:${nodeId}:(?:pub|sub)`, 'g'))].map((m) => m[1]!);
+  assert.equal(ids.length, 2, list);
+  await raw.config('SET', 'maxclients', '1');
+  for (const id of ids) await raw.client('KILL', 'ID', id);
+  return async () => { await raw.config('SET', 'maxclients', '10000'); };
+}
+
+async function member(n: Node, uid: string, room?: string): Promise<JsonClient> {
+  const c = await JsonClient.open(n.url);
+  await c.call('BIND', { uid });
+  if (room !== undefined) await c.call('JOIN', { room });
+  return c;
+}
+
+test('cluster: members who joined or left on a node while it was cut off from Redis are announced to the other nodes once it is back', async (t) => {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return;
+  }
+  t.after(() => redis.stop());
+  const A = await startNode(redis.url, 'cut-a');
+  const B = await startNode(redis.url, 'cut-b');
+  t.after(async () => { await stop(A); await stop(B); });
+  const alice = await member(A, 'alice', 'hall');
+  const carl = await member(A, 'carl', 'hall');
+  const bob = await member(B, 'bob', 'hall');
+  await converge(bob, uids(await bob.next('presence_state')), ['alice', 'carl', 'bob'], 'bob sees everyone');
+
+  // A is cut off for far less than nodeTtlMs (15 s): nothing is swept. Its presence events fail.
+  const letIn = await cutOff(t, redis.url, 'cut-a');
+  await until(A, (s) => s.cluster?.connected === false, 'A cut off');
+  assert.deepEqual((await carl.call('LEAVE', { room: 'hall' })).data, { left: true });
+  await member(A, 'dave', 'hall');
+  await converge(alice, uids(await alice.next('presence_state')), ['alice', 'bob', 'dave'], 'alice sees carl leave and dave join');
+  const { drops } = await stats(A);
+  assert.ok(drops.cluster >= 2, `drops.cluster ${drops.cluster}`);
+
+  // Back: B's clients learn carl's leave (no ghost) and dave's join; a newcomer agrees.
+  await letIn();
+  await until(A, (s) => s.cluster?.connected === true, 'A back');
+  await converge(bob, ['alice', 'carl', 'bob'], ['alice', 'dave', 'bob'], 'bob (node B) sees A\'s changes made during the outage');
+  const bea = await member(B, 'bea', 'hall');
+  assert.deepEqual(uids(await bea.next('presence_state')), ['alice', 'bea', 'bob', 'dave']);
 });
