@@ -1021,12 +1021,24 @@ export class Server {
    */
   private initCluster(co: ClusterOptions): void {
     const c = this.counters;
+    let wasDown = false;
     const bus = new RedisBus({
       url: co.url, ...(co.nodeId !== undefined ? { nodeId: co.nodeId } : {}), ...(co.prefix !== undefined ? { prefix: co.prefix } : {}),
       ...(co.nodeTtlMs !== undefined ? { nodeTtlMs: co.nodeTtlMs } : {}),
+      onPublishFailed: () => c.drop('cluster'),
+      // Back from an outage: this node missed the other nodes' presence events meanwhile; its rooms
+      // are read again and their members here get the difference (SessionManager.healRemote). Its
+      // own changes meanwhile reach the others with the bus's re-sync.
+      onStatus: (connected) => {
+        if (!connected) {
+          wasDown = true;
+        } else if (wasDown) {
+          wasDown = false;
+          if (this.state === 'listening') void this.sessions.healRemote();
+        }
+      },
       // A dead node's members, removed from Redis by this node (and by no other): the sweep has
       // published their leaves to the other nodes; this node's members of the room see them here.
-      onPublishFailed: () => c.drop('cluster'),
       onPresenceExpired: (room, entries) => {
         if (this.state !== 'listening') return;
         for (const e of entries) {

@@ -116,6 +116,8 @@ const EMPTY = new Uint8Array(0);
 const PAGE = 1024;
 /** Bytes of sendAll payloads waiting for their pages; past it a sendAll is refused (drops.sendAllOverflow). */
 const MAX_PAGED_BYTES = 64 * 1024 * 1024;
+/** Rooms healRemote() reads from Redis at once (each wave answered before the next; within the bus's maxQueue). */
+const HEAL_WAVE = 256;
 
 export const DEFAULT_KICK_CODE = 4001;
 /** Bytes allowed per replayed message besides its payload (a WebSocket frame header is 2-10). */
@@ -166,6 +168,16 @@ export class SessionManager {
   readonly rooms = new Map<string, Map<number, PresenceMember>>();
   /** Cluster joiners waiting for the other nodes' members, by room and handle: the diffs of the room meanwhile. */
   private readonly syncing = new Map<string, Map<number, PresenceDiff[]>>();
+  /**
+   * In a cluster, for each room with members here: the other nodes' members as this node's members
+   * of the room were shown them (the snapshot of the join that created the room here, then every
+   * diff from the other nodes), by memberKey. What healRemote() compares a fresh read of Redis with.
+   */
+  private readonly remote = new Map<string, Map<string, PresenceMember>>();
+  /** Rooms healRemote() is reading from Redis: the other nodes' diffs of the room that arrived meanwhile. */
+  private readonly healing = new Map<string, PresenceDiff[][]>();
+  /** Bumped by each healRemote(): an older one still under way stops (the newer one covers it). */
+  private healEpoch = 0;
   readonly byToken = new Map<string, Session>();
   /** fd → detached session. */
   readonly detached = new Map<number, Session>();
@@ -541,6 +553,7 @@ export class SessionManager {
     if (members === undefined) {
       members = new Map();
       this.rooms.set(room, members);
+      if (this.host.cluster !== null) this.remote.set(room, new Map());
     }
     const me: PresenceMember = { handle: ud.handle, uid: ud.uid, meta: meta ?? null, node: this.host.cluster?.nodeId ?? '' };
     const had = members.has(ud.handle);
@@ -565,7 +578,76 @@ export class SessionManager {
   remotePresence(room: string, event: 'join' | 'leave', member: PresenceMember): void {
     const members = this.rooms.get(room);
     if (members === undefined) return;
-    this.diff(members, event === 'join' ? { room, joins: [member], leaves: [] } : { room, joins: [], leaves: [member] }, 0);
+    const payload: PresenceDiff = event === 'join' ? { room, joins: [member], leaves: [] } : { room, joins: [], leaves: [member] };
+    const view = this.remote.get(room);
+    if (view !== undefined) {
+      if (event === 'join') view.set(memberKey(member), member);
+      else view.delete(memberKey(member));
+    }
+    const heals = this.healing.get(room);
+    if (heals !== undefined) for (const q of heals) q.push(payload);
+    this.diff(members, payload, 0);
+  }
+
+  /**
+   * After this node's bus was back from an outage (Redis away or restarted, or this node cut off):
+   * read each room with members here from Redis again and send its members the joins and leaves of
+   * the other nodes' members that this node missed meanwhile (their bus events were published while
+   * it was not subscribed), by comparing the read with what they were shown (`remote`). Diffs from
+   * the other nodes that arrive while a room is being read are applied on top of the read, as for a
+   * joiner's snapshot. Rooms are read in waves of HEAL_WAVE, each answered before the next goes out,
+   * so a node with many rooms stays within the bus's maxQueue. A room that cannot be read (Redis
+   * away again: the next reconnect heals it) is left as it is.
+   */
+  async healRemote(): Promise<void> {
+    const cluster = this.host.cluster;
+    if (cluster === null) return;
+    const epoch = ++this.healEpoch;
+    const rooms = [...this.remote.keys()];
+    for (let i = 0; i < rooms.length; i += HEAL_WAVE) {
+      if (epoch !== this.healEpoch) return;
+      await Promise.all(rooms.slice(i, i + HEAL_WAVE).map((room) => this.healRoom(cluster, room)));
+    }
+  }
+
+  private async healRoom(cluster: ClusterLink, room: string): Promise<void> {
+    const view = this.remote.get(room);
+    if (view === undefined) return;
+    const q: PresenceDiff[] = [];
+    let heals = this.healing.get(room);
+    if (heals === undefined) this.healing.set(room, (heals = []));
+    heals.push(q);
+    const list = await cluster.remoteMembers(room).catch(() => null);
+    const h = this.healing.get(room);
+    if (h !== undefined) {
+      const i = h.indexOf(q);
+      if (i >= 0) h.splice(i, 1);
+      if (h.length === 0) this.healing.delete(room);
+    }
+    const members = this.rooms.get(room);
+    // Unreadable, or the room was left here meanwhile (a new one of that name has its own view).
+    if (list === null || members === undefined || this.remote.get(room) !== view) return;
+    const now = new Map<string, PresenceMember>();
+    for (const m of list) now.set(memberKey(m), m);
+    for (const d of q) {
+      for (const m of d.leaves) now.delete(memberKey(m));
+      for (const m of d.joins) now.set(memberKey(m), m);
+    }
+    const joins: PresenceMember[] = [];
+    const leaves: PresenceMember[] = [];
+    for (const [k, m] of view) {
+      if (!now.has(k)) {
+        leaves.push(m);
+        view.delete(k);
+      }
+    }
+    for (const [k, m] of now) {
+      if (!view.has(k)) {
+        joins.push(m);
+        view.set(k, m);
+      }
+    }
+    if (joins.length > 0 || leaves.length > 0) this.diff(members, { room, joins, leaves }, 0);
   }
 
   /** Leave `room` (explicitly, or because the connection is gone: then no unsubscribe). */
@@ -582,8 +664,12 @@ export class SessionManager {
       this.unsubscribed(ud, room);
     }
     this.host.cluster?.presence(room, 'leave', me);
-    if (members.size === 0) this.rooms.delete(room);
-    else this.diff(members, { room, joins: [], leaves: [me] }, 0);
+    if (members.size === 0) {
+      this.rooms.delete(room);
+      this.remote.delete(room);
+    } else {
+      this.diff(members, { room, joins: [], leaves: [me] }, 0);
+    }
   }
 
   /**
@@ -649,14 +735,16 @@ export class SessionManager {
         const ud = this.udOf(handle);
         if (ud === undefined) return this.fail(slot, id, handle, 'RW_ERR_NOT_CONNECTED', 'the connection is closed');
         const room = r.text() ?? '';
+        const created = !this.rooms.has(room);
         const local = this.join(this.sockOf(handle) ?? null, ud, room, parseJson(r.dataArray()));
         const cluster = this.host.cluster;
         if (cluster === null) {
           this.sendState(ud, room, local);
           return this.ok(slot, id, handle, { members: local });
         }
-        // Presence spans nodes: the snapshot adds the other nodes' members (local only while Redis
-        // is away). Diffs of the room that arrive meanwhile are folded into it rather than sent
+        // Presence spans nodes: the snapshot adds the other nodes' members (while Redis is away,
+        // those this room's members here were shown: healRemote() corrects them all together once
+        // it is back). Diffs of the room that arrive meanwhile are folded into it rather than sent
         // ahead of it, so the joiner sees its snapshot, then only later diffs. (Each node writes a
         // member and publishes its diff in one Redis script, so a diff is never seen before the list
         // shows it; one that arrives after the list went out is applied to it or sent after it.)
@@ -664,6 +752,7 @@ export class SessionManager {
         if (waiting === undefined) this.syncing.set(room, (waiting = new Map()));
         const q: PresenceDiff[] = [];
         waiting.set(handle, q);
+        const view = this.remote.get(room);
         void cluster.remoteMembers(room).then((remote) => {
           const w = this.syncing.get(room);
           if (w !== undefined && w.get(handle) === q) {
@@ -672,12 +761,19 @@ export class SessionManager {
           }
           const byKey = new Map<string, PresenceMember>();
           for (const m of local) byKey.set(memberKey(m), m);
-          for (const m of remote ?? []) byKey.set(memberKey(m), m);
+          for (const m of remote ?? view?.values() ?? []) byKey.set(memberKey(m), m);
           for (const d of q) {
             for (const m of d.leaves) byKey.delete(memberKey(m));
             for (const m of d.joins) byKey.set(memberKey(m), m);
           }
           const members = [...byKey.values()];
+          // The first member here is the first shown the other nodes' members: this is the view
+          // later joiners share and healRemote() compares with. (Later snapshots are not merged in:
+          // a member they show that the view lacks was never shown to the others, and a heal tells
+          // all of them.)
+          if (created && remote !== null && view !== undefined && this.remote.get(room) === view) {
+            for (const m of members) if (m.node !== cluster.nodeId) view.set(memberKey(m), m);
+          }
           if (ud.rooms?.has(room) === true) this.sendState(ud, room, members);
           this.ok(slot, id, handle, { members });
         });

@@ -306,3 +306,40 @@ test('cluster: members who joined or left on a node while it was cut off from Re
   const bea = await member(B, 'bea', 'hall');
   assert.deepEqual(uids(await bea.next('presence_state')), ['alice', 'bea', 'bob', 'dave']);
 });
+
+test('cluster: a node cut off from Redis missed the other nodes\' joins and leaves; once back, its clients are shown them (also those who joined meanwhile)', async (t) => {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return;
+  }
+  t.after(() => redis.stop());
+  const A = await startNode(redis.url, 'miss-a');
+  const B = await startNode(redis.url, 'miss-b');
+  t.after(async () => { await stop(A); await stop(B); });
+  const alice = await member(A, 'alice', 'hall');
+  const bob = await member(B, 'bob', 'hall');
+  const bert = await member(B, 'bert', 'hall');
+  await converge(alice, uids(await alice.next('presence_state')), ['alice', 'bob', 'bert'], 'alice sees everyone');
+
+  // A is cut off (far less than nodeTtlMs): B's changes meanwhile go out on a bus A does not hear.
+  const letIn = await cutOff(t, redis.url, 'miss-a');
+  await until(A, (s) => s.cluster?.connected === false, 'A cut off');
+  await bert.call('LEAVE', { room: 'hall' });
+  await member(B, 'bea', 'hall');
+  await converge(bob, uids(await bob.next('presence_state')), ['alice', 'bob', 'bea'], 'bob sees bert leave and bea join');
+  // dave joins on A meanwhile: his snapshot has the other nodes' members as A's members were shown them.
+  const dave = await member(A, 'dave', 'hall');
+  const daveHas = uids(await dave.next('presence_state'));
+  assert.deepEqual(daveHas, ['alice', 'bert', 'bob', 'dave']);
+
+  // Back: A reads its rooms again and its clients get the difference: bert left, bea joined.
+  await letIn();
+  await until(A, (s) => s.cluster?.connected === true, 'A back');
+  const now = ['alice', 'dave', 'bob', 'bea'];
+  await converge(alice, ['alice', 'bob', 'bert', 'dave'], now, 'alice (node A) sees B\'s changes that A missed');
+  await converge(dave, daveHas, now, 'dave (node A) sees B\'s changes that A missed');
+  await converge(bob, ['alice', 'bob', 'bea'], now, 'bob (node B) sees dave, who joined on A meanwhile');
+  const cole = await member(A, 'cole', 'hall');
+  assert.deepEqual(uids(await cole.next('presence_state')), [...now, 'cole'].sort());
+});
