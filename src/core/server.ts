@@ -1065,10 +1065,11 @@ export class Server {
         // sees one without the other (see SessionManager's presence sync).
         const msg = { type: 'presence', room, event, member: json } as const;
         const p = event === 'join' ? bus.presenceAdd(room, key, json, msg) : bus.presenceRemove(room, key, msg);
-        void p.then((ok) => { if (!ok) c.drop('cluster'); });
+        // A rejection (an argument the bus refuses) is a failed write too, never an unhandled rejection.
+        void p.then((ok) => { if (!ok) c.drop('cluster'); }, () => c.drop('cluster'));
       },
       remoteMembers: async (room) => {
-        const list = await bus.presenceList(room);
+        const list = await bus.presenceList(room).catch(() => null);
         if (list === null) {
           c.drop('cluster');
           return null;

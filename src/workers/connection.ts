@@ -251,7 +251,14 @@ function sendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && (code < 1004 || code > 1006)) || (code >= 3000 && code <= 4999);
 }
 
+/** Longest topic or room name, in UTF-8 bytes: what the cluster's bus envelope and presence keys carry. */
+export const MAX_TOPIC_BYTES = 0xffff;
+
 function checkTopic(topic: string): void {
   if (typeof topic !== 'string' || topic.length === 0) throw new TypeError('topic must be a non-empty string');
   if (topic.charCodeAt(0) === 0) throw new TypeError('topics starting with \\0 are reserved by ringwire');
+  // At most 3 bytes per UTF-16 unit: only a long name needs counting.
+  if (topic.length > MAX_TOPIC_BYTES / 3 && Buffer.byteLength(topic) > MAX_TOPIC_BYTES) {
+    throw new RangeError(`topic must be at most ${MAX_TOPIC_BYTES} UTF-8 bytes`);
+  }
 }

@@ -24,3 +24,13 @@ test('json codec: bytes (Uint8Array, ArrayBuffer, DataView) become their UTF-8 t
   assert.deepEqual(data(new Float32Array([1.5, 2])), { 0: 1.5, 1: 2 });
   assert.deepEqual(data(new Uint16Array([1, 2])), { 0: 1, 1: 2 });
 });
+
+test('topics and room names are at most 65535 UTF-8 bytes (what a cluster carries); subscribe, publish, join, leave and room refuse longer ones with a RangeError', async () => {
+  const long = 'é'.repeat(32_768); // 65,536 bytes in 32,768 UTF-16 units
+  assert.throws(() => conn().subscribe(long), RangeError);
+  assert.throws(() => conn().unsubscribe(long), RangeError);
+  assert.throws(() => conn().publish(long, 'x'), RangeError);
+  assert.throws(() => conn().leave(long), RangeError);
+  await assert.rejects(conn().join(long), { name: 'RangeError', message: 'topic must be at most 65535 UTF-8 bytes' });
+  await assert.rejects(conn().room('x'.repeat(65_536)), RangeError);
+});
