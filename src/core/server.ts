@@ -98,7 +98,15 @@ export class Server {
    * While listen() runs: every start-up step races this; close() rejects it (ServerStateError) so
    * a step that never settles cannot hold close(). Null once listen() has settled.
    */
-  private startAbort: { promise: Promise<never>; reject: (err: Error) => void } | null = null;
+  private startAbort: { promise: Promise<never>; reject: (err: Error) => void; reason: Error | null } | null = null;
+  /**
+   * The start-up step running now. close() stops waiting for it but it goes on (JavaScript cannot
+   * cancel it), so onShutdown waits for it (bounded): an onInit interrupted while it opens a
+   * database has opened it by the time onShutdown runs to close it.
+   */
+  private stepRunning: Promise<unknown> | null = null;
+  /** listen() ended because close() was called meanwhile (not on its own failure: onServerInitError's case). */
+  private startClosed = false;
 
   // uWS handlers bound once (no closure per connection or message).
   private readonly onMessage = (ws: WebSocket<SocketData>, msg: ArrayBuffer, isBinary: boolean): void => {
@@ -225,7 +233,7 @@ export class Server {
     let reject!: (err: Error) => void;
     const promise = new Promise<never>((_, rej) => { reject = rej; });
     promise.catch(() => undefined); // raced by every step; unobserved once listen() has settled
-    this.startAbort = { promise, reject };
+    this.startAbort = { promise, reject, reason: null };
     this.listenPromise = this.start(port, host).finally(() => { this.startAbort = null; });
     return this.listenPromise;
   }
@@ -240,7 +248,9 @@ export class Server {
     const abort = this.startAbort!.promise;
     const ms = this.options.startTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
-    const waits: Promise<T>[] = [Promise.resolve().then(fn), abort];
+    const run = Promise.resolve().then(fn);
+    this.stepRunning = run;
+    const waits: Promise<T>[] = [run, abort];
     if (ms > 0) waits.push(new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new HandlerTimeoutError(name, ms)), ms); }));
     try {
       return await Promise.race(waits);
@@ -296,8 +306,9 @@ export class Server {
       const e = err instanceof RingwireError || err instanceof TypeError || err instanceof RangeError
         ? err : new HandlerError('listen', err);
       const onInitError = lc.onServerInitError;
-      // close() during start is not an init error: the caller asked for it.
-      if (onInitError && !(e instanceof ServerStateError && this.closePromise !== null)) {
+      // close() during start is not an init error: the caller asked for it (and close() runs onShutdown).
+      this.startClosed = this.startAbort !== null && e === this.startAbort.reason;
+      if (onInitError && !this.startClosed) {
         // Bounded like the other steps (the original error is the one listen() reports).
         await this.step('lifecycle.onServerInitError', () => onInitError(e)).catch(() => undefined);
       }
@@ -975,17 +986,27 @@ export class Server {
       this.state = 'closed';
       return;
     }
+    const deadline = Date.now() + this.options.shutdownTimeoutMs;
+    let interrupted: Promise<unknown> | null = null;
     if (this.startAbort !== null) {
       // listen() has not settled: its current step is no longer waited for, and listen() rejects.
-      this.startAbort.reject(new ServerStateError('close() was called while the server was starting'));
+      const reason = new ServerStateError('close() was called while the server was starting');
+      this.startAbort.reason = reason;
+      this.startAbort.reject(reason);
+      interrupted = this.stepRunning;
       // Before the port is bound, listen()'s failure path undoes the start; once clients could
       // connect (onReady, a connector's start) this close does the work and listen() waits for it.
-      if (this.state === 'starting') await this.listenPromise!.catch(() => undefined);
+      if (this.state === 'starting') {
+        await this.listenPromise!.catch(() => undefined);
+        // The start was ended by this close(), not by a failure of its own (that one ran
+        // onServerInitError): onShutdown runs as for any close(), so what the hooks opened
+        // (onInit's database, say) is released and the process can exit.
+        if (this.startClosed && runOnShutdown) await this.onShutdownHook(interrupted, deadline);
+      }
     }
     if (this.state === 'closed') return;
     this.state = 'closing';
     this.exec.closing = true;
-    const deadline = Date.now() + this.options.shutdownTimeoutMs;
     if (this.listenSocket !== null) {
       this.uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = null;
@@ -1005,11 +1026,21 @@ export class Server {
     this.sessions.expireAll(null, 'server shutdown');
     // 3. Every disconnect hook has run.
     await this.barrierAll(deadline);
-    // Shutdown goes on whatever the hook does: a failure is ignored, and it is waited for only
-    // until the shutdown deadline, so one that never settles cannot hold close() or the process.
-    const onShutdown = this.options.lifecycle.onShutdown;
-    if (runOnShutdown && onShutdown !== undefined) await settledBy(Promise.resolve().then(onShutdown).catch(() => undefined), deadline);
+    if (runOnShutdown) await this.onShutdownHook(interrupted, deadline);
     await this.teardown(deadline);
+  }
+
+  /**
+   * onShutdown, after the start-up step a close() interrupted (`interrupted`: onInit, onReady, ...)
+   * has settled. Shutdown goes on whatever the hook does: a failure is ignored, and both are
+   * waited for only until the shutdown deadline, so one that never settles cannot hold close()
+   * or the process.
+   */
+  private async onShutdownHook(interrupted: Promise<unknown> | null, deadline: number): Promise<void> {
+    const onShutdown = this.options.lifecycle.onShutdown;
+    if (onShutdown === undefined) return;
+    if (interrupted !== null) await settledBy(interrupted.catch(() => undefined), deadline);
+    await settledBy(Promise.resolve().then(onShutdown).catch(() => undefined), deadline);
   }
 
   // ------------------------------------------------------------------ cluster

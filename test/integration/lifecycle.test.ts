@@ -219,6 +219,49 @@ test('close() while onReady never settles (clients can already connect): they ar
   assert.equal(server.listening, false);
 });
 
+test('close() while onInit is still opening what onShutdown closes: listen() rejects at once, onShutdown runs once onInit has settled', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => { release = resolve; });
+  let entered!: () => void;
+  const inHook = new Promise<void>((resolve) => { entered = resolve; });
+  const seen: string[] = [];
+  const server = createServer({
+    modules: [tools], workers: 1, startTimeoutMs: 0,
+    lifecycle: {
+      async onInit() { entered(); await gate; seen.push('onInit opened'); },
+      onServerInitError() { seen.push('onServerInitError'); },
+      onShutdown() { seen.push('onShutdown'); },
+    },
+  });
+  const listening = server.listen(0, '127.0.0.1');
+  listening.catch(() => undefined);
+  await inHook;
+  const closing = server.close();
+  await assert.rejects(within('listen() to settle', listening), { code: 'RW_ERR_SERVER_STATE' });
+  release(); // the interrupted onInit finishes what it started
+  await within('close()', closing);
+  // Before the fix onShutdown never ran (nor onServerInitError): what onInit opened stayed open.
+  assert.deepEqual(seen, ['onInit opened', 'onShutdown']);
+});
+
+test('close() during start-up (modules still loading) in a process: onShutdown releases what onInit opened, the process exits by itself', async () => {
+  const script = fileURLToPath(new URL('../fixtures/start-close-server.js', import.meta.url));
+  const child = spawn(process.execPath, [script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // 'close': exited and its stdout read to the end.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const seen: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => { seen.push(JSON.parse(line) as string); });
+  try {
+    await until('onInit to have opened its connection', () => seen.includes('onInit'));
+    child.stdin!.write('close\n');
+    // Before the fix onShutdown never ran: the connection onInit opened held the process for ever.
+    assert.equal(await within('the process to exit', exited), 0, 'the process exited on its own');
+    assert.deepEqual(seen, ['onInit', 'listen RW_ERR_SERVER_STATE', 'onShutdown', 'closed']);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
 test('a module that kills its worker while loading: listen() rejects with RW_ERR_WORKER_DIED, onServerInitError got it', async () => {
   const marker = join(tmpdir(), `rw-die-load-${process.pid}-${Date.now()}`);
   writeFileSync(marker, 'die');
