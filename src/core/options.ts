@@ -86,9 +86,9 @@ export interface ServerOptions {
   shutdownTimeoutMs?: number;
   /**
    * listen(): each start-up step (a lifecycle hook, loading the modules in a worker, the cluster's
-   * and each connector's start, onServerInitError) that has not settled after this long fails
-   * listen() with RW_ERR_HANDLER_TIMEOUT naming the step (fastify's pluginTimeout habit), so a
-   * hook that never settles cannot hang start-up. 0 disables. Default 30 s. A close() during
+   * and each connector's start) that has not settled after this long fails listen() with
+   * RW_ERR_HANDLER_TIMEOUT naming the step (fastify's pluginTimeout habit), so a hook that never
+   * settles cannot hang start-up; onServerInitError is waited for as long, no longer. 0 disables. Default 30 s. A close() during
    * start-up stops waiting at once either way (listen() rejects with RW_ERR_SERVER_STATE; onShutdown
    * runs once the interrupted step has settled, bounded by shutdownTimeoutMs).
    */
