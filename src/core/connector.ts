@@ -137,6 +137,10 @@ export interface ClientManager {
 export interface Connector {
   readonly name: string;
   start(manager: ClientManager): void | Promise<void>;
-  /** Stop accepting new clients. The core closes the live ones (close(1001, ...)) afterwards. */
+  /**
+   * Stop accepting new clients. The core closes the live ones (close(1001, ...)) afterwards.
+   * It can be called while start() still runs (close() or startTimeoutMs stopped waiting for it);
+   * the core then calls it again once that start() has resolved, so stop() should be idempotent.
+   */
   stop(): void | Promise<void>;
 }

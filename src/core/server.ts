@@ -71,6 +71,8 @@ export class Server {
   private readonly clientPending = new Map<ConnectorClient, PendingUpgrade>();
   private routeTables: RouteTable[] = [];
   private startedConnectors: Connector[] = [];
+  /** Connectors whose start() has not settled yet (see stopConnectors). */
+  private readonly connectorStarts = new Map<Connector, Promise<unknown>>();
   private matchers: { id: number; segs: string[] }[] = [];
   private resumeOpts: (ResumeOptions | null)[] = [];
   /** Per module: no upgrade hooks, so upgrades complete on the I/O thread without a worker round trip. */
@@ -298,7 +300,13 @@ export class Server {
       this.state = 'listening';
       for (const c of this.options.connectors) {
         this.startedConnectors.push(c);
-        await this.step(`connector.${c.name}.start`, () => c.start(this.manager));
+        await this.step(`connector.${c.name}.start`, () => {
+          const starting = Promise.resolve(c.start(this.manager));
+          const done = (): void => { this.connectorStarts.delete(c); };
+          this.connectorStarts.set(c, starting);
+          starting.then(done, done);
+          return starting;
+        });
       }
       await this.lifecycle('onReady', lc.onReady ? () => lc.onReady!({ port: this.port, host }) : undefined);
       return this.port;
@@ -1150,6 +1158,11 @@ export class Server {
     for (const c of list) {
       // a connector that fails to stop must not keep the server from closing
       await settledBy(Promise.resolve().then(() => c.stop()).catch(() => undefined), deadline);
+      // Its start() has not finished (close() or startTimeoutMs stopped waiting for it): what it
+      // binds or opens after this stop() would stay (a listening port holds the process), so it
+      // is stopped again once that start has succeeded.
+      const starting = this.connectorStarts.get(c);
+      if (starting !== undefined) starting.then(() => c.stop()).catch(() => undefined);
     }
   }
 

@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Connector } from '../../src/core/connector.js';
 import { createServer } from '../../src/core/server.js';
 import { CloseCode } from '../../src/shared/constants.js';
 import { WorkerDiedError } from '../../src/shared/errors.js';
@@ -261,6 +262,52 @@ test('close() during start-up (modules still loading) in a process: onShutdown r
     if (child.exitCode === null) child.kill('SIGKILL');
   }
 });
+
+for (const how of ['close()', 'startTimeoutMs'] as const) {
+  test(`a connector start() that binds after ${how} stopped waiting for it: it is stopped again once bound, its port released`, async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    let entered!: () => void;
+    const inStart = new Promise<void>((resolve) => { entered = resolve; });
+    let bound: NetServer | null = null;
+    let port = -1;
+    const stops: boolean[] = []; // per stop(): whether it found its listener bound
+    // As a third-party connector would be written: stop() closes what start() has bound so far.
+    const late: Connector = {
+      name: 'late',
+      async start() {
+        entered();
+        await gate;
+        const srv = createNetServer();
+        await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+        port = (srv.address() as AddressInfo).port;
+        bound = srv;
+      },
+      stop() {
+        stops.push(bound !== null);
+        bound?.close();
+        bound = null;
+      },
+    };
+    const server = createServer({ modules: [tools], workers: 1, startTimeoutMs: how === 'close()' ? 0 : 300, connectors: [late] });
+    const listening = server.listen(0, '127.0.0.1');
+    listening.catch(() => undefined);
+    await inStart;
+    if (how === 'close()') {
+      await within('close()', server.close());
+      await assert.rejects(listening, { code: 'RW_ERR_SERVER_STATE' });
+    } else {
+      await assert.rejects(within('listen() to settle', listening), { code: 'RW_ERR_HANDLER_TIMEOUT', message: 'connector.late.start did not settle within 300 ms' });
+      await within('close()', server.close());
+    }
+    assert.deepEqual(stops, [false], 'stopped while its start was still running');
+    release(); // the start goes on and binds
+    // Before the fix nothing stopped it again: its port stayed bound and held the process.
+    await until('the late-bound connector to be stopped', () => stops.length === 2);
+    assert.deepEqual(stops, [false, true]);
+    assert.equal(await refused(port), true, 'the port is released');
+  });
+}
 
 test('a module that kills its worker while loading: listen() rejects with RW_ERR_WORKER_DIED, onServerInitError got it', async () => {
   const marker = join(tmpdir(), `rw-die-load-${process.pid}-${Date.now()}`);
