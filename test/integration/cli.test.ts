@@ -252,3 +252,16 @@ test('PORT from the environment is parsed only when --port is absent', () => {
   assert.throws(() => port([], { PORT: '70000' }), (e: unknown) => e instanceof UsageError && /^PORT \(environment\) must be between 0 and 65535, got 70000$/.test(e.message));
   assert.throws(() => port(['--port', '70000'], { PORT: '1' }), (e: unknown) => e instanceof UsageError && /^--port must be between 0 and 65535/.test(e.message));
 });
+
+test('--start-timeout-ms reaches startTimeoutMs: module files that never finish loading fail the start with RW_ERR_HANDLER_TIMEOUT, exit 1 on its own', { timeout: 60_000 }, async () => {
+  const plan = planServe([ECHO, '--start-timeout-ms', '300'], planIo());
+  assert.notEqual(plan, 'help');
+  assert.equal((plan as Exclude<typeof plan, 'help'>).options.startTimeoutMs, 300);
+  // The launcher sets process.exitCode (no process.exit): the process ends only if the failed start released everything.
+  const r = await run(['serve', 'test/fixtures/modules/hang-load.module.ts', '--port', '0', '--workers', '1', '--start-timeout-ms', '300']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /cannot start: RW_ERR_HANDLER_TIMEOUT: modules\.load did not settle within 300 ms/);
+  const bad = await run(['serve', ECHO, '--start-timeout-ms', '3600001']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--start-timeout-ms must be an integer between 0 and 3600000/);
+});
