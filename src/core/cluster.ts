@@ -37,7 +37,8 @@
  *   the entries a Redis restarted without persistence lost, and a node whose key expired while it
  *   was cut off or stalled (its entries were swept and their leaves published by the sweep script:
  *   the join always comes after them). Other nodes' changes this node missed meanwhile are the
- *   integration's to re-read (presenceList; the server does so for its rooms).
+ *   integration's to re-read (presenceList; the server does so for its rooms, and asks liveNodes
+ *   which nodes are back, since after Redis restarted empty a node not yet back has no entries).
  *
  * Standalone Redis only (or anything that speaks to one endpoint); Redis Cluster would need sharded
  * pub/sub and hash tags and is not supported.
@@ -361,6 +362,19 @@ for _, token in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 return rooms
+`;
+
+/**
+ * The node ids of the live tokens in node set KEYS[1] (those whose liveness key `${ARGV[1]}${token}`
+ * exists): the nodes that have written presence and are up (see RedisBus#liveNodes).
+ */
+const LIVE_NODES_LUA = `
+local ids = {}
+for _, token in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local tilde = string.find(token, '~', 1, true)
+  if tilde ~= nil and redis.call('EXISTS', ARGV[1] .. token) == 1 then ids[#ids + 1] = string.sub(token, 1, tilde - 1) end
+end
+return ids
 `;
 
 /**
@@ -761,6 +775,11 @@ export class RedisBus {
     };
   }
 
+  /** How long this node's liveness key lives without a refresh (ms; see RedisBusOptions.nodeTtlMs). */
+  get nodeTtlMs(): number {
+    return this.#nodeTtlMs;
+  }
+
   /** Redis hash holding a room's presence. */
   presenceKey(room: string): string {
     return `${this.prefix}:presence:${room}`;
@@ -841,6 +860,16 @@ export class RedisBus {
   async presenceList(room: string): Promise<PresenceEntry[] | null> {
     checkArg(room, 'room');
     return this.#sweep(room, true);
+  }
+
+  /**
+   * The ids of the nodes that are up and have written presence (their liveness key exists), or null
+   * when Redis is away. After Redis restarted empty, a node is absent until it is back and its
+   * re-sync has written its members again; a node none of whose members is in any room is absent too.
+   */
+  async liveNodes(): Promise<Set<string> | null> {
+    const r = await this.#op(() => this.#pub.eval(LIVE_NODES_LUA, 1, this.#nodesKey, `${this.prefix}:node:`) as Promise<string[]>);
+    return r === undefined ? null : new Set(r.value);
   }
 
   /** Run the sweep script on `room`: the live entries (when asked for), or null when Redis is away. */

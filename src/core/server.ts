@@ -1096,6 +1096,12 @@ export class Server {
     this.clusterPublish = (topic, data, binary) => send({ type: 'publish', topic, binary, data });
     this.cluster = {
       nodeId: bus.nodeId,
+      nodeTtlMs: bus.nodeTtlMs,
+      liveNodes: async () => {
+        const live = await bus.liveNodes().catch(() => null);
+        if (live === null) c.drop('cluster');
+        return live;
+      },
       uid: (uid, data, binary) => send({ type: 'uid', uid, binary, data }),
       presence: (room, event, member) => {
         const json = JSON.stringify(member);
@@ -1172,6 +1178,7 @@ export class Server {
     if (this.bus !== null) {
       const bus = this.bus;
       this.bus = null;
+      this.sessions.cancelHeal();
       await bus.presenceRemoveNode().catch(() => null);
       await bus.stop().catch(() => undefined);
     }

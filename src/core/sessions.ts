@@ -66,6 +66,10 @@ export interface ClusterLink {
   presence(room: string, event: 'join' | 'leave', member: PresenceMember): void;
   /** Members of `room` on the other nodes; null when Redis is unreachable. */
   remoteMembers(room: string): Promise<PresenceMember[] | null>;
+  /** Ids of the nodes that are up and have presence in Redis; null when Redis is unreachable. */
+  liveNodes(): Promise<Set<string> | null>;
+  /** How long a node may go unheard before the cluster counts it dead (ms). */
+  readonly nodeTtlMs: number;
 }
 
 /** A detachable connection (modules with `resume`). */
@@ -178,6 +182,8 @@ export class SessionManager {
   private readonly healing = new Map<string, PresenceDiff[][]>();
   /** Bumped by each healRemote(): an older one still under way stops (the newer one covers it). */
   private healEpoch = 0;
+  /** The second pass of a heal that held leaves back (see healRemote), nodeTtlMs after the first. */
+  private healTimer: NodeJS.Timeout | null = null;
   readonly byToken = new Map<string, Session>();
   /** fd → detached session. */
   readonly detached = new Map<number, Session>();
@@ -598,21 +604,58 @@ export class SessionManager {
    * joiner's snapshot. Rooms are read in waves of HEAL_WAVE, each answered before the next goes out,
    * so a node with many rooms stays within the bus's maxQueue. A room that cannot be read (Redis
    * away again: the next reconnect heals it) is left as it is.
+   *
+   * A member missing from the read is not always gone: after Redis restarted empty, a node that is
+   * not back yet (its reconnect backs off up to seconds after this one's) has nothing in Redis
+   * until its re-sync writes its members again and announces them as joins. Shown as a leave now,
+   * each of them would leave and join again for this node's clients. So a member missing from the
+   * read whose node has no member in the room's read and is not live in Redis (liveNodes) is kept
+   * until a second pass, nodeTtlMs later (the time after which the cluster counts a node dead
+   * anyway): it leaves then unless its node wrote it again meanwhile.
    */
   async healRemote(): Promise<void> {
     const cluster = this.host.cluster;
     if (cluster === null) return;
     const epoch = ++this.healEpoch;
-    const rooms = [...this.remote.keys()];
-    for (let i = 0; i < rooms.length; i += HEAL_WAVE) {
-      if (epoch !== this.healEpoch) return;
-      await Promise.all(rooms.slice(i, i + HEAL_WAVE).map((room) => this.healRoom(cluster, room)));
+    this.cancelHeal(false);
+    const live = await cluster.liveNodes().catch(() => null);
+    const later = await this.healRooms(cluster, [...this.remote.keys()], epoch, live, false);
+    if (later.length === 0 || epoch !== this.healEpoch) return;
+    this.healTimer = setTimeout(() => {
+      this.healTimer = null;
+      void this.healRooms(cluster, later, epoch, null, true);
+    }, cluster.nodeTtlMs);
+    this.healTimer.unref();
+  }
+
+  /** Stop a heal's pending second pass (at close: `stop` also ends a heal under way). */
+  cancelHeal(stop = true): void {
+    if (stop) this.healEpoch++;
+    if (this.healTimer !== null) {
+      clearTimeout(this.healTimer);
+      this.healTimer = null;
     }
   }
 
-  private async healRoom(cluster: ClusterLink, room: string): Promise<void> {
+  /**
+   * Heal `rooms` in waves while `epoch` is current. `live`: the nodes live in Redis (null when
+   * unknown); `final`: the second pass, which shows every missing member leaving. Resolves the rooms
+   * whose leaves were held back.
+   */
+  private async healRooms(cluster: ClusterLink, rooms: string[], epoch: number, live: Set<string> | null, final: boolean): Promise<string[]> {
+    const later: string[] = [];
+    for (let i = 0; i < rooms.length; i += HEAL_WAVE) {
+      if (epoch !== this.healEpoch) return [];
+      const held = await Promise.all(rooms.slice(i, i + HEAL_WAVE).map((room) => this.healRoom(cluster, room, live, final)));
+      for (let j = 0; j < held.length; j++) if (held[j] === true) later.push(rooms[i + j]!);
+    }
+    return later;
+  }
+
+  /** Heal one room (see healRemote). Resolves true when it held leaves back for the second pass. */
+  private async healRoom(cluster: ClusterLink, room: string, live: Set<string> | null, final: boolean): Promise<boolean> {
     const view = this.remote.get(room);
-    if (view === undefined) return;
+    if (view === undefined) return false;
     const q: PresenceDiff[] = [];
     let heals = this.healing.get(room);
     if (heals === undefined) this.healing.set(room, (heals = []));
@@ -626,20 +669,30 @@ export class SessionManager {
     }
     const members = this.rooms.get(room);
     // Unreadable, or the room was left here meanwhile (a new one of that name has its own view).
-    if (list === null || members === undefined || this.remote.get(room) !== view) return;
+    if (list === null || members === undefined || this.remote.get(room) !== view) return false;
     const now = new Map<string, PresenceMember>();
-    for (const m of list) now.set(memberKey(m), m);
+    // Nodes with members in the read: their entries of the room are in Redis (a re-sync writes a
+    // node's members of a room in one script), so one of theirs missing from it is gone.
+    const written = new Set<string>();
+    for (const m of list) {
+      now.set(memberKey(m), m);
+      written.add(m.node);
+    }
     for (const d of q) {
       for (const m of d.leaves) now.delete(memberKey(m));
       for (const m of d.joins) now.set(memberKey(m), m);
     }
     const joins: PresenceMember[] = [];
     const leaves: PresenceMember[] = [];
+    let held = false;
     for (const [k, m] of view) {
-      if (!now.has(k)) {
-        leaves.push(m);
-        view.delete(k);
+      if (now.has(k)) continue;
+      if (!final && !written.has(m.node) && live?.has(m.node) !== true) {
+        held = true; // its node may not be back yet (see healRemote)
+        continue;
       }
+      leaves.push(m);
+      view.delete(k);
     }
     for (const [k, m] of now) {
       if (!view.has(k)) {
@@ -648,6 +701,7 @@ export class SessionManager {
       }
     }
     if (joins.length > 0 || leaves.length > 0) this.diff(members, { room, joins, leaves }, 0);
+    return held;
   }
 
   /** Leave `room` (explicitly, or because the connection is gone: then no unsubscribe). */

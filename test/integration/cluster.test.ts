@@ -343,3 +343,86 @@ test('cluster: a node cut off from Redis missed the other nodes\' joins and leav
   const cole = await member(A, 'cole', 'hall');
   assert.deepEqual(uids(await cole.next('presence_state')), [...now, 'cole'].sort());
 });
+
+test('cluster: after Redis restarts empty, a node back before another does not show that node\'s members leaving (they are re-announced once it is back); a node that never comes back has its members leave after nodeTtlMs', async (t) => {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return;
+  }
+  t.after(() => redis.stop());
+  const A = await startNode(redis.url, 'rst-a', 1500);
+  const B = await startNode(redis.url, 'rst-b', 1500);
+  t.after(async () => {
+    if (B.proc.exitCode === null && B.proc.signalCode === null) B.proc.kill('SIGCONT');
+    await stop(A);
+    await stop(B);
+  });
+  const alice = await member(A, 'alice', 'hall');
+  const bob = await member(B, 'bob', 'hall');
+  await member(B, 'bert', 'hall');
+  await converge(alice, uids(await alice.next('presence_state')), ['alice', 'bob', 'bert'], 'alice sees everyone');
+  await converge(bob, uids(await bob.next('presence_state')), ['alice', 'bob', 'bert'], 'bob sees everyone');
+
+  // B stalls (far less than nodeTtlMs) while Redis restarts without its data: A is back first, and
+  // Redis has none of B's members until B's re-sync writes them again.
+  B.proc.kill('SIGSTOP');
+  await redis.kill();
+  await redis.restart();
+  await until(A, (s) => s.cluster?.connected === true && s.cluster.reconnects >= 1, 'A back');
+  B.proc.kill('SIGCONT');
+  await until(B, (s) => s.cluster?.connected === true && s.cluster.reconnects >= 1, 'B back');
+  // cole joins on B after B's re-sync went out: alice's diffs up to his join must not take bob or bert away.
+  await member(B, 'cole', 'hall');
+  const seen: string[] = [];
+  await within('cole\'s join on alice', (async () => {
+    for (;;) {
+      const d = await alice.next('presence_diff');
+      seen.push(`-${uids(d, 'leaves').join('-')}+${uids(d, 'joins').join('+')}`);
+      if (uids(d, 'joins').includes('cole')) return;
+    }
+  })());
+  assert.ok(!seen.some((s) => /-(bob|bert)\b/.test(s)), `alice was shown B's members leaving: ${seen.join(' ')}`);
+
+  // B stalls again and Redis restarts empty again; this time B dies: its members leave after nodeTtlMs.
+  B.proc.kill('SIGSTOP');
+  await redis.kill();
+  await redis.restart();
+  await until(A, (s) => s.cluster?.connected === true && s.cluster.reconnects >= 2, 'A back again');
+  B.proc.kill('SIGKILL');
+  await converge(alice, ['alice', 'bob', 'bert', 'cole'], ['alice'], 'alice sees the members of B, which never came back, leave');
+});
+
+test('cluster: a node cut off from Redis, once back, shows at once the leave of another node\'s last member of a room (that node is live: nothing is held back)', async (t) => {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return;
+  }
+  t.after(() => redis.stop());
+  const A = await startNode(redis.url, 'last-a');
+  const B = await startNode(redis.url, 'last-b');
+  t.after(async () => { await stop(A); await stop(B); });
+  const alice = await member(A, 'alice', 'den');
+  const bert = await member(B, 'bert', 'den');
+  await member(B, 'bob', 'hall'); // B stays live in Redis with a member elsewhere
+  await converge(alice, uids(await alice.next('presence_state')), ['alice', 'bert'], 'alice sees bert');
+
+  const letIn = await cutOff(t, redis.url, 'last-a');
+  await until(A, (s) => s.cluster?.connected === false, 'A cut off');
+  await bert.call('LEAVE', { room: 'den' });
+  await letIn();
+  await until(A, (s) => s.cluster?.connected === true, 'A back');
+  // bea joins after A's heal read went out: bert's leave (held back nodeTtlMs, 15 s, if B were
+  // taken for a node not back yet) comes first.
+  await member(B, 'bea', 'den');
+  const seen: string[] = [];
+  await within('bea\'s join on alice', (async () => {
+    for (;;) {
+      const d = await alice.next('presence_diff');
+      seen.push(`-${uids(d, 'leaves').join('-')}+${uids(d, 'joins').join('+')}`);
+      if (uids(d, 'joins').includes('bea')) return;
+    }
+  })());
+  assert.deepEqual(seen, ['-bert+', '-+bea']);
+});
