@@ -5,7 +5,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
-import { intOption, invalidOption } from '../shared/errors.js';
+import { intOption, invalidOption, nearestName } from '../shared/errors.js';
 import { Defaults } from '../shared/constants.js';
 import type { ModuleDescriptor } from '../shared/tasks.js';
 import { FD_MAX } from '../fd/index.js';
@@ -159,26 +159,12 @@ const KNOWN: Readonly<Record<string, readonly string[]>> = {
   'cluster.': ['url', 'nodeId', 'prefix', 'nodeTtlMs'],
 };
 
-/** Levenshtein distance (short option names only). */
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
-
 /** Throws a TypeError naming the first key of `o` that is not an option (with the closest known name). */
 function onlyKnown(o: object, prefix: keyof typeof KNOWN): void {
   const known = KNOWN[prefix]!;
   for (const k of Object.keys(o)) {
     if (known.includes(k)) continue;
-    const lower = k.toLowerCase();
-    const near = known.find((n) => editDistance(n.toLowerCase(), lower) <= 2);
+    const near = nearestName(k, known);
     throw new TypeError(`options.${prefix}${k} is not an option${near !== undefined ? ` (did you mean ${prefix}${near}?)` : ''}`);
   }
 }

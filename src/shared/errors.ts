@@ -175,6 +175,25 @@ export function invalidOption(name: string, must: string, kind: 'type' | 'range'
   return kind === 'range' ? new RangeError(msg) : new TypeError(msg);
 }
 
+/** Levenshtein distance (short option and field names only). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The known name closest to a misspelt one (at most 2 edits, case ignored), for "did you mean" hints. */
+export function nearestName(name: string, known: readonly string[]): string | undefined {
+  const lower = name.toLowerCase();
+  return known.find((n) => editDistance(n.toLowerCase(), lower) <= 2);
+}
+
 /** Validate an integer option in [min, max]; returns the value or the default. */
 export function intOption(value: unknown, name: string, def: number, min: number, max: number): number {
   if (value === undefined) return def;

@@ -5,7 +5,7 @@
  *   export default defineModule({ path: '/chat/:room', events: { SAY: { handler(ctx) { ... } } } });
  *   export default defineHooks({ onConnect(ctx) { ... } });
  */
-import { ModuleLoadError } from '../shared/errors.js';
+import { ModuleLoadError, nearestName } from '../shared/errors.js';
 
 export type CodecName = 'binary' | 'json' | 'raw';
 
@@ -231,6 +231,22 @@ const HOOK_NAMES = ['onUpgrade', 'onConnect', 'onReceived', 'onDisconnect', 'onE
 const SOCKET_OPTION_NAMES = ['maxPayloadLength', 'idleTimeout', 'maxBackpressure',
   'closeOnBackpressureLimit', 'sendPingsAutomatically', 'maxLifetime'] as const;
 
+const MODULE_FIELDS: readonly string[] = ['path', 'codec', 'options', 'events', 'handler', 'resume', ...HOOK_NAMES];
+const EVENT_FIELDS: readonly string[] = ['preHandler', 'handler'];
+
+/**
+ * Throws a TypeError naming the first field of `def` that ringwire does not read. A misspelt hook
+ * (`onConect`, `prehandler`) would otherwise never run, silently: TypeScript does not catch it
+ * either, since defineModule's generic parameter takes the literal's own type, extra keys included.
+ */
+function onlyKnownFields(def: object, known: readonly string[], where: string): void {
+  for (const k of Object.keys(def)) {
+    if (known.includes(k)) continue;
+    const near = nearestName(k, known);
+    throw new TypeError(`${where}.${k} is not a known field${near !== undefined ? ` (did you mean ${where}.${near}?)` : ''}`);
+  }
+}
+
 function checkHooks(def: HooksDefinition, where: string): void {
   for (const name of HOOK_NAMES) {
     const h = def[name];
@@ -246,6 +262,7 @@ export function defineModule<T extends ModuleDefinition>(def: T): T {
   if (typeof def.path !== 'string' || !def.path.startsWith('/')) {
     throw new TypeError('module.path must be a string starting with "/"');
   }
+  onlyKnownFields(def, MODULE_FIELDS, 'module');
   if (def.codec !== undefined && def.codec !== 'binary' && def.codec !== 'json' && def.codec !== 'raw') {
     throw new TypeError('module.codec must be "binary", "json" or "raw"');
   }
@@ -259,6 +276,7 @@ export function defineModule<T extends ModuleDefinition>(def: T): T {
       if (ev === null || typeof ev !== 'object' || typeof ev.handler !== 'function') {
         throw new TypeError(`module.events.${name}.handler must be a function`);
       }
+      onlyKnownFields(ev, EVENT_FIELDS, `module.events.${name}`);
       const pre = ev.preHandler;
       const list = pre === undefined ? [] : Array.isArray(pre) ? pre : [pre];
       for (const p of list) {
@@ -294,6 +312,7 @@ export function defineModule<T extends ModuleDefinition>(def: T): T {
 /** Validate and brand a global hooks definition. */
 export function defineHooks<T extends HooksDefinition>(def: T): T {
   if (def === null || typeof def !== 'object') throw new TypeError('hooks definition must be an object');
+  onlyKnownFields(def, HOOK_NAMES, 'hooks');
   checkHooks(def, 'hooks');
   Object.defineProperty(def, HOOKS_BRAND, { value: true });
   return def;

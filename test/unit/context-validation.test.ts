@@ -4,6 +4,7 @@ import { Conn } from '../../src/workers/connection.js';
 import type { ModuleRt } from '../../src/workers/loader.js';
 import type { Outbox } from '../../src/workers/outbox.js';
 import { jsonCodec } from '../../src/shared/wire.js';
+import { defineHooks, defineModule } from '../../src/workers/define.js';
 
 // Argument checks that run before anything is queued: no outbox or module is reached.
 const conn = (): Conn => new Conn(1, 1, {} as ModuleRt, {} as Outbox, '/x', '', '127.0.0.1', {}, {});
@@ -33,4 +34,22 @@ test('topics and room names are at most 65535 UTF-8 bytes (what a cluster carrie
   assert.throws(() => conn().leave(long), RangeError);
   await assert.rejects(conn().join(long), { name: 'RangeError', message: 'topic must be at most 65535 UTF-8 bytes' });
   await assert.rejects(conn().room('x'.repeat(65_536)), RangeError);
+});
+
+test('defineModule and defineHooks refuse a field they do not read (a misspelt hook would never run), naming the closest one', () => {
+  const handler = (): void => {};
+  // TypeScript lets these through: the generic parameter takes the literal's own type.
+  assert.throws(() => defineModule({ path: '/x', onConect: handler, events: { A: { handler } } }),
+    { name: 'TypeError', message: 'module.onConect is not a known field (did you mean module.onConnect?)' });
+  assert.throws(() => defineModule({ path: '/x', events: { A: { prehandler: [handler], handler } } }),
+    { name: 'TypeError', message: 'module.events.A.prehandler is not a known field (did you mean module.events.A.preHandler?)' });
+  assert.throws(() => defineModule({ path: '/x', handler, routes: {} }), { name: 'TypeError', message: 'module.routes is not a known field' });
+  assert.throws(() => defineHooks({ onError: handler, onRecieved: handler }),
+    { name: 'TypeError', message: 'hooks.onRecieved is not a known field (did you mean hooks.onReceived?)' });
+  // Every documented field is still taken.
+  const hooks = { onUpgrade: handler, onConnect: handler, onReceived: handler, onDisconnect: handler, onError: handler,
+    onAway: handler, onResume: handler, onSubscribe: handler, onDrain: handler };
+  defineHooks(hooks);
+  defineModule({ path: '/x', codec: 'json', options: { idleTimeout: 60 }, resume: { graceMs: 1000 }, handler,
+    events: { A: { preHandler: handler, handler } }, ...hooks });
 });
