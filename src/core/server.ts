@@ -36,6 +36,8 @@ import {
 import { WorkerCounter, type DescribeResult, type ModuleDescriptor, type ServeTask } from '../shared/tasks.js';
 
 const WORKER_FILE = new URL('../workers/runtime.js', import.meta.url).href;
+/** The close message uWS gives (with 1006) when it cuts a frame over its maxPayloadLength. */
+const UWS_TOO_BIG = Buffer.from('Received too big message');
 /** Headers copied into the Upgrade record: at most this many, each value capped. */
 const MAX_HEADERS = 64;
 const MAX_HEADER_VALUE = 4096;
@@ -199,8 +201,14 @@ export class Server {
     // Never dropped: with ring and overflow full it waits in the slot's pending list.
     this.slots[ud.slot]!.drain(ud.handle, ws.getBufferedAmount());
   };
-  private readonly onClose = (ws: WebSocket<SocketData>, code: number, message: ArrayBuffer): void =>
+  private readonly onClose = (ws: WebSocket<SocketData>, code: number, message: ArrayBuffer): void => {
+    // A frame over uWS's own cap (above) is cut by uWS itself, which reports it only as this
+    // close: count it with the 1009s so it is not dropped silently.
+    if (code === 1006 && message.byteLength === UWS_TOO_BIG.length && Buffer.from(message).equals(UWS_TOO_BIG)) {
+      this.counters.drop('tooBig', ws.getUserData().handle);
+    }
     this.handleClose(asSock(ws), code, message.byteLength === 0 ? EMPTY : new Uint8Array(message));
+  };
 
   constructor(options: ServerOptions) {
     this.options = resolveOptions(options);
@@ -378,9 +386,12 @@ export class Server {
       this.backpressureLimits[id] = { maxBackpressure, closeOnBackpressureLimit };
       const behavior: WebSocketBehavior<SocketData> = {
         compression: this.uws.DISABLED,
-        // uWS's own cap is the ring's record limit: anything above our per-module limit but
-        // within it gets a proper 1009 close; only larger frames are dropped by uWS (1006).
-        maxPayloadLength: maxRecord,
+        // uWS's own cap: anything above our per-module limit but within it gets a proper 1009
+        // close; only larger frames are cut by uWS (1006, counted in onClose). It is the ring's
+        // record limit but at least the 64 KiB default: with small rings the default limit *is*
+        // the record limit, and a cap equal to it left no frame for the 1009 (every oversized one
+        // got 1006). What uWS buffers of a frame per connection stays bounded by this cap.
+        maxPayloadLength: Math.max(maxRecord, Defaults.maxPayloadLength),
         idleTimeout,
         maxBackpressure,
         sendPingsAutomatically: o['sendPingsAutomatically'] !== false,

@@ -26,6 +26,28 @@ test('over maxPayloadLength: the connection is closed with 1009, others unaffect
   }
 });
 
+test('small rings, default maxPayloadLength: an oversized message still gets 1009; one over uWS\'s own cap gets 1006 and is counted too', async () => {
+  // 4 KiB rings: the default limit is the ring's record limit (1976 bytes here).
+  const server = createServer({ modules: [tools], workers: 1, ringBytes: 4096 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const other = await Client.open(`ws://127.0.0.1:${port}/t`);
+    const c = await Client.open(`ws://127.0.0.1:${port}/t`);
+    c.emit('ECHO', 'x'.repeat(3000));
+    assert.equal((await c.closed).code, CloseCode.TOO_BIG);
+    assert.equal(server.stats().drops.tooBig, 1);
+    // Over uWS's cap (64 KiB here): uWS cuts the connection itself (1006), counted as well.
+    const d = await Client.open(`ws://127.0.0.1:${port}/t`);
+    d.emit('ECHO', 'x'.repeat(100_000));
+    assert.equal((await d.closed).code, 1006);
+    await until('the cut to be counted', () => server.stats().drops.tooBig === 2);
+    assert.equal((await other.call('ECHO', 'still here')).text, 'still here');
+    await other.close();
+  } finally {
+    await server.close();
+  }
+});
+
 test('origin allow-list: other origins get 403, counted; listed ones are served', async () => {
   const server = createServer({ modules: [tools], workers: 1, allowedOrigins: ['https://good.example'] });
   const port = await server.listen(0, '127.0.0.1');
