@@ -29,7 +29,7 @@ class Writer {
 
 export function prometheusText(s: ServerStats): string {
   const w = new Writer();
-  w.family('ringwire_connections', 'gauge', 'Open WebSocket connections.').sample('ringwire_connections', s.connections);
+  w.family('ringwire_connections', 'gauge', 'Open connections (WebSocket and connector clients).').sample('ringwire_connections', s.connections);
   w.family('ringwire_live_fds', 'gauge', 'fds allocated (connections plus upgrades in progress).').sample('ringwire_live_fds', s.liveFds);
   w.family('ringwire_orphaned_upgrades', 'gauge', 'Upgrades whose client left while their hooks still run (count against maxConnections).').sample('ringwire_orphaned_upgrades', s.orphanedUpgrades);
   w.family('ringwire_upgrades_total', 'counter', 'Upgrades accepted, and upgrades rejected by an upgrade hook (refusals decided by the server are in ringwire_drops_total by reason).')
