@@ -22,7 +22,20 @@ function version(root: string): string {
   }
 }
 
+/**
+ * A log reader that goes away (`ringwire serve | head -1`, a log shipper restarting) must not take
+ * the server down: a write to the closed pipe is dropped. Unhandled, its EPIPE 'error' event
+ * killed the process in the middle of serving.
+ */
+function dropWritesToClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 function defaultIo(): CliIo {
+  dropWritesToClosedPipe(process.stdout);
+  dropWritesToClosedPipe(process.stderr);
   return {
     out: (line) => { process.stdout.write(line.endsWith('\n') ? line : `${line}\n`); },
     err: (line) => { process.stderr.write(line.endsWith('\n') ? line : `${line}\n`); },

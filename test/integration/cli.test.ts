@@ -87,6 +87,25 @@ test('serve a .ts source path: resolved to dist/, echoes over a real ws client, 
   }
 });
 
+test('a log reader that goes away (ringwire serve | head -1) does not take the server down: it serves on, SIGTERM → exit 0', { timeout: 60_000 }, async () => {
+  const { child, done } = start(['serve', 'dist/examples/echo/echo.module.js', '--port', '0', '--host', '127.0.0.1', '--workers', '1']);
+  try {
+    const port = await boundPort(child);
+    child.stdout.destroy(); // the reader's end of the pipe is closed: every later write gets EPIPE
+    const c = await Client.open(`ws://127.0.0.1:${port}/echo`);
+    assert.equal((await c.call('ECHO', 'still here')).text, 'still here');
+    const closed = c.closed;
+    child.kill('SIGTERM'); // its "SIGTERM received" line is written to the closed pipe
+    assert.equal((await closed).code, 1001);
+    const d = await done;
+    // Before the fix the EPIPE was an unhandled 'error' event: exit 1 before the graceful close ended.
+    assert.deepEqual({ code: d.code, signal: d.signal }, { code: 0, signal: null }, d.stderr);
+    assert.doesNotMatch(d.stderr, /EPIPE/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
 test('serve a compiled .js path with tuning flags; SIGINT → graceful exit 0', { timeout: 60_000 }, async () => {
   const { child, done } = start(['serve', 'dist/examples/chat/chat.module.js', '--port=0', '--host', '127.0.0.1',
     '--workers', '1', '--ring-bytes', '64K', '--overflow-bytes', '1M', '--drain-batch', '64', '--max-connections', '10']);
