@@ -366,22 +366,29 @@ return rooms
 
 /**
  * The node ids of the live tokens in node set KEYS[1] (those whose liveness key `${ARGV[1]}${token}`
- * exists): the nodes that have written presence and are up (see RedisBus#liveNodes).
+ * exists) that are not re-syncing (no key `${ARGV[2]}${token}`, see RESYNC_LUA): the nodes that
+ * have written presence, are up, and have all their entries in Redis (see RedisBus#liveNodes).
  */
 const LIVE_NODES_LUA = `
 local ids = {}
 for _, token in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local tilde = string.find(token, '~', 1, true)
-  if tilde ~= nil and redis.call('EXISTS', ARGV[1] .. token) == 1 then ids[#ids + 1] = string.sub(token, 1, tilde - 1) end
+  if tilde ~= nil and redis.call('EXISTS', ARGV[1] .. token) == 1 and redis.call('EXISTS', ARGV[2] .. token) == 0 then
+    ids[#ids + 1] = string.sub(token, 1, tilde - 1)
+  end
 end
 return ids
 `;
 
 /**
  * One room of a re-sync after a reconnect (see RedisBus#resync): HSET of the ARGV[3] field/value
- * items after ARGV[4] into hash KEYS[1] (then room ARGV[1] into this node's room set KEYS[2] and
+ * items after ARGV[5] into hash KEYS[1] (then room ARGV[1] into this node's room set KEYS[2] and
  * token ARGV[2] into the node set KEYS[3], as PRESENCE_WRITE_LUA does), and HDEL of the fields
  * after those (removals Redis has not acknowledged). One command per room, whatever it holds.
+ * Each also sets the node's re-sync marker KEYS[5] (TTL ARGV[5] ms), in the same script as the
+ * SADD, so a node is never seen in the node set without it until the re-sync has written its last
+ * room (RedisBus#resync deletes it then): liveNodes() leaves it out meanwhile, since after Redis
+ * restarted empty its rooms not written yet lack its members.
  * Each field Redis did not have is announced as a presence 'join' on channel KEYS[4] (origin
  * ARGV[4], member = its value), each removed field that Redis still had as a 'leave' (member = the
  * value Redis had): the other nodes missed those events while this node could not publish them
@@ -397,7 +404,8 @@ end
 local tail = string.char(#ARGV[4]) .. ARGV[4] .. le16(#ARGV[1]) .. ARGV[1]
 local n = tonumber(ARGV[3])
 local events = 0
-for i = 5, 4 + n, 2 do
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
+for i = 6, 5 + n, 2 do
   if redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
     redis.call('PUBLISH', KEYS[4], string.char(1, 3, 0) .. tail .. le32(#ARGV[i + 1]) .. ARGV[i + 1])
     events = events + 1
@@ -407,7 +415,7 @@ if n > 0 then
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('SADD', KEYS[3], ARGV[2])
 end
-for i = 5 + n, #ARGV do
+for i = 6 + n, #ARGV do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   if old then
     redis.call('HDEL', KEYS[1], ARGV[i])
@@ -865,10 +873,11 @@ export class RedisBus {
   /**
    * The ids of the nodes that are up and have written presence (their liveness key exists), or null
    * when Redis is away. After Redis restarted empty, a node is absent until it is back and its
-   * re-sync has written its members again; a node none of whose members is in any room is absent too.
+   * re-sync has written all its members again (not just its first rooms); a node none of whose
+   * members is in any room is absent too.
    */
   async liveNodes(): Promise<Set<string> | null> {
-    const r = await this.#op(() => this.#pub.eval(LIVE_NODES_LUA, 1, this.#nodesKey, `${this.prefix}:node:`) as Promise<string[]>);
+    const r = await this.#op(() => this.#pub.eval(LIVE_NODES_LUA, 1, this.#nodesKey, `${this.prefix}:node:`, `${this.prefix}:resync:`) as Promise<string[]>);
     return r === undefined ? null : new Set(r.value);
   }
 
@@ -1004,9 +1013,14 @@ export class RedisBus {
    * stayed missing from Redis until the next reconnect; and the waves leave room under maxQueue for
    * publishes. The first wave goes out at once (before onStatus(true)). Stops when the bus
    * disconnects (the next connect re-syncs) or a newer re-sync starts (it covers this one).
+   * Until its last room is written, the re-sync marker (see RESYNC_LUA) keeps liveNodes() from
+   * counting this node: with many rooms the waves take a while, and another node healing meanwhile
+   * would take its members of the rooms not written yet for gone.
    */
   async #resync(epoch: number): Promise<void> {
     const wave = Math.max(1, Math.min(RESYNC_WAVE, Math.floor(this.#maxQueue / 2)));
+    const marker = `${this.prefix}:resync:${this.#token}`;
+    let issued = false;
     let pending: Promise<unknown>[] = [];
     for (const room of [...this.#presence.keys()]) {
       if (pending.length >= wave || this.#inflight >= this.#maxQueue) {
@@ -1031,13 +1045,22 @@ export class RedisBus {
       }
       if (live.length === 0 && removed.length === 0) continue;
       this.#unsent.delete(room); // every live member of the room goes out now
-      pending.push(this.#op(() => this.#pub.eval(RESYNC_LUA, 4, this.presenceKey(room), this.#roomsKey, this.#nodesKey, this.channel,
-        room, this.#token, live.length, this.nodeId, ...live, ...removed.map((k) => this.#field(k)))).then((r) => {
+      issued = true;
+      pending.push(this.#op(() => this.#pub.eval(RESYNC_LUA, 5, this.presenceKey(room), this.#roomsKey, this.#nodesKey, this.channel, marker,
+        room, this.#token, live.length, this.nodeId, this.#nodeTtlMs, ...live, ...removed.map((k) => this.#field(k)))).then((r) => {
         if (r === undefined) return;
         this.#published += Number(r.value);
         for (const k of removed) this.#forget(room, k, null);
       }));
     }
+    if (!issued) return;
+    // Every room is written: this node is whole in Redis again, and liveNodes() counts it. (A
+    // re-sync cut short leaves the marker to expire, or to the next re-sync.)
+    await Promise.all(pending);
+    while (this.#inflight >= this.#maxQueue && this.#isConnected()) {
+      await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+    }
+    if (epoch === this.#resyncEpoch) await this.#op(() => this.#pub.del(marker));
   }
 
   /** A command on the pub connection settled: it no longer counts against maxQueue. */

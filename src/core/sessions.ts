@@ -606,7 +606,8 @@ export class SessionManager {
    * away again: the next reconnect heals it) is left as it is.
    *
    * A member missing from the read is not always gone: after Redis restarted empty, a node that is
-   * not back yet (its reconnect backs off up to seconds after this one's) has nothing in Redis
+   * not back yet (its reconnect backs off up to seconds after this one's), or back but still
+   * re-syncing (its rooms go out in waves), has nothing in Redis for the rooms not written yet
    * until its re-sync writes its members again and announces them as joins. Shown as a leave now,
    * each of them would leave and join again for this node's clients. So a member missing from the
    * read whose node has no member in the room's read and is not live in Redis (liveNodes) is kept

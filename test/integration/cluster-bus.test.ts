@@ -669,6 +669,55 @@ test('re-sync after a Redis restart writes every room again, however many, withi
   assert.equal(a.bus.presenceRooms().length, ROOMS - 1);
 });
 
+test('liveNodes(): a node back from a Redis restart counts as live only once its re-sync has written every room, not after its first', async (t) => {
+  const cleanups = withCleanups(t);
+  const redis = await redisFor(t, cleanups);
+  if (redis === null) return;
+  // maxQueue 2: A's re-sync writes one room per round trip, so it can be cut off half-way.
+  const a = await node(cleanups, { url: redis.url, nodeId: 'node-a', maxQueue: 2 });
+  const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
+  const ROOMS = 2_000;
+  for (let i = 0; i < ROOMS; i++) assert.equal(await a.bus.presenceAdd(`r${i}`, 'm', `{"i":${i}}`), true);
+  assert.deepEqual([...(await b.bus.liveNodes()) ?? []], ['node-a']);
+  const raw = new Redis(redis.url, { lazyConnect: true });
+  cleanups.push(async () => { raw.disconnect(); });
+  await raw.connect();
+  cleanups.push(async () => { if (redis.running) await raw.config('SET', 'maxclients', '10000').catch(() => {}); });
+  /** Kill A's two connections and let no new client in (B's stay). */
+  const cutA = async (): Promise<void> => {
+    await raw.config('SET', 'maxclients', '1');
+    const list = (await raw.client('LIST')) as string;
+    const ids = [...list.matchAll(/id=(\d+) [^\n]*name=ringwire:node-a:(?:pub|sub)/g)].map((m) => m[1]!);
+    assert.equal(ids.length, 2, list);
+    for (const id of ids) await raw.client('KILL', 'ID', id);
+  };
+  const down = a.status.mark();
+  await cutA();
+  await a.status.wait(false, down, 'A onStatus(false)');
+  await raw.flushall(); // Redis as after a restart without persistence; B stays connected
+
+  // A is back and re-syncs room after room: cut it off again once its first room is written.
+  const up = a.status.mark();
+  await raw.config('SET', 'maxclients', '10000');
+  const deadline = Date.now() + RECONNECT_WAIT_MS;
+  while ((await raw.hlen('rw:presence:r0')) === 0) {
+    if (Date.now() > deadline) assert.fail('A never wrote its first room');
+  }
+  await cutA();
+  await a.status.wait(true, up, 'A onStatus(true)');
+  assert.equal(await raw.hlen(`rw:presence:r${ROOMS - 1}`), 0, 'A\'s re-sync was cut off before its last room');
+  // Its liveness key and token are in Redis (its first room's script wrote the token) but most of
+  // its members are not: a node healing now must not take them for gone.
+  assert.equal(await raw.exists(`rw:node:${(await raw.smembers('rw:nodes'))[0]!}`), 1);
+  assert.deepEqual([...(await b.bus.liveNodes()) ?? []], [], 'A is not live while its re-sync is unfinished');
+
+  // Let A finish: live once every room is written.
+  await raw.config('SET', 'maxclients', '10000');
+  await until('A live again', async () => (await b.bus.liveNodes())?.has('node-a') === true, RECONNECT_WAIT_MS);
+  assert.equal(await raw.hlen(`rw:presence:r${ROOMS - 1}`), 1);
+  assert.equal((await raw.keys('rw:presence:*')).length, ROOMS);
+});
+
 test('churn while Redis is away leaves nothing behind: a member that never reached Redis is forgotten on its removal', async (t) => {
   const cleanups = withCleanups(t);
   const redis = await redisFor(t, cleanups);
