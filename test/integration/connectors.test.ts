@@ -584,6 +584,12 @@ test('a TCP client the connector kicks for a protocol error leaves the core at o
     await until('the connection to be gone', () => s10.stats().connections === 0);
     assert.equal(s10.stats().liveFds, 0);
     assert.equal(s10.stats().connectorErrors['RW_ERR_TCP_BAD_FRAME'], 1);
+    // Outside the core's count now, its socket does not linger either: it is destroyed after the
+    // close grace (4 s), not kept for the sweep's 2 x 60 s.
+    // (the peer learns it when it writes: a byte into a socket the server destroyed gets a reset)
+    let closed = false;
+    sock.once('close', () => { closed = true; });
+    await until('the server to destroy the kicked socket', () => { if (!closed) sock.write(Buffer.alloc(1)); return closed; }, 20_000, 250);
   } finally {
     ch.close();
     sock.destroy();

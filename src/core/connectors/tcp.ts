@@ -219,6 +219,13 @@ type ResolvedOptions = Required<TcpConnectorOptions>;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** After stop(): how long a closing client has to send its FIN before its socket is destroyed. */
 const STOP_GRACE_MS = 1000;
+/**
+ * A socket closing (kicked, refused, or its peer sent its FIN) whose peer has not closed it this
+ * long after is destroyed. The core no longer counts it (it left at once: maxConnections, fds), so
+ * it must not hold its queued bytes (up to maxBufferedBytes) until the sweep's 2 × heartbeatMs; a
+ * peer that reads has had time for the last frame and what was queued before it.
+ */
+const CLOSE_GRACE_MS = 4000;
 
 function resolveOptions(options: TcpConnectorOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
@@ -421,7 +428,7 @@ class TcpConnection implements ConnectorClient {
    * FIN): otherwise one that half-closes while reading nothing, with data queued for it, would
    * stay live until the heartbeat timeout, since the socket cannot close before that data is
    * written. Node ends our side (allowHalfOpen is off), so what is queued still reaches a peer
-   * that reads; one that does not is destroyed by the sweep after 2 × heartbeatMs.
+   * that reads; one that does not is destroyed after a grace (destroyAfterGrace).
    */
   onEnd(): void {
     if (this.state !== ADDING && this.state !== OPEN) return;
@@ -429,7 +436,7 @@ class TcpConnection implements ConnectorClient {
     this.#stash = null;
     this.lastSeen = performance.now();
     this.#remove();
-    if (this.#shared.stopped) this.destroyAfterGrace();
+    this.destroyAfterGrace();
   }
 
   onClose(): void {
@@ -566,7 +573,7 @@ class TcpConnection implements ConnectorClient {
 
   /**
    * Write a last frame and end the socket. Reading goes on (discarding) so the peer's FIN is
-   * seen and 'close' fires; a peer that never closes is destroyed by the sweep after 2 × heartbeatMs.
+   * seen and 'close' fires; a peer that never closes is destroyed after a grace (destroyAfterGrace).
    */
   #end(last: Buffer, code: number, reason: string): void {
     this.state = CLOSING;
@@ -576,18 +583,21 @@ class TcpConnection implements ConnectorClient {
     this.lastSeen = performance.now();
     this.socket.end(last);
     this.socket.resume();
-    // After the connector stopped, a peer that never sends its FIN must not hold the process for
-    // the sweep's 2 × heartbeatMs: it gets a short grace, then the socket is destroyed.
-    if (this.#shared.stopped) this.destroyAfterGrace();
+    // A peer that never sends its FIN must not hold the socket (nor, after stop(), the process)
+    // for the sweep's 2 × heartbeatMs: it gets a grace, then the socket is destroyed.
+    this.destroyAfterGrace();
   }
 
   /**
-   * A closing socket after stop(): destroyed after a short grace if its peer has not sent its
-   * FIN by then. stop() calls it for the connections already closing (kicked before shutdown).
+   * A closing socket: destroyed after a grace if its peer has not closed it by then (CLOSE_GRACE_MS,
+   * or the shorter STOP_GRACE_MS once the connector is stopping; never longer than the sweep's
+   * 2 × heartbeatMs). stop() calls it again for the connections already closing.
    */
   destroyAfterGrace(): void {
     const socket = this.socket;
-    setTimeout(() => { socket.destroy(); }, Math.min(STOP_GRACE_MS, this.#shared.opts.heartbeatMs)).unref();
+    const shared = this.#shared;
+    const ms = shared.stopped ? Math.min(STOP_GRACE_MS, shared.opts.heartbeatMs) : Math.min(CLOSE_GRACE_MS, 2 * shared.opts.heartbeatMs);
+    setTimeout(() => { socket.destroy(); }, ms).unref();
   }
 
   /**
