@@ -91,6 +91,8 @@ export interface ClientSockHost {
   publishFrom(from: Sock, topic: string, data: Uint8Array, binary: boolean): void;
   /** The core-side close (disconnect bookkeeping) of a connector client. */
   closed(s: ClientSock, code: number, reason: string): void;
+  /** A connector client's close() threw (counted in connectorErrors and drops.connector). */
+  closeFailed(s: ClientSock, err: unknown): void;
   /**
    * Where a held send the connector refuses (DROPPED) is counted: as a drop, and taken back from
    * messagesOut when its caller counted it there (a send, not a publish), so each message is
@@ -226,7 +228,13 @@ export class ClientSock implements Sock {
     if (!this.ud.closed) this.flush();
     else this.held = null;
     if (!this.ud.closed) this.host.closed(this, code, shortMessage);
-    this.client.close(code, shortMessage);
+    try {
+      this.client.close(code, shortMessage);
+    } catch (err) {
+      // A connector's bug (say close(1006) passed to a WebSocket library that refuses it) must
+      // not escape into whatever closed it (the command loop, a microtask): counted, not thrown.
+      this.host.closeFailed(this, err);
+    }
   }
 
   subscribe(topic: string): boolean {

@@ -964,14 +964,22 @@ export class Server {
       const m = this.matchPath(path);
       return m === null ? null : this.routeTables[m.id] ?? null;
     },
-    reportError: (client, code, message) => {
-      const handle = client?.session?.handle ?? 0;
-      const c = this.counters;
-      c.connectorErrors[code] = (c.connectorErrors[code] ?? 0) + 1;
-      c.drops.connector++;
-      if (dropChannel.hasSubscribers) dropChannel.publish({ reason: 'connector', handle, code, message });
-    },
+    reportError: (client, code, message) => this.connectorError(client, code, message),
   };
+
+  /** Counted in connectorErrors by code and drops.connector, published on ringwire:drop. */
+  private connectorError(client: ConnectorClient | null, code: string, message: string): void {
+    const handle = client?.session?.handle ?? 0;
+    const c = this.counters;
+    c.connectorErrors[code] = (c.connectorErrors[code] ?? 0) + 1;
+    c.drops.connector++;
+    if (dropChannel.hasSubscribers) dropChannel.publish({ reason: 'connector', handle, code, message });
+  }
+
+  /** ClientSockHost: a connector client's close() threw. */
+  closeFailed(s: ClientSock, err: unknown): void {
+    this.connectorError(s.client, ErrorCodes.RW_ERR_CONNECTOR_CLOSE, `${s.client.transport ?? 'connector'} client close() threw: ${err instanceof Error ? err.message : String(err)}`);
+  }
 
   // ------------------------------------------------------------------ shutdown
 

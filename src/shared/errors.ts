@@ -36,6 +36,7 @@ export const ErrorCodes = {
   RW_ERR_HANDLER_TIMEOUT: 'RW_ERR_HANDLER_TIMEOUT',
   RW_ERR_RATE_LIMITED: 'RW_ERR_RATE_LIMITED',
   RW_ERR_CLIENT_CLOSED: 'RW_ERR_CLIENT_CLOSED',
+  RW_ERR_CONNECTOR_CLOSE: 'RW_ERR_CONNECTOR_CLOSE',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

@@ -46,6 +46,9 @@ function host(log: string[]): ClientSockHost & { drops: [string, number][] } {
       s.ud.closed = true;
       log.push(`core closed ${code}`);
     },
+    closeFailed(_s, err) {
+      log.push(`close failed ${(err as Error).message}`);
+    },
     counters: { messagesOut: 0, drop(reason: string, handle = 0) { drops.push([reason, handle]); } } as ClientSockHost['counters'],
   };
 }
@@ -160,4 +163,17 @@ test('the module\'s maxBackpressure applies to a connector client as uWS applies
   assert.equal(s3.send(bytes('y')), SendStatus.SUCCESS);
   await nextTurn();
   assert.deepEqual([c2.log, c3.log], [[], ['send y']]);
+});
+
+test('a connector whose close() throws (close(1006) handed to a library that refuses it): the core closes its side, the throw is reported, not thrown into the caller', async () => {
+  class Refusing extends LogClient {
+    override close(code: number): void {
+      throw new RangeError(`invalid close code ${code}`);
+    }
+  }
+  const client = new Refusing(0);
+  const s = new ClientSock(client, ud(), host(client.log));
+  await nextTurn();
+  s.end(1006, '');
+  assert.deepEqual(client.log, ['core closed 1006', 'close failed invalid close code 1006']);
 });
