@@ -27,7 +27,7 @@ export interface Parsed {
 /** parseArgs (strict) with errors rewritten to name the flag. */
 export function parse(argv: readonly string[], options: OptionSpecs): Parsed {
   const dd = argv.indexOf('--');
-  const own = dd === -1 ? [...argv] : argv.slice(0, dd);
+  const own = joinNegativeValues(dd === -1 ? [...argv] : argv.slice(0, dd), options);
   const rest = dd === -1 ? [] : argv.slice(dd + 1);
   try {
     const r = parseArgs({ args: own, options, strict: true, allowPositionals: true });
@@ -35,6 +35,25 @@ export function parse(argv: readonly string[], options: OptionSpecs): Parsed {
   } catch (err) {
     throw new UsageError(describeParseError(err));
   }
+}
+
+/**
+ * `--workers -1` → `--workers=-1`: parseArgs takes a value starting with '-' for an option, so the
+ * user saw "needs a value" instead of the range error naming what the flag takes.
+ */
+function joinNegativeValues(args: string[], options: OptionSpecs): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const next = args[i + 1];
+    if (a.startsWith('--') && !a.includes('=') && options[a.slice(2)]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
 }
 
 function describeParseError(err: unknown): string {

@@ -134,6 +134,9 @@ test('bad flags and bad values exit 2 with a message naming the flag', async () 
     [['serve', echo, '--port'], /--port needs a value/],
     [['serve', echo, '--workers', 'many'], /--workers must be/],
     [['serve', echo, '--workers', '0'], /--workers must be an integer between 1/],
+    // A negative value is a value, not an option: the range error, not "needs a value".
+    [['serve', echo, '--workers', '-1'], /--workers must be a non-negative integer, got "-1"/],
+    [['serve', echo, '--start-timeout-ms', '-5'], /--start-timeout-ms must be a non-negative integer, got "-5"/],
     [['serve', echo, '--ring-bytes', '5000'], /--ring-bytes must be a power of two/],
     [['serve', echo, '--codec', 'xml'], /--codec must be one of binary, json, raw/],
     [['serve', echo, '--port', '70000'], /--port must be between 0 and 65535/],
