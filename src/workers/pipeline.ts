@@ -58,11 +58,17 @@ function reportError(conn: Conn, err: unknown, stage: Stage): void {
   }
 }
 
-/** Error reply for a failed message: `{ code, message }` in the connection's codec, event 'error'. */
-export function errorReply(conn: Conn, err: unknown, stage: Stage): void {
+/**
+ * Error reply for a failed message: `{ code, message }` in the connection's codec, event 'error'.
+ * `thrown`: `err` is what a hook or handler threw or rejected with.
+ */
+export function errorReply(conn: Conn, err: unknown, stage: Stage, thrown = false): void {
   const re = err instanceof RingwireError ? err : new HandlerError(stage, err);
-  // Handler errors are reported with a fixed message: internals never reach the client.
-  const message = re.code === ErrorCodes.RW_ERR_HANDLER ? `${stage} failed` : re.message;
+  // What a hook or handler threw gets a fixed message whatever it is, one of ringwire's own errors
+  // it let escape included (a RecordTooLargeError from ctx.send names the ring's sizes and option):
+  // its text is for onError and the server's logs, never the client, which keeps its stable code.
+  // Only ringwire's own answers about the message (bad frame, unknown event, rate limit, timeout) say more.
+  const message = thrown || re.code === ErrorCodes.RW_ERR_HANDLER ? `${stage} failed` : re.message;
   try {
     conn.sendFrameTo(conn.handle, 'error', conn.ref, { code: re.code, message, event: conn.event });
   } catch {
@@ -73,7 +79,7 @@ export function errorReply(conn: Conn, err: unknown, stage: Stage): void {
 function messageFailed(conn: Conn, err: unknown): void {
   host.counters[WorkerCounter.handlerErrors]! += 1;
   reportError(conn, err, 'message');
-  errorReply(conn, err, 'message');
+  errorReply(conn, err, 'message', true);
 }
 
 export function frameFailed(conn: Conn, err: unknown, stage: Stage): void {

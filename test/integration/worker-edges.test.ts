@@ -227,3 +227,18 @@ test('an ArrayBuffer or DataView payload is sent as its bytes, not JSON-stringif
     await c.close();
   });
 });
+
+test('a handler that lets one of ringwire\'s own errors escape (RecordTooLargeError from ctx.send): the error reply keeps its code, with the fixed message, not the internal text', async () => {
+  // 64 KiB rings: records up to 32760 bytes, so a 40 KB send does not fit the outbound ring.
+  await withServer({ ringBytes: 64 * 1024 }, async (url) => {
+    const c = await Client.open(`${url}/a`);
+    c.emit('FILL', '1,40000', 12);
+    const r = await c.next();
+    assert.equal(r.event, 'error');
+    assert.equal(r.ref, 12);
+    // Before the fix: "a 40000-byte command does not fit the outbound ring (maxRecord 32760); raise ringBytes".
+    assert.deepEqual(JSON.parse(r.text), { code: 'RW_ERR_RECORD_TOO_LARGE', message: 'message failed', event: 'FILL' });
+    assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_RECORD_TOO_LARGE']);
+    await c.close();
+  });
+});
