@@ -108,6 +108,11 @@ function buildModule(id: number, file: string, def: ModuleDefinition, hooks: Hoo
     routeById.push(route);
   }
   const codecName = def.codec ?? defaultCodec;
+  if (codecName === 'raw' && n + (def.handler ? 1 : 0) !== 1) {
+    // defineModule checks this for `codec: 'raw'`; a module that takes the server's raw codec is
+    // checked here: a raw frame has no event, so every message would go to one handler, the others never running.
+    throw new ModuleLoadError(`${file}: a raw-codec module must have exactly one handler (module.handler or one event), this one has ${n + (def.handler ? 1 : 0)}`);
+  }
   let fallback: RouteRt | null = def.handler ? { name: '', id: 0, chain: [...head, def.handler] } : null;
   if (codecName === 'raw' && fallback === null) fallback = routeById[1] ?? null;
   return {

@@ -242,3 +242,14 @@ test('a handler that lets one of ringwire\'s own errors escape (RecordTooLargeEr
     await c.close();
   });
 });
+
+test('a module with several events that gets the raw codec from the server\'s options fails to load (raw frames carry no event: all but one handler would be dead)', async () => {
+  const server = createServer({ modules: [edges], workers: 1, codec: 'raw' });
+  try {
+    // Before the fix it loaded, and every message went to its first event (ECHO), silently.
+    await assert.rejects(server.listen(0, '127.0.0.1'),
+      { code: 'RW_ERR_MODULE_LOAD', message: /edges\.module\.js: a raw-codec module must have exactly one handler \(module\.handler or one event\), this one has 10/ });
+  } finally {
+    await server.close();
+  }
+});
