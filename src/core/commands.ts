@@ -9,7 +9,7 @@
  */
 import type { HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js';
 import { RecordKind, type RecordReader } from '../shared/records.js';
-import { ControlKind, CloseCode } from '../shared/constants.js';
+import { ControlKind, CloseCode, cutCloseReason } from '../shared/constants.js';
 import type { Ring } from '../shared/ring.js';
 import type { FdAllocator } from '../fd/index.js';
 import type { Counters } from './stats.js';
@@ -89,23 +89,6 @@ export function statusLine(status: number): string {
 }
 
 const utf8d = new TextDecoder();
-const utf8e = new TextEncoder();
-/** Largest close reason in a close frame (125 bytes of payload less the code). */
-const MAX_CLOSE_REASON = 123;
-
-/**
- * uWS cuts a close reason at 123 bytes, inside a character if it comes to that, and the client
- * then fails the close frame (1006 instead of the code): cut it on a character boundary here.
- */
-function closeReason(reason: string): string {
-  if (reason.length <= MAX_CLOSE_REASON / 3) return reason; // at most 3 UTF-8 bytes per UTF-16 unit
-  const b = utf8e.encode(reason);
-  if (b.length <= MAX_CLOSE_REASON) return reason;
-  let end = MAX_CLOSE_REASON;
-  while ((b[end]! & 0xc0) === 0x80) end--; // b[end] starts the first character left out
-  return utf8d.decode(b.subarray(0, end));
-}
-
 /** Answer a pending upgrade that will not be accepted (HTTP response or addClient() result). */
 export function refusePending(p: PendingUpgrade, status: number, body: string, code = 'RW_ERR_UPGRADE_REFUSED',
   names: readonly string[] = [], values: readonly string[] = []): void {
@@ -308,7 +291,7 @@ export class CommandExecutor {
         const c = rd.closeConn(off);
         const ws = this.find(c.handle());
         if (ws !== undefined) {
-          ws.end(c.code(), closeReason(c.reason() ?? ''));
+          ws.end(c.code(), cutCloseReason(c.reason() ?? ''));
           return;
         }
         // Detached: its session ends now (the disconnect hooks run with the code), no resume.

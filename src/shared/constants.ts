@@ -10,6 +10,26 @@ export const CloseCode = {
   TRY_AGAIN: 1013, // the connection's worker cannot keep up (inbound ring + overflow full)
 } as const;
 
+/** Largest close reason in a close frame (125 bytes of payload less the code). */
+export const MAX_CLOSE_REASON = 123;
+const utf8e = new TextEncoder();
+const utf8d = new TextDecoder();
+
+/**
+ * A close reason cut to MAX_CLOSE_REASON UTF-8 bytes on a character boundary. uWS cuts it at 123
+ * bytes, inside a character if it comes to that, and the client then fails the close frame (1006
+ * instead of the code). The worker cuts it too, before writing its CloseConn record: a reason
+ * longer than a ring record would otherwise make ctx.close() throw.
+ */
+export function cutCloseReason(reason: string): string {
+  if (reason.length <= MAX_CLOSE_REASON / 3) return reason; // at most 3 UTF-8 bytes per UTF-16 unit
+  const b = utf8e.encode(reason);
+  if (b.length <= MAX_CLOSE_REASON) return reason;
+  let end = MAX_CLOSE_REASON;
+  while ((b[end]! & 0xc0) === 0x80) end--; // b[end] starts the first character left out
+  return utf8d.decode(b.subarray(0, end));
+}
+
 /**
  * Control records: tiny fixed-layout records ([u32 kind][u32 seq]) that the core uses to
  * sequence shutdown. They share the ring with the FlatBuffers records (kinds 1..31) and use

@@ -10,7 +10,7 @@ import { RequestOp } from '../shared/records.js';
 import { ErrorCodes, RingwireError } from '../shared/errors.js';
 import type { ModuleRt } from './loader.js';
 import type { Outbox } from './outbox.js';
-import { CloseCode } from '../shared/constants.js';
+import { CloseCode, cutCloseReason } from '../shared/constants.js';
 
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
@@ -242,8 +242,12 @@ export class Conn implements Context, UpgradeContext {
       // close frame (they see 1006, not the code).
       throw new RangeError(`close(code) must be a close code a client accepts (1000-1003, 1007-1014, 3000-4999), got ${String(code)}`);
     }
+    if (typeof reason !== 'string') throw new TypeError('close(code, reason) needs a string reason');
+    // Cut here, not only on the I/O thread: a reason longer than a ring record would make the write
+    // throw RW_ERR_RECORD_TOO_LARGE, and a connection marked closing but never closed stays open
+    // with every later message discarded. `closing` is set once the command is written, for the same reason.
+    this.outbox.closeConn(this.handle, code, cutCloseReason(reason));
     this.closing = true;
-    this.outbox.closeConn(this.handle, code, reason);
   }
 }
 

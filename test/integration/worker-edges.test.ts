@@ -248,8 +248,20 @@ test('a module with several events that gets the raw codec from the server\'s op
   try {
     // Before the fix it loaded, and every message went to its first event (ECHO), silently.
     await assert.rejects(server.listen(0, '127.0.0.1'),
-      { code: 'RW_ERR_MODULE_LOAD', message: /edges\.module\.js: a raw-codec module must have exactly one handler \(module\.handler or one event\), this one has 10/ });
+      { code: 'RW_ERR_MODULE_LOAD', message: /edges\.module\.js: a raw-codec module must have exactly one handler \(module\.handler or one event\), this one has \d+/ });
   } finally {
     await server.close();
   }
+});
+
+test('close() with a reason longer than a ring record: the client gets the code and the reason cut to 123 bytes; the connection is not left open with its messages discarded', async () => {
+  // 64 KiB rings: records up to 32760 bytes; the reason is 40,000 bytes.
+  await withServer({ ringBytes: 64 * 1024 }, async (url) => {
+    const c = await Client.open(`${url}/a`);
+    c.emit('CLOSEBIG', '40000', 1);
+    // Before the fix close() threw RW_ERR_RECORD_TOO_LARGE after marking the connection closing: it
+    // stayed open, answered with an error reply, and every later message was discarded unanswered.
+    const r = await Promise.race([c.closed, c.next().then((m) => m.text)]);
+    assert.deepEqual(r, { code: 4003, reason: 'x'.repeat(123) });
+  });
 });
