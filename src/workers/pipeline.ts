@@ -19,6 +19,13 @@ import { hookChannel } from '../shared/diagnostics.js';
 
 const utf8 = new TextEncoder();
 
+/**
+ * A hook's result that is awaited. The stages chain on `Promise.resolve(r).then(...)`, not on
+ * `r.then(...)`: for a native promise that is `r` itself (no cost), while a thenable whose then()
+ * returns nothing (hand-made, not Promises/A+) would have made the chain look finished (the
+ * connection's next messages running at once, out of order) and one that calls back twice would
+ * have run the rest of the chain twice.
+ */
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && typeof v === 'object' && typeof (v as { then?: unknown }).then === 'function';
 }
@@ -102,7 +109,7 @@ export function runMessage(conn: Conn, chain: readonly MessageHook[], i: number)
     if (isThenable(r)) {
       const next = i + 1;
       const epoch = conn.epoch;
-      return r.then(
+      return Promise.resolve(r).then(
         (v) => (conn.epoch !== epoch || v === false || conn.replied || conn.closing ? undefined : runMessage(conn, chain, next)),
         (err) => { if (conn.epoch === epoch) messageFailed(conn, err); },
       );
@@ -127,7 +134,7 @@ export function runUpgrade(conn: Conn, i: number): PromiseLike<unknown> | undefi
     if (isThenable(r)) {
       const next = i + 1;
       const epoch = conn.epoch;
-      return r.then((v) => {
+      return Promise.resolve(r).then((v) => {
         if (conn.epoch !== epoch) return undefined;
         mergeUserData(conn, v);
         return conn.rejected ? finishUpgrade(conn) : runUpgrade(conn, next);
@@ -219,7 +226,7 @@ export function runConnect(conn: Conn, i: number): PromiseLike<unknown> | undefi
     if (isThenable(r)) {
       const next = i + 1;
       const epoch = conn.epoch;
-      return r.then(() => (conn.epoch !== epoch || conn.closing ? undefined : runConnect(conn, next)),
+      return Promise.resolve(r).then(() => (conn.epoch !== epoch || conn.closing ? undefined : runConnect(conn, next)),
         (err) => { if (conn.epoch === epoch) connectFailed(conn, err); });
     }
     if (conn.closing) return undefined;
@@ -246,7 +253,7 @@ export function runDisconnect(conn: Conn, i: number, code: number, reason: strin
     if (isThenable(r)) {
       const next = i + 1;
       const epoch = conn.epoch;
-      return r.then(() => (conn.epoch !== epoch ? undefined : runDisconnect(conn, next, code, reason)), (err) => {
+      return Promise.resolve(r).then(() => (conn.epoch !== epoch ? undefined : runDisconnect(conn, next, code, reason)), (err) => {
         if (conn.epoch !== epoch) return undefined;
         disconnectFailed(conn, err);
         return runDisconnect(conn, next, code, reason);
@@ -272,7 +279,7 @@ export function runSession(conn: Conn, stage: 'away' | 'resume', info: unknown, 
     if (isThenable(r)) {
       const next = i + 1;
       const epoch = conn.epoch;
-      return r.then(() => (conn.epoch !== epoch ? undefined : runSession(conn, stage, info, next)), (err) => {
+      return Promise.resolve(r).then(() => (conn.epoch !== epoch ? undefined : runSession(conn, stage, info, next)), (err) => {
         if (conn.epoch !== epoch) return undefined;
         sessionHookFailed(conn, stage, err);
         return runSession(conn, stage, info, next);
@@ -296,7 +303,7 @@ export function runDrain(conn: Conn, buffered: number, i: number): PromiseLike<u
     if (isThenable(r)) {
       const next = i + 1;
       const epoch = conn.epoch;
-      return r.then(() => (conn.epoch !== epoch ? undefined : runDrain(conn, buffered, next)), (err) => {
+      return Promise.resolve(r).then(() => (conn.epoch !== epoch ? undefined : runDrain(conn, buffered, next)), (err) => {
         if (conn.epoch !== epoch) return undefined;
         sessionHookFailed(conn, 'drain', err);
         return runDrain(conn, buffered, next);

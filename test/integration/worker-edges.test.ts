@@ -265,3 +265,30 @@ test('close() with a reason longer than a ring record: the client gets the code 
     assert.deepEqual(r, { code: 4003, reason: 'x'.repeat(123) });
   });
 });
+
+test('a hook returning a thenable whose then() returns nothing still holds the connection\'s later messages until it settles', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({}, async (url) => {
+      const a = await Client.open(`${url}/a`);
+      a.emit('THENABLE', '', 1);
+      a.emit('ECHO', 'second', 2);
+      try {
+        await sink.until((l) => l.includes('/e thenable waiting'));
+      } finally {
+        go.postMessage('go');
+      }
+      // Before the fix the chain counted as finished when then() returned undefined: ECHO ran at
+      // once (its reply came first) and the handler ran later, out of order, on a view of reused ring memory.
+      const first = await a.next();
+      assert.deepEqual([first.ref, first.text], [1, 'after thenable']);
+      const second = await a.next();
+      assert.deepEqual([second.ref, second.text], [2, 'second']);
+      await a.close();
+    });
+  } finally {
+    go.close();
+    sink.close();
+  }
+});
