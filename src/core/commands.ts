@@ -26,9 +26,6 @@ export interface SocketData {
   slotGen: number;
   module: number;
   closed: boolean;
-  /** Overflow bytes charged to this connection in the slot's current backlog epoch. */
-  backlogBytes: number;
-  backlogEpoch: number;
   /** Rate limit token bucket (only used when options.rateLimit is set). */
   tokens: number;
   refilledAt: number;
@@ -398,7 +395,7 @@ export class CommandExecutor {
     }
     const ud: SocketData = {
       fd: this.alloc.fdOf(handle), handle, slot: p.slot, slotGen: p.slotGen, module: p.module, closed: false,
-      backlogBytes: 0, backlogEpoch: 0, tokens: this.rateBurst, refilledAt: 0, shedTokens: this.shedBurst, shedAt: 0,
+      tokens: this.rateBurst, refilledAt: 0, shedTokens: this.shedBurst, shedAt: 0,
       remoteAddress: p.remoteAddress, url: p.url, connectedAt: Date.now(), handshakeMs: performance.now() - p.startedAt,
       transport: p.client === null ? 'websocket' : '', uid: null, rooms: null, session: null, resumeOf: p.resume,
     };

@@ -153,12 +153,7 @@ export class Server {
       return;
     }
     if (r > 0) {
-      if (ud.backlogEpoch !== slot.backlogEpoch) {
-        ud.backlogEpoch = slot.backlogEpoch;
-        ud.backlogBytes = 0;
-      }
-      ud.backlogBytes += r;
-      if (ud.backlogBytes <= slot.overflowShare) return;
+      if (r <= slot.overflowShare) return; // what it holds in the overflow now
     } else {
       c.drop('inboundFull', ud.handle);
     }

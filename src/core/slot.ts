@@ -62,10 +62,17 @@ export class Slot {
   /** Records written into / moved out of the overflow during this backlog (orders the pending list). */
   private ovIn = 0;
   private ovOut = 0;
-  /** Bumped each time a backlog ends: per-connection overflow charges older than this are void. */
-  backlogEpoch = 0;
   /** Most overflow bytes one connection may hold: the one flooding is refused first. */
   readonly overflowShare: number;
+  /**
+   * Overflow bytes each connection holds now (its messages not yet moved to the ring), by handle,
+   * and the charge of each message record in the overflow, by its overflow sequence number. What a
+   * connection holds goes down as its records move on: a share counted over the whole backlog
+   * (reset only once the overflow emptied) closed a client with a few messages in flight with 1013
+   * after enough of them, when many clients kept the backlog from ever clearing.
+   */
+  private readonly held = new Map<number, number>();
+  private readonly charges = new Map<number, { handle: number; bytes: number }>();
   private flushArmed = false;
   readonly flushBound: () => void;
   barrierSeq = 0;
@@ -105,8 +112,9 @@ export class Slot {
   }
 
   /**
-   * Returns 0 when the message went into the ring, otherwise the bytes it took in the
-   * overflow (the caller charges them to the connection), or -1 when neither had room.
+   * Returns 0 when the message went into the ring, otherwise the overflow bytes the connection
+   * holds now, this message included (the caller refuses past overflowShare), or -1 when neither
+   * had room.
    * `shed`: the message is over its rate limit and goes as a Shed record (see RecordKind.Shed).
    */
   message(handle: number, binary: boolean, src: Uint8Array, shed = false): number {
@@ -119,8 +127,11 @@ export class Slot {
     if (o !== null) st = write(o, handle, binary, src);
     if (st !== RingStatus.OK) return -1;
     this.overflowed++;
-    this.ovIn++;
-    return src.length + 64;
+    const bytes = src.length + 64;
+    this.charges.set(this.ovIn++, { handle, bytes });
+    const held = (this.held.get(handle) ?? 0) + bytes;
+    this.held.set(handle, held);
+    return held;
   }
 
   open(handle: number): boolean {
@@ -278,6 +289,13 @@ export class Slot {
       } else if ((off = ov.peek()) >= 0) {
         if (ring.push(ov.data, off, ov.peekLength) !== RingStatus.OK) break;
         ov.skip();
+        const c = this.charges.get(this.ovOut);
+        if (c !== undefined) {
+          this.charges.delete(this.ovOut);
+          const left = this.held.get(c.handle)! - c.bytes;
+          if (left > 0) this.held.set(c.handle, left);
+          else this.held.delete(c.handle);
+        }
         this.ovOut++;
         fromOverflow = true;
       } else {
@@ -290,7 +308,6 @@ export class Slot {
     if (moved) ring.notify();
     if (ov.peek() < 0 && this.pending.length === 0) {
       this.backlog = false;
-      this.backlogEpoch++;
       this.ovIn = this.ovOut = 0;
     } else {
       this.armFlush();
@@ -307,7 +324,8 @@ export class Slot {
     this.ovIn = this.ovOut = 0;
     this.backlog = false;
     this.flushArmed = false;
-    this.backlogEpoch++;
+    this.held.clear();
+    this.charges.clear();
     this.connections = 0;
   }
 

@@ -5,7 +5,7 @@ import { CloseCode } from '../../src/shared/constants.js';
 import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, WorkerGate, fixture, until } from '../helpers.js';
+import { Client, WorkerGate, fixture, until, within } from '../helpers.js';
 
 const tools = fixture('tools.module');
 
@@ -161,6 +161,39 @@ test('backpressure: a stalled worker fills ring and overflow, the flooding conne
     await Promise.all([bystander.close(), g.close()]);
   } finally {
     gate.close();
+    await server.close();
+  }
+});
+
+test('backpressure: clients with a few messages in flight are never refused while together they keep the worker behind (a share is what a connection holds in the overflow now)', async () => {
+  // 4 KiB ring, 16 KiB overflow: each connection may hold 4 KiB of it. Four clients keep 4 messages
+  // of 500 bytes in flight each (at most 4 x 564 bytes held by one), against a worker taking 1 ms a
+  // message: the overflow never empties, and each client puts far more than 4 KiB through it.
+  const server = createServer({ modules: [tools], workers: 1, ringBytes: 4096, overflowBytes: 16384 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const url = `ws://127.0.0.1:${port}/t`;
+    const clients = await Promise.all(Array.from({ length: 4 }, () => Client.open(url)));
+    const payload = 'x'.repeat(500);
+    const total = 150;
+    const window = 4;
+    await within('every reply', Promise.all(clients.map(async (c) => {
+      const closed = c.closed.then(({ code }) => { throw new Error(`closed with ${code} after ${sent} sent`); });
+      closed.catch(() => undefined);
+      let sent = 0;
+      for (; sent < window; sent++) c.emit('SLOW', payload, sent + 1);
+      for (let ref = 1; ref <= total; ref++) {
+        assert.equal((await Promise.race([c.next(), closed])).ref, ref);
+        if (sent < total) c.emit('SLOW', payload, ++sent);
+      }
+    })), 60_000);
+    const st = server.stats();
+    assert.equal(st.drops.busyCloses, 0);
+    // Before the fix each connection was charged all it ever put in the overflow during a backlog
+    // (reset only when the overflow emptied) and was closed with 1013 past 4 KiB of it.
+    assert.ok(st.workers[0]!.overflowed > 4 * Math.ceil(4096 / 564), `overflowed ${st.workers[0]!.overflowed}`);
+    await Promise.all(clients.map((c) => c.close()));
+  } finally {
     await server.close();
   }
 });
