@@ -57,12 +57,22 @@ export interface Summary {
   lowerIsBetter?: boolean;
   /** Replaces the figures (sweep: the recommended settings). */
   text?: string;
+  /**
+   * Peers whose figure the load generator set (a client process above 90 % of a core): that figure
+   * is the client's limit, and a ratio against it is not the server's. Absent: none.
+   */
+  clientBound?: Peer['id'][];
 }
 
-/** Summary from rows that carry a peer and a value. */
-export function summaryOf(metric: string, rows: readonly { peer: Peer; value: number | null }[], lowerIsBetter = false): Summary {
+/** Summary from rows that carry a peer, a value, and whether the load generator set that value. */
+export function summaryOf(metric: string, rows: readonly { peer: Peer; value: number | null; clientBound?: boolean }[],
+  lowerIsBetter = false): Summary {
   const v = (id: Peer['id']): number | null => rows.find((r) => r.peer.id === id)?.value ?? null;
-  return { metric, ringwire: v('ringwire'), uws: v('uws'), ws: v('ws'), socketio: v('socketio'), lowerIsBetter };
+  const bound = rows.filter((r) => r.clientBound === true).map((r) => r.peer.id);
+  return {
+    metric, ringwire: v('ringwire'), uws: v('uws'), ws: v('ws'), socketio: v('socketio'), lowerIsBetter,
+    ...(bound.length > 0 ? { clientBound: bound } : {}),
+  };
 }
 
 export interface ScenarioDef {

@@ -12,8 +12,8 @@ import { CpuSampler, launchServer } from '../../bench/servers/launch.js';
 import { median, medianItem, medianOrNull } from '../../bench/report/stats.js';
 import { SOCKETIO, RINGWIRE, UWS, WS, type Peer } from '../../bench/suite/peers.js';
 import { checkLoad, echoTable, limitOf, runPeers, type PeerRow } from '../../bench/suite/measure.js';
-import { parseRunArgs, runScenario, TIMING } from '../../bench/run.js';
-import type { ScenarioDef, ScenarioResult, SuiteContext } from '../../bench/suite/context.js';
+import { parseRunArgs, runScenario, summaryTable, TIMING } from '../../bench/run.js';
+import { summaryOf, type ScenarioDef, type ScenarioResult, type SuiteContext } from '../../bench/suite/context.js';
 import { MICRO_SCENARIOS, microPlan } from '../../bench/suite/scenarios/micro.js';
 import { RESULTS_DIR } from '../../bench/report/results.js';
 import { encodeFrame } from '../../src/shared/wire.js';
@@ -58,6 +58,26 @@ test('echo table: every peer with ratios to uWS and ws, and a client-bound run s
   assert.equal(limitOf(fakeResult({}), cpu(90, 0, cores * 95)), 'host CPU full (server 90%)');
   assert.equal(limitOf(fakeResult({}), cpu(20, 0, 100)), 'not server CPU (server 20%)');
   assert.equal(limitOf(fakeResult({ clientBound: true }), cpu(90, 60, cores * 100)), '**CLIENT-BOUND**');
+});
+
+test('summary table: a client-bound figure says so there too (the table the README quotes), others do not', () => {
+  // The committed quick run's ping-pong: raw uWS's load generator ran at 99 % of a core.
+  const rows = [
+    { peer: UWS, value: 112_552, clientBound: true },
+    { peer: WS, value: 90_753, clientBound: false },
+    { peer: SOCKETIO, value: 51_545 },
+    { peer: RINGWIRE, value: 69_290, clientBound: false },
+  ];
+  const s = summaryOf('msg/s', rows);
+  assert.deepStrictEqual(s.clientBound, ['uws']);
+  assert.equal(summaryOf('msg/s', rows.map((r) => ({ ...r, clientBound: false }))).clientBound, undefined);
+  const md = summaryTable([{ name: 'pingpong-32b', summary: s }, { name: 'echo-32b', summary: summaryOf('msg/s', [{ peer: UWS, value: 774_553 }]) }], []);
+  const cells = (name: string): string[] => md.split('\n').find((l) => l.startsWith(`| ${name} |`))!.split('|').map((c) => c.trim());
+  assert.equal(cells('pingpong-32b')[3], '69,290'); // ringwire
+  assert.equal(cells('pingpong-32b')[4], '112,552 (client-bound)'); // raw uWS
+  assert.equal(cells('pingpong-32b')[5], '90,753'); // ws
+  assert.equal(cells('pingpong-32b')[7], '0.62x');
+  assert.equal(cells('echo-32b')[4], '774,553');
 });
 
 test('parseRunArgs: modes, scenario names and groups, timing overrides, unknown names rejected', () => {

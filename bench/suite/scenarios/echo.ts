@@ -47,7 +47,7 @@ function echoLike(name: string, title: string, spec: LoadSpec, what: (ctx: Suite
           series: [{ name: 'msg/s', values: rows.map((r) => r.median.result.messagesPerSec) }],
           notes: rows.map((r) => (r.median.result.clientBound ? 'client-bound' : r.median.result.errors > 0 ? `${r.median.result.errors} errors` : null)),
         },
-        summary: summaryOf('msg/s', rows.map((r) => ({ peer: r.peer, value: r.median.result.messagesPerSec }))),
+        summary: summaryOf('msg/s', rows.map((r) => ({ peer: r.peer, value: r.median.result.messagesPerSec, clientBound: r.median.result.clientBound }))),
         data: { spec, timing: t, rows: rows.map((r) => ({ server: r.peer.name, runsMsgPerSec: r.runsMsgPerSec, ...r.median })) },
       };
     },

@@ -56,7 +56,7 @@ export const FANOUT: ScenarioDef = {
         series: [{ name: 'deliveries/s', values: rows.map((r) => r.median.result.messagesPerSec) }],
         notes: rows.map((r) => (r.median.result.clientBound ? 'client-bound' : null)),
       },
-      summary: summaryOf('deliveries/s', rows.map((r) => ({ peer: r.peer, value: r.median.result.messagesPerSec }))),
+      summary: summaryOf('deliveries/s', rows.map((r) => ({ peer: r.peer, value: r.median.result.messagesPerSec, clientBound: r.median.result.clientBound }))),
       data: { spec, subscribers: SUBSCRIBERS, timing: t, rows: rows.map((r) => ({ server: r.peer.name, runsDeliveriesPerSec: r.runsMsgPerSec, ...r.median })) },
     };
   },

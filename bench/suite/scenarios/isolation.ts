@@ -106,7 +106,10 @@ export const ISOLATION: ScenarioDef = {
         ],
         notes: rows.map((r) => (r.median.light.result.clientBound || r.median.heavy.result.clientBound ? 'client-bound' : null)),
       },
-      summary: summaryOf('light p99 µs under heavy load', rows.map((r) => ({ peer: r.peer, value: r.median.light.result.latencyUs?.p99 ?? null })), true),
+      summary: summaryOf('light p99 µs under heavy load', rows.map((r) => ({
+        peer: r.peer, value: r.median.light.result.latencyUs?.p99 ?? null,
+        clientBound: r.median.light.result.clientBound || r.median.heavy.result.clientBound,
+      })), true),
       data: { light: LIGHT, heavy: HEAVY, timing: t, rows: rows.map((r) => ({ server: r.peer.name, runsLoadedP99Us: r.all, ...r.median })) },
     };
   },

@@ -96,7 +96,7 @@ export const STORM: ScenarioDef = {
         series: [{ name: 'upgrades/s', values: rows.map((r) => r.median.report.upgradesPerSec) }],
         notes: rows.map((r) => (r.median.report.clientBound ? 'client-bound' : r.median.report.errors > 0 ? `${r.median.report.errors} errors` : null)),
       },
-      summary: summaryOf('upgrades/s', rows.map((r) => ({ peer: r.peer, value: r.median.report.upgradesPerSec }))),
+      summary: summaryOf('upgrades/s', rows.map((r) => ({ peer: r.peer, value: r.median.report.upgradesPerSec, clientBound: r.median.report.clientBound }))),
       data: { connections: n, processes, runs: rows.map((r) => ({ server: r.peer.name, runsUpgradesPerSec: r.all, ...r.median })) },
     };
   },
