@@ -768,6 +768,9 @@ export class SessionManager {
     const op = r.op();
     const handle = r.handle();
     const id = r.id();
+    // The worker that asked, for the replies that wait for Redis: if it dies meanwhile, its
+    // replacement (same slot, its request ids counting from 1 again) must not get them.
+    const gen = slot.generation;
     switch (op) {
       case RequestOp.Bind: {
         const ud = this.udOf(handle);
@@ -830,7 +833,7 @@ export class SessionManager {
             for (const m of members) if (m.node !== cluster.nodeId) view.set(memberKey(m), m);
           }
           if (ud.rooms?.has(room) === true) this.sendState(ud, room, members);
-          this.ok(slot, id, handle, { members });
+          if (slot.generation === gen) this.ok(slot, id, handle, { members });
         });
         return;
       }
@@ -846,7 +849,7 @@ export class SessionManager {
         if (cluster === null) return this.ok(slot, id, handle, { subscribers: subscribers(t), members: local });
         void cluster.remoteMembers(t).then((remote) => {
           const members = remote === null || remote.length === 0 ? local : [...(local ?? []), ...remote];
-          this.ok(slot, id, handle, { subscribers: subscribers(t), members });
+          if (slot.generation === gen) this.ok(slot, id, handle, { subscribers: subscribers(t), members });
         });
         return;
       }

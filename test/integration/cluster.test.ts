@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { JsonClient, within } from '../helpers.js';
+import { Client, JsonClient, fixture, until as untilLocal, within } from '../helpers.js';
+import { createServer } from '../../src/index.js';
 import { REDIS_SKIP, startRedis } from '../support/redis.js';
 import type { ServerStats } from '../../src/index.js';
 
@@ -425,4 +426,39 @@ test('cluster: a node cut off from Redis, once back, shows at once the leave of 
     }
   })());
   assert.deepEqual(seen, ['-bert+', '-+bea']);
+});
+
+test('cluster: a join answered by Redis after its worker died is not delivered to the replacement worker (whose own request ids start again at 1)', async (t) => {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return;
+  }
+  t.after(() => redis.stop());
+  // One worker serves both modules: a CRASH on /t kills the worker of /rooms too.
+  const server = createServer({
+    modules: [fixture('rooms.module'), fixture('tools.module')], workers: 1,
+    cluster: { url: redis.url, nodeId: 'solo', prefix: 'rwstale' },
+  });
+  const port = await server.listen(0, '127.0.0.1');
+  t.after(() => server.close());
+  const url = `ws://127.0.0.1:${port}/rooms`;
+  const alice = await JsonClient.open(url);
+  await alice.call('BIND', { uid: 'alice' }); // request id 1 in this worker
+  // Redis stops answering: alice's join (request id 2) waits for the other nodes' members.
+  redis.pause();
+  alice.send('JOIN', { room: 'ra' });
+  await untilLocal('alice\'s join on the I/O thread', () => server.roomMembers('ra') !== null);
+  const killer = await Client.open(`ws://127.0.0.1:${port}/t`);
+  killer.emit('CRASH');
+  assert.equal((await within('alice closed by the worker death', alice.c.closed)).code, 1011);
+  await untilLocal('the replacement worker', () => server.stats().workers[0]!.alive && server.stats().workerRestarts === 1);
+  // The replacement worker: bob's bind is its request 1, his join its request 2, as alice's were.
+  const bob = await JsonClient.open(url);
+  await bob.call('BIND', { uid: 'bob' });
+  const joined = await within('bob\'s join', bob.call('JOIN', { room: 'rb' }));
+  // Alice's late answer (room ra) must not settle bob's request 2: he gets his own room.
+  assert.deepEqual(joined.data['members'], ['bob']);
+  await bob.c.close();
+  await killer.close();
 });
