@@ -11,6 +11,7 @@ import type { HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSocket
 import { RecordKind, type RecordReader } from '../shared/records.js';
 import { ControlKind, CloseCode, cutCloseReason } from '../shared/constants.js';
 import type { Ring } from '../shared/ring.js';
+import { recordOk } from '../shared/verify.js';
 import type { FdAllocator } from '../fd/index.js';
 import type { Counters } from './stats.js';
 import type { Slot } from './slot.js';
@@ -86,6 +87,19 @@ export function statusLine(status: number): string {
 }
 
 const utf8d = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Reads the Send record at `off` (`length` bytes) into the reader's hbd fields; false when it is
+ * malformed. The hot writers' layout is checked in place; any other goes through verifyRecord's checks first.
+ */
+function sendOk(rd: RecordReader, data: Uint8Array, off: number, length: number): boolean {
+  if (rd.hbdHot(off, length)) return true;
+  if (!recordOk(data, off, length)) return false;
+  rd.hbd(off, true);
+  return true;
+}
+
 /** Answer a pending upgrade that will not be accepted (HTTP response or addClient() result). */
 export function refusePending(p: PendingUpgrade, status: number, body: string, code = 'RW_ERR_UPGRADE_REFUSED',
   names: readonly string[] = [], values: readonly string[] = []): void {
@@ -169,7 +183,11 @@ export class CommandExecutor {
     while ((off = ring.peek()) >= 0) {
       const kind = data[off]! | (data[off + 1]! << 8) | (data[off + 2]! << 16) | (data[off + 3]! << 24);
       if (kind === RecordKind.Send) {
-        rd.hbd(off, true);
+        if (!sendOk(rd, data, off, ring.peekLength)) {
+          this.counters.drop('badCommand');
+          ring.skip();
+          continue;
+        }
         const h = rd.hbdHandle;
         const ws = this.alloc.isCurrent(h) ? this.sockets.get(this.alloc.fdOf(h)) : undefined;
         if (ws === undefined) {
@@ -183,7 +201,14 @@ export class CommandExecutor {
           ws.cork(this.corkedRun);
         }
       } else {
-        this.exec(slot, kind, off, rd);
+        // Verified before any reader follows its offsets (a record that is not what our writers
+        // lay out: the generated readers would read outside it, throw, or loop on a huge vector
+        // length); counted and skipped, so the ring stays in step and the thread never throws.
+        if (kind === ControlKind.BarrierAck ? ring.peekLength >= 8 : recordOk(data, off, ring.peekLength)) {
+          this.exec(slot, kind, off, rd);
+        } else {
+          this.counters.drop('badCommand');
+        }
         ring.skip();
       }
       if (++n >= RELEASE_EVERY) {
@@ -210,15 +235,15 @@ export class CommandExecutor {
     const c = this.counters;
     let off = ring.peek();
     while (off >= 0) {
-      rd.hbd(off, true);
-      if (rd.hbdHandle !== h) return;
+      // A bad record ends the run: drain() counts and skips it.
+      if (!sendOk(rd, data, off, ring.peekLength) || rd.hbdHandle !== h) return;
       const start = rd.hbdStart;
       const st = ws.send(data.subarray(start, start + rd.hbdLength), rd.hbdBinary);
       if (st === SEND_DROPPED) c.drop('backpressure', h);
       else c.messagesOut++;
       ring.skip();
       off = ring.peek();
-      if (off >= 0 && data[off] !== RecordKind.Send) return;
+      if (off >= 0 && rd.kind(off) !== RecordKind.Send) return;
     }
   }
 
@@ -226,7 +251,7 @@ export class CommandExecutor {
     switch (kind) {
       case RecordKind.SendMany: {
         const m = rd.sendMany(off);
-        const bytes = m.dataArray()!;
+        const bytes = m.dataArray() ?? EMPTY;
         const bin = m.binary();
         const n = m.handlesLength();
         for (let i = 0; i < n; i++) {
@@ -243,7 +268,8 @@ export class CommandExecutor {
       }
       case RecordKind.Publish: {
         const p = rd.publish(off);
-        const topic = p.topic()!;
+        const topic = p.topic();
+        if (topic === null) return this.counters.drop('badCommand'); // a field our writers always write
         const bytes = p.dataArray() ?? new Uint8Array(0);
         const ex = p.exclude();
         this.publish(topic, bytes, p.binary(), ex);
@@ -253,31 +279,33 @@ export class CommandExecutor {
       }
       case RecordKind.Subscribe: {
         const s = rd.subscribe(off);
+        const t = s.topic();
+        if (t === null) return this.counters.drop('badCommand');
         const ws = this.find(s.handle());
         if (ws !== undefined) {
-          const t = s.topic()!;
           ws.subscribe(t);
           this.host?.sessions.subscribed(ws.getUserData(), t);
           return;
         }
         // Detached: the session's topic set changes; the new socket subscribes on resume.
         const d = this.host?.sessions.detachedOf(s.handle());
-        if (d !== undefined) this.host!.sessions.subscribed(d.ud, s.topic()!);
+        if (d !== undefined) this.host!.sessions.subscribed(d.ud, t);
         else this.counters.drop('staleHandle', s.handle());
         return;
       }
       case RecordKind.Unsubscribe: {
         const s = rd.unsubscribe(off);
+        const t = s.topic();
+        if (t === null) return this.counters.drop('badCommand');
         const ws = this.find(s.handle());
         if (ws !== undefined) {
-          const t = s.topic()!;
           ws.unsubscribe(t);
           this.host?.sessions.unsubscribed(ws.getUserData(), t);
           return;
         }
         // Detached: the session's topic set changes; the new socket unsubscribes on resume.
         const d = this.host?.sessions.detachedOf(s.handle());
-        if (d !== undefined) this.host!.sessions.unsubscribed(d.ud, s.topic()!);
+        if (d !== undefined) this.host!.sessions.unsubscribed(d.ud, t);
         else this.counters.drop('staleHandle', s.handle());
         return;
       }
@@ -304,9 +332,11 @@ export class CommandExecutor {
         const r = rd.reject(off);
         const names: string[] = [];
         const values: string[] = [];
+        // Values past their own vector (one shorter than the names) are not read: '' instead.
+        const nv = r.headerValuesLength();
         for (let i = 0; i < r.headerNamesLength(); i++) {
           names.push(r.headerNames(i));
-          values.push(r.headerValues(i) ?? '');
+          values.push(i < nv ? r.headerValues(i) : '');
         }
         const body = r.bodyArray();
         this.reject(slot, r.handle(), r.status(), names, values, body === null ? '' : utf8d.decode(body));

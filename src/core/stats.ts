@@ -8,7 +8,7 @@ export interface DropStats {
   inboundFull: number;
   /** Connections closed with 1013 because of that. */
   busyCloses: number;
-  /** Outbound records of an unknown kind (a bug; never client input). */
+  /** Outbound records of an unknown kind, or malformed (a bug; never client input): skipped. */
   badCommand: number;
   /** A send refused: the client was over the module's maxBackpressure (any transport), or over its connector's own buffer limit. */
   backpressure: number;

@@ -796,6 +796,26 @@ export class RecordReader {
     this.hbdLength = a === null ? 0 : a.length;
   }
 
+  /**
+   * hbd() for a record of `length` bytes that may not come from this process's writers (the I/O
+   * thread reading a worker's commands): reads it and returns true only when it has the hot
+   * writers' layout with its data inside the record. False (nothing read): some other layout,
+   * which must pass verifyRecord() before hbd() may read it, or a data length past the record.
+   */
+  hbdHot(offset: number, length: number): boolean {
+    const w = this.words;
+    const q = offset >>> 2;
+    if (w === null || (offset & 3) !== 0 || length < 48 || w[q + 1] !== 16 || w[q + 2] !== HBD_VT0 || w[q + 3] !== HBD_VT1
+      || w[q + 4] !== 4 || w[q + 5] !== 12 || w[q + 6] !== 20 || w[q + 11]! > length - 48) return false;
+    f64w[0] = w[q + 7]!;
+    f64w[1] = w[q + 8]!;
+    this.hbdHandle = f64[0]!;
+    this.hbdBinary = (w[q + 9]! & 0xff) !== 0;
+    this.hbdStart = offset + 48;
+    this.hbdLength = w[q + 11]!;
+    return true;
+  }
+
   /** The record's kind (first u32 of the payload at `offset`). */
   kind(offset: number): number {
     const d = this.data;

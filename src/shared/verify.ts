@@ -206,3 +206,15 @@ export function verifyRecord(bytes: Uint8Array, offset: number, length: number):
   }
   return kind;
 }
+
+/**
+ * verifyRecord without the exception: true when the record passes (same checks), false when
+ * verifyRecord would throw. For the I/O thread's command loop, which counts and skips a bad
+ * record rather than unwinding (nothing allocated either way).
+ */
+export function recordOk(bytes: Uint8Array, offset: number, length: number): boolean {
+  if (!rangeOk(bytes, offset, length) || length < 4) return false;
+  const kind = i32(bytes, offset) >>> 0;
+  const fields = kind < KIND_FIELDS.length ? KIND_FIELDS[kind] : undefined;
+  return fields !== undefined && verifyTable(bytes, offset + 4, offset + length, fields) === 0;
+}
