@@ -67,7 +67,7 @@ export interface ServerOptions {
    * its close and graceful shutdown are not held forever. 0 disables. Default 30 s.
    */
   asyncTimeoutMs?: number;
-  /** Only these Origin header values may upgrade (others get 403). Default: any. */
+  /** Only these Origin header values may upgrade (others, and a request without Origin, get 403); compared case-insensitively. Default: any. */
   allowedOrigins?: readonly string[];
   /**
    * Per-connection message rate limit (token bucket; `burst` defaults to messagesPerSecond).
@@ -219,7 +219,9 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every((x) => typeof x === 'string')) {
       throw invalidOption('allowedOrigins', 'an array of Origin strings');
     }
-    allowedOrigins = new Set(o.allowedOrigins);
+    // Scheme and host are case-insensitive, and browsers send them lower-case (RFC 6454 §6.2):
+    // 'https://App.example' must admit the Origin 'https://app.example' (compared lower-cased).
+    allowedOrigins = new Set(o.allowedOrigins.map((x) => x.toLowerCase()));
   }
   let rateLimit: { perMs: number; burst: number; shed: boolean; shedBurst: number } | null = null;
   if (o.rateLimit !== undefined) {

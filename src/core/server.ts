@@ -587,7 +587,7 @@ export class Server {
       return;
     }
     const origins = this.options.allowedOrigins;
-    if (origins !== null && !origins.has(req.getHeader('origin'))) {
+    if (origins !== null && !origins.has(req.getHeader('origin').toLowerCase())) {
       this.counters.drop('originRejected');
       res.writeStatus(statusLine(403)).end('origin not allowed');
       return;

@@ -64,6 +64,20 @@ test('origin allow-list: other origins get 403, counted; listed ones are served'
   }
 });
 
+test('origin allow-list compares case-insensitively: a listed origin in capitals admits the lower-case Origin browsers send', async () => {
+  const server = createServer({ modules: [tools], workers: 1, allowedOrigins: ['https://App.Example.com'] });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const ok = await Client.open(`ws://127.0.0.1:${port}/t`, { origin: 'https://app.example.com' });
+    assert.equal((await ok.call('ECHO', 'hi')).text, 'hi');
+    await assert.rejects(Client.open(`ws://127.0.0.1:${port}/t`, { origin: 'https://app.example.org' }), { statusCode: 403 });
+    assert.equal(server.stats().drops.originRejected, 1);
+    await ok.close();
+  } finally {
+    await server.close();
+  }
+});
+
 test('rate limit: past the burst the connection is closed with 1008 and counted; others unaffected', async () => {
   const server = createServer({ modules: [tools], workers: 1, rateLimit: { messagesPerSecond: 1, burst: 20 } });
   const port = await server.listen(0, '127.0.0.1');
