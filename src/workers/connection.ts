@@ -82,6 +82,7 @@ export class Conn implements Context, UpgradeContext {
     if (!Number.isInteger(status) || status < 400 || status > 599) {
       throw new RangeError('reject(status) must be an HTTP status between 400 and 599');
     }
+    if (headers !== undefined) checkHeaders(headers);
     this.rejected = true;
     this.rejectStatus = status;
     this.rejectBody = body === undefined ? EMPTY : typeof body === 'string' ? utf8.encode(body) : body;
@@ -248,6 +249,24 @@ export class Conn implements Context, UpgradeContext {
     // with every later message discarded. `closing` is set once the command is written, for the same reason.
     this.outbox.closeConn(this.handle, code, cutCloseReason(reason));
     this.closing = true;
+  }
+}
+
+/** An HTTP header name (RFC 9110 token) and a value without CR, LF or NUL. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_VALUE_BAD = /[\r\n\0]/;
+
+/**
+ * reject()'s headers go into the HTTP response as written (uWS checks nothing): a CR or LF copied
+ * from the request into a value would let the client split the response (inject headers or a body).
+ */
+function checkHeaders(headers: Record<string, string>): void {
+  if (headers === null || typeof headers !== 'object') throw new TypeError('reject(status, body, headers): headers must be an object of strings');
+  for (const [name, value] of Object.entries(headers)) {
+    if (!HEADER_NAME.test(name)) throw new TypeError(`reject(): ${JSON.stringify(name)} is not a valid HTTP header name`);
+    if (typeof value !== 'string' || HEADER_VALUE_BAD.test(value)) {
+      throw new TypeError(`reject(): header ${name} must be a string without CR, LF or NUL`);
+    }
   }
 }
 

@@ -53,3 +53,14 @@ test('defineModule and defineHooks refuse a field they do not read (a misspelt h
   defineModule({ path: '/x', codec: 'json', options: { idleTimeout: 60 }, resume: { graceMs: 1000 }, handler,
     events: { A: { preHandler: handler, handler } }, ...hooks });
 });
+
+test('reject() headers: a name that is not an HTTP token, or a value with CR, LF or NUL, is refused (no response splitting)', () => {
+  assert.throws(() => conn().reject(403, 'no', { 'x-why': 'a\r\nSet-Cookie: evil=1' }), TypeError);
+  assert.throws(() => conn().reject(403, 'no', { 'x-why': 'a\nb' }), TypeError);
+  assert.throws(() => conn().reject(403, 'no', { 'x-why': 'a\0b' }), TypeError);
+  assert.throws(() => conn().reject(403, 'no', { 'bad name': 'v' }), TypeError);
+  assert.throws(() => conn().reject(403, 'no', { 'x-n': 5 as unknown as string }), TypeError);
+  const c = conn();
+  c.reject(403, 'no', { 'x-why': 'plain value; with: punctuation' });
+  assert.equal(c.rejected, true);
+});
