@@ -82,11 +82,13 @@ export class Conn implements Context, UpgradeContext {
     if (!Number.isInteger(status) || status < 400 || status > 599) {
       throw new RangeError('reject(status) must be an HTTP status between 400 and 599');
     }
-    if (headers !== undefined) checkHeaders(headers);
+    // The checked copy is what goes out: the caller's object may change after this call (an async
+    // hook going on, a getter), and what is written is only read once the hook has finished.
+    const checked = headers === undefined ? undefined : checkHeaders(headers);
     this.rejected = true;
     this.rejectStatus = status;
     this.rejectBody = body === undefined ? EMPTY : typeof body === 'string' ? utf8.encode(body) : body;
-    this.rejectHeaders = headers;
+    this.rejectHeaders = checked;
   }
 
   // ---- messages ----
@@ -259,15 +261,19 @@ const HEADER_VALUE_BAD = /[\r\n\0]/;
 /**
  * reject()'s headers go into the HTTP response as written (uWS checks nothing): a CR or LF copied
  * from the request into a value would let the client split the response (inject headers or a body).
+ * Returns a copy of what was checked (no prototype: a header named __proto__ stays a header).
  */
-function checkHeaders(headers: Record<string, string>): void {
+function checkHeaders(headers: Record<string, string>): Record<string, string> {
   if (headers === null || typeof headers !== 'object') throw new TypeError('reject(status, body, headers): headers must be an object of strings');
+  const out = Object.create(null) as Record<string, string>;
   for (const [name, value] of Object.entries(headers)) {
     if (!HEADER_NAME.test(name)) throw new TypeError(`reject(): ${JSON.stringify(name)} is not a valid HTTP header name`);
     if (typeof value !== 'string' || HEADER_VALUE_BAD.test(value)) {
       throw new TypeError(`reject(): header ${name} must be a string without CR, LF or NUL`);
     }
+    out[name] = value;
   }
+  return out;
 }
 
 function sendableCloseCode(code: number): boolean {

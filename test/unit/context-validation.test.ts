@@ -64,3 +64,18 @@ test('reject() headers: a name that is not an HTTP token, or a value with CR, LF
   c.reject(403, 'no', { 'x-why': 'plain value; with: punctuation' });
   assert.equal(c.rejected, true);
 });
+
+test('reject() headers: what goes out is what was checked, whatever the caller does to its object afterwards', () => {
+  // An async upgrade hook may go on after reject() (the record is written once it settles): a CR/LF
+  // put into the object then, or a getter answering differently the second time, must not reach uWS.
+  const c = conn();
+  const headers: Record<string, string> = { 'x-why': 'checked' };
+  c.reject(403, 'no', headers);
+  headers['x-why'] = 'a\r\nSet-Cookie: evil=1';
+  headers['x-more'] = 'b\r\nX: y';
+  let reads = 0;
+  const g = conn();
+  g.reject(403, 'no', { get 'x-g'() { return ++reads === 1 ? 'fine' : 'a\r\nSet-Cookie: evil=1'; } });
+  assert.deepEqual({ ...c.rejectHeaders }, { 'x-why': 'checked' });
+  assert.deepEqual(Object.values(g.rejectHeaders!), ['fine']);
+});
