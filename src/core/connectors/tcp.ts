@@ -326,6 +326,8 @@ class TcpConnection implements ConnectorClient {
   #owed = false;
   #closeCode = 1006;
   #closeReason = '';
+  /** destroyAfterGrace's timer, cleared when the socket closes (it would hold the socket till it fires). */
+  #grace: NodeJS.Timeout | null = null;
   /** Frames pipelined behind the handshake, handled once the client is accepted. */
   #stash: TcpFrame[] | null = null;
   /** A send() returned BACKPRESSURE: `manager.drain` is owed once the write queue is empty. */
@@ -444,6 +446,10 @@ class TcpConnection implements ConnectorClient {
     shared.conns.delete(this);
     this.state = CLOSED;
     this.#stash = null;
+    if (this.#grace !== null) {
+      clearTimeout(this.#grace);
+      this.#grace = null;
+    }
     // The peer went away, even while its upgrade hooks run (the core aborts the upgrade then,
     // as for a WebSocket client: its fd is freed at once and no open hook runs for it).
     this.#remove();
@@ -597,7 +603,8 @@ class TcpConnection implements ConnectorClient {
     const socket = this.socket;
     const shared = this.#shared;
     const ms = shared.stopped ? Math.min(STOP_GRACE_MS, shared.opts.heartbeatMs) : Math.min(CLOSE_GRACE_MS, 2 * shared.opts.heartbeatMs);
-    setTimeout(() => { socket.destroy(); }, ms).unref();
+    if (this.#grace !== null) clearTimeout(this.#grace); // stop() shortens a running grace
+    this.#grace = setTimeout(() => { socket.destroy(); }, ms).unref();
   }
 
   /**
