@@ -776,18 +776,7 @@ export class RecordReader {
    * goes through the generated accessors, so the result never depends on who wrote the record.
    */
   hbd(offset: number, send: boolean): void {
-    const w = this.words;
-    const q = offset >>> 2;
-    if (w !== null && (offset & 3) === 0 && w[q + 1] === 16 && w[q + 2] === HBD_VT0 && w[q + 3] === HBD_VT1
-      && w[q + 4] === 4 && w[q + 5] === 12 && w[q + 6] === 20) {
-      f64w[0] = w[q + 7]!;
-      f64w[1] = w[q + 8]!;
-      this.hbdHandle = f64[0]!;
-      this.hbdBinary = (w[q + 9]! & 0xff) !== 0;
-      this.hbdStart = offset + 48;
-      this.hbdLength = w[q + 11]!;
-      return;
-    }
+    if (this.hbdFixed(offset, Infinity)) return;
     const m = send ? this.send(offset) : this.kind(offset) === RecordKind.Shed ? this.shed(offset) : this.message(offset);
     this.hbdHandle = m.handle();
     this.hbdBinary = m.binary();
@@ -803,10 +792,15 @@ export class RecordReader {
    * which must pass verifyRecord() before hbd() may read it, or a data length past the record.
    */
   hbdHot(offset: number, length: number): boolean {
+    return length >= 48 && this.hbdFixed(offset, length - 48);
+  }
+
+  /** The hot writers' layout (six layout words) with at most `maxData` data bytes: read it and return true. */
+  private hbdFixed(offset: number, maxData: number): boolean {
     const w = this.words;
     const q = offset >>> 2;
-    if (w === null || (offset & 3) !== 0 || length < 48 || w[q + 1] !== 16 || w[q + 2] !== HBD_VT0 || w[q + 3] !== HBD_VT1
-      || w[q + 4] !== 4 || w[q + 5] !== 12 || w[q + 6] !== 20 || w[q + 11]! > length - 48) return false;
+    if (w === null || (offset & 3) !== 0 || w[q + 1] !== 16 || w[q + 2] !== HBD_VT0 || w[q + 3] !== HBD_VT1
+      || w[q + 4] !== 4 || w[q + 5] !== 12 || w[q + 6] !== 20 || w[q + 11]! > maxData) return false;
     f64w[0] = w[q + 7]!;
     f64w[1] = w[q + 8]!;
     this.hbdHandle = f64[0]!;
