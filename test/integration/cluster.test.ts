@@ -11,12 +11,23 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Client, JsonClient, fixture, until as untilLocal, within } from '../helpers.js';
 import { createServer } from '../../src/index.js';
-import { REDIS_SKIP, startRedis } from '../support/redis.js';
+import { REDIS_SKIP, startRedis, type RedisProc } from '../support/redis.js';
 import type { ServerStats } from '../../src/index.js';
 
 interface Node { proc: ChildProcess; port: number; nodeId: string; url: string }
 
 const NODE = fileURLToPath(new URL('../fixtures/cluster-node.js', import.meta.url));
+
+/** A redis-server of this test's own, stopped after it; null (the test skipped) where none is installed. */
+async function redisFor(t: TestContext): Promise<RedisProc | null> {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return null;
+  }
+  t.after(() => redis.stop());
+  return redis;
+}
 
 function startNode(redisUrl: string, nodeId: string, nodeTtlMs?: number): Promise<Node> {
   return new Promise((resolve, reject) => {
@@ -68,12 +79,8 @@ const uids = (m: { data: Record<string, unknown> }, key = 'members'): string[] =
   (m.data[key] as { uid: string }[]).map((x) => x.uid).sort();
 
 test('cluster: publish, presence and sendToUid cross nodes; Redis down → local delivery goes on, drops counted; recovery after restart', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   const A = await startNode(redis.url, 'node-a');
   const B = await startNode(redis.url, 'node-b');
   t.after(async () => { await stop(A); await stop(B); });
@@ -137,12 +144,8 @@ test('cluster: publish, presence and sendToUid cross nodes; Redis down → local
 });
 
 test('cluster: a node killed with SIGKILL leaves no ghost members: the others see its members leave within nodeTtlMs', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   const A = await startNode(redis.url, 'ghost-a', 300);
   const B = await startNode(redis.url, 'ghost-b', 300);
   t.after(async () => { await stop(A); await stop(B); });
@@ -169,12 +172,8 @@ test('cluster: a node killed with SIGKILL leaves no ghost members: the others se
 });
 
 test('cluster: a joiner\'s snapshot comes first and is exact: a member leaving while the other nodes are asked is folded in, not sent ahead', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   const A = await startNode(redis.url, 'sync-a');
   t.after(() => stop(A));
   const lee = await JsonClient.open(A.url);
@@ -203,12 +202,8 @@ test('cluster: a joiner\'s snapshot comes first and is exact: a member leaving w
 });
 
 test('cluster: a presence entry that is not a member object (another version, a stray write) is skipped; the node keeps serving', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   const A = await startNode(redis.url, 'odd-a');
   t.after(() => stop(A));
   let exited: number | string | null = null;
@@ -277,12 +272,8 @@ async function member(n: Node, uid: string, room?: string): Promise<JsonClient> 
 }
 
 test('cluster: members who joined or left on a node while it was cut off from Redis are announced to the other nodes once it is back', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   const A = await startNode(redis.url, 'cut-a');
   const B = await startNode(redis.url, 'cut-b');
   t.after(async () => { await stop(A); await stop(B); });
@@ -309,12 +300,8 @@ test('cluster: members who joined or left on a node while it was cut off from Re
 });
 
 test('cluster: a node cut off from Redis missed the other nodes\' joins and leaves; once back, its clients are shown them (also those who joined meanwhile)', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   const A = await startNode(redis.url, 'miss-a');
   const B = await startNode(redis.url, 'miss-b');
   t.after(async () => { await stop(A); await stop(B); });
@@ -346,12 +333,8 @@ test('cluster: a node cut off from Redis missed the other nodes\' joins and leav
 });
 
 test('cluster: after Redis restarts empty, a node back before another does not show that node\'s members leaving (they are re-announced once it is back); a node that never comes back has its members leave after nodeTtlMs', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   const A = await startNode(redis.url, 'rst-a', 1500);
   const B = await startNode(redis.url, 'rst-b', 1500);
   t.after(async () => {
@@ -395,12 +378,8 @@ test('cluster: after Redis restarts empty, a node back before another does not s
 });
 
 test('cluster: a node cut off from Redis, once back, shows at once the leave of another node\'s last member of a room (that node is live: nothing is held back)', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   const A = await startNode(redis.url, 'last-a');
   const B = await startNode(redis.url, 'last-b');
   t.after(async () => { await stop(A); await stop(B); });
@@ -429,12 +408,8 @@ test('cluster: a node cut off from Redis, once back, shows at once the leave of 
 });
 
 test('cluster: a join answered by Redis after its worker died is not delivered to the replacement worker (whose own request ids start again at 1)', async (t) => {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return;
-  }
-  t.after(() => redis.stop());
+  const redis = await redisFor(t);
+  if (redis === null) return;
   // One worker serves both modules: a CRASH on /t kills the worker of /rooms too.
   const server = createServer({
     modules: [fixture('rooms.module'), fixture('tools.module')], workers: 1,
