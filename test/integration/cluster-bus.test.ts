@@ -17,7 +17,7 @@ import {
   type BusMessage,
   type RedisBusOptions,
 } from '../../src/core/cluster.js';
-import { REDIS_SKIP, freePort, startRedis, type RedisProc } from '../support/redis.js';
+import { freePort, redisFor } from '../support/redis.js';
 
 const WAIT_MS = 5_000;
 const RECONNECT_WAIT_MS = 15_000;
@@ -97,17 +97,6 @@ class StatusLog {
 }
 
 interface Node { bus: RedisBus; inbox: Inbox; status: StatusLog; errors: Error[] }
-
-/** A redis-server for this test, stopped in t.after; null (test skipped) without the binary. */
-async function redisFor(t: TestContext, cleanups: (() => Promise<void>)[]): Promise<RedisProc | null> {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return null;
-  }
-  cleanups.push(() => redis.stop());
-  return redis;
-}
 
 /** Runs cleanups in reverse order (buses before the redis-server they use). */
 function withCleanups(t: TestContext): (() => Promise<void>)[] {
@@ -277,7 +266,7 @@ test('start() rejects with RW_ERR_CLUSTER when Redis cannot be reached within st
 
 test('two nodes: publish, uid and presence messages reach the other node; own messages are ignored', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
@@ -352,7 +341,7 @@ test('two nodes: publish, uid and presence messages reach the other node; own me
 
 test('foreign bytes on the bus channel are counted as malformed and skipped; a throwing handler is contained', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b', prefix: 'app' });
   let throws = true;
@@ -381,7 +370,7 @@ test('foreign bytes on the bus channel are counted as malformed and skipped; a t
 
 test('presence store: entries span nodes; presenceRemove and presenceRemoveNode touch only their own node', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
@@ -427,7 +416,7 @@ test('presence store: entries span nodes; presenceRemove and presenceRemoveNode 
 
 test('node liveness: a dead node\'s entries are swept once (reported by one node), a restart is a new incarnation, a lapsed node re-announces', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const prefix = `live${randomBytes(3).toString('hex')}`;
   const expired: { by: string; room: string; node: string; key: string }[] = [];
@@ -513,7 +502,7 @@ test('node liveness: a dead node\'s entries are swept once (reported by one node
 
 test('Redis killed: publish and presence fail fast and are counted; Redis back: both nodes reconnect and deliver again', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
@@ -588,7 +577,7 @@ test('Redis killed: publish and presence fail fast and are counted; Redis back: 
 
 test('pub connection lost alone: presence changes made meanwhile reach Redis after its reconnect', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
@@ -635,7 +624,7 @@ test('pub connection lost alone: presence changes made meanwhile reach Redis aft
 
 test('re-sync after a Redis restart writes every room again, however many, within maxQueue', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   // 3 commands per room used to go out at once: past maxQueue the rest were dropped and those
   // rooms stayed missing from Redis (the default 10,000 ran out at 3,334 rooms; 8 here at 3).
@@ -671,7 +660,7 @@ test('re-sync after a Redis restart writes every room again, however many, withi
 
 test('liveNodes(): a node back from a Redis restart counts as live only once its re-sync has written every room, not after its first', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   // maxQueue 2: A's re-sync writes one room per round trip, so it can be cut off half-way.
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a', maxQueue: 2 });
@@ -720,7 +709,7 @@ test('liveNodes(): a node back from a Redis restart counts as live only once its
 
 test('churn while Redis is away leaves nothing behind: a member that never reached Redis is forgotten on its removal', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
   assert.equal(await a.bus.presenceAdd('hall', 'old', '{"v":1}'), true);
@@ -762,7 +751,7 @@ test('churn while Redis is away leaves nothing behind: a member that never reach
 
 test('Redis hung (SIGSTOP): presence calls time out, unacknowledged publishes stay bounded by maxQueue; SIGCONT: the queued ones arrive', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a', maxQueue: 20, opTimeoutMs: 300 });
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
@@ -795,7 +784,7 @@ test('Redis hung (SIGSTOP): presence calls time out, unacknowledged publishes st
 
 test('a second outage right after a reconnect is survived as well', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
@@ -819,7 +808,7 @@ test('a second outage right after a reconnect is survived as well', async (t) =>
 
 test('after stop() the process exits by itself (no leaked handles), also after a failed start', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const deadPort = await freePort();
   const mod = new URL('../../src/core/cluster.js', import.meta.url).href;
@@ -887,7 +876,7 @@ test('after stop() the process exits by itself (no leaked handles), also after a
 
 test('presence write with its event: one Redis script writes the entry and publishes the event; the other node lists the entry when the event arrives', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const a = await node(cleanups, { url: redis.url, nodeId: 'node-a' });
   const b = await node(cleanups, { url: redis.url, nodeId: 'node-b' });
@@ -907,7 +896,7 @@ test('presence write with its event: one Redis script writes the entry and publi
 
 test('the periodic dead-node check costs one script per beat, not one sweep per room', async (t) => {
   const cleanups = withCleanups(t);
-  const redis = await redisFor(t, cleanups);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
   if (redis === null) return;
   const raw = new Redis(redis.url);
   cleanups.push(async () => { raw.disconnect(); });

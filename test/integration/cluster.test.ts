@@ -11,23 +11,13 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Client, JsonClient, fixture, until as untilLocal, within } from '../helpers.js';
 import { createServer } from '../../src/index.js';
-import { REDIS_SKIP, startRedis, type RedisProc } from '../support/redis.js';
+import { redisFor } from '../support/redis.js';
 import type { ServerStats } from '../../src/index.js';
 
 interface Node { proc: ChildProcess; port: number; nodeId: string; url: string }
 
 const NODE = fileURLToPath(new URL('../fixtures/cluster-node.js', import.meta.url));
 
-/** A redis-server of this test's own, stopped after it; null (the test skipped) where none is installed. */
-async function redisFor(t: TestContext): Promise<RedisProc | null> {
-  const redis = await startRedis();
-  if (redis === null) {
-    t.skip(REDIS_SKIP);
-    return null;
-  }
-  t.after(() => redis.stop());
-  return redis;
-}
 
 function startNode(redisUrl: string, nodeId: string, nodeTtlMs?: number): Promise<Node> {
   return new Promise((resolve, reject) => {

@@ -2,6 +2,7 @@
 // startRedis() resolves null when no redis-server binary is installed; callers skip with
 // REDIS_SKIP. Always stop() it (t.after); an exit hook SIGKILLs it if the test process dies first.
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { TestContext } from 'node:test';
 import { accessSync, constants } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -172,4 +173,18 @@ export async function startRedis(): Promise<RedisProc | null> {
     },
     log: () => logTail,
   };
+}
+
+/**
+ * A redis-server of this test's own, or null (the test skipped with REDIS_SKIP) where none is
+ * installed. Its stop() goes to `cleanup` (default: t.after).
+ */
+export async function redisFor(t: TestContext, cleanup: (stop: () => Promise<void>) => void = (f) => { t.after(f); }): Promise<RedisProc | null> {
+  const redis = await startRedis();
+  if (redis === null) {
+    t.skip(REDIS_SKIP);
+    return null;
+  }
+  cleanup(() => redis.stop());
+  return redis;
 }
