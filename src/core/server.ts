@@ -691,16 +691,18 @@ export class Server {
     return null;
   }
 
-  /** 503 for every upgrade still in its hooks that `which` selects (fd released, counted as `reason`). */
+  /**
+   * 503 for every upgrade still in its hooks that `which` selects (fd released, counted as `reason`).
+   * Hooks still running on a live worker (close() refusing them) are orphaned: their late answer
+   * is expected, not counted again as a stale handle, and the worker forgets the handle.
+   */
   private refusePendingUpgrades(which: (p: PendingUpgrade) => boolean, reason: keyof DropStats, body: string, code: string): void {
     for (const [fd, p] of this.pending) {
       if (!which(p)) continue;
       if (p.timer !== null) clearTimeout(p.timer);
-      this.pending.delete(fd);
-      this.alloc.release(fd);
-      this.pendingGone(p);
       this.counters.drop(reason, p.handle);
       refusePending(p, 503, body, code);
+      this.orphanPending(p, fd);
     }
   }
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
+import { BroadcastChannel } from 'node:worker_threads';
 import { createServer } from '../../src/core/server.js';
 import { WorkerDiedError } from '../../src/shared/errors.js';
 import { Client, LabelSink, fixture, until } from '../helpers.js';
@@ -124,6 +125,33 @@ test('/metrics: HEAD answers like GET without a body, other methods get 405 with
     assert.equal(fams.get('ringwire_detached')!.type, 'gauge');
     assert.equal(fams.has('ringwire_cluster_connected'), false, 'no cluster, no cluster families');
   } finally {
+    await server.close();
+  }
+});
+
+test('upgrades refused at close() whose hooks then answer: counted once in drops.shutdown, their late answers are expected (not staleHandle)', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-go');
+  const server = createServer({ modules: [fixture('slowup.module')], workers: 1 });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const statuses = Promise.all([0, 1].map(() => Client.open(`ws://127.0.0.1:${port}/slow`)
+      .then(() => 101, (e: { statusCode?: number }) => e.statusCode)));
+    await sink.until((l) => l.filter((x) => x.startsWith('/slow upgrade waiting')).length === 2);
+    const closed = server.close();
+    assert.deepEqual(await statuses, [503, 503]);
+    // The hooks answer while close() waits for the workers: each answer belongs to an upgrade
+    // the server refused, so it is not a command for a handle nobody knows.
+    go.postMessage('go');
+    await sink.until((l) => l.filter((x) => x.startsWith('/slow upgrade released')).length === 2);
+    await closed;
+    const st = server.stats();
+    assert.equal(st.drops.shutdown, 2);
+    assert.equal(st.drops.staleHandle, 0, 'a refused upgrade is counted once');
+    assert.equal(st.orphanedUpgrades, 0);
+  } finally {
+    go.close();
+    sink.close();
     await server.close();
   }
 });
