@@ -3,7 +3,10 @@
  * handler → ring → corked send) against raw uWebSockets.js (the ceiling) and `ws` (a peer),
  * with the same load generator, in the same run, interleaved.
  *
- *   node dist/bench/e2e/echo.js [--duration ms] [--warmup ms] [--runs n] [--out file]
+ *   node dist/bench/e2e/echo.js [--duration ms] [--warmup ms] [--runs n] [--out file] [--latency]
+ *
+ * `--latency` adds a latency-bound scenario: one connection, one message in flight (each message
+ * waits for the previous reply, so the round trip, not CPU, sets the rate).
  *
  * Every server gets the same bytes on the wire: a binary-codec WireFrame (event "ECHO",
  * ref 1, 32-byte payload). Raw uWS and ws echo it back unchanged; ringwire decodes it,
@@ -23,6 +26,9 @@ export const ECHO_SCENARIOS: readonly Scenario[] = [
   { name: 'pipelined 50x32 (32 B payload)', connections: 50, inflight: 32, payload: FRAME_32 },
   { name: 'ping-pong 50x1 (32 B payload)', connections: 50, inflight: 1, payload: FRAME_32 },
 ];
+
+/** The stricter reading of ping-pong: one round trip at a time (`--latency`). */
+export const LATENCY_SCENARIO: Scenario = { name: 'ping-pong 1x1 (32 B payload, latency-bound)', connections: 1, inflight: 1, payload: FRAME_32 };
 
 export function ringwireEntry(workers: number, extra: string[] = []): ServerEntry {
   return {
@@ -49,8 +55,10 @@ const OUT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bench/res
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   killServersOnExit();
-  const argv = process.argv.slice(2);
-  main(ECHO_SERVERS, ECHO_SCENARIOS, argv.includes('--out') ? argv : [...argv, '--out', OUT]).then((report) => {
+  const all = process.argv.slice(2);
+  const argv = all.filter((a) => a !== '--latency');
+  const scenarios = argv.length < all.length ? [...ECHO_SCENARIOS, LATENCY_SCENARIO] : ECHO_SCENARIOS;
+  main(ECHO_SERVERS, scenarios, argv.includes('--out') ? argv : [...argv, '--out', OUT]).then((report) => {
     process.exitCode = reportExitCode(report);
   }, (err: unknown) => {
     process.stderr.write(`echo bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
