@@ -498,12 +498,16 @@ export class SessionManager {
   // ------------------------------------------------------------------ uids
 
   bind(ud: SocketData, uid: string, policy: string, code: number): string | null {
-    if (ud.uid === uid) return null;
+    // A connection that already shares the uid (bound with 'allow') and binds it again with
+    // 'kick' still closes the others: it asks to hold the uid alone. 'reject' and 'allow' have
+    // nothing to do for it.
+    const mine = ud.uid === uid;
     const set = this.uids.get(uid);
-    if (set !== undefined && set.size > 0) {
-      if (policy === 'reject') return 'RW_ERR_UID_TAKEN';
+    if (set !== undefined && set.size > (mine ? 1 : 0)) {
+      if (policy === 'reject' && !mine) return 'RW_ERR_UID_TAKEN';
       if (policy === 'kick') {
         for (const h of [...set]) {
+          if (h === ud.handle) continue;
           const sock = this.sockOf(h);
           if (sock !== undefined) sock.end(code, 'uid bound by another connection');
           else {
@@ -514,6 +518,7 @@ export class SessionManager {
         }
       }
     }
+    if (mine) return null;
     if (ud.uid !== null) this.unbind(ud);
     let s = this.uids.get(uid);
     if (s === undefined) {

@@ -94,6 +94,20 @@ test('duplicate uid: reject refuses with RW_ERR_UID_TAKEN, allow shares it (send
   assert.equal((await e.next('direct')).data as unknown, 'only e');
 });
 
+test('kick by a connection that already shares the uid (bound with allow) still closes the others', async (t) => {
+  const { server, url } = await start();
+  t.after(() => server.close());
+  const a = await J.open(url);
+  const b = await J.open(url);
+  await a.call('BIND', { uid: 'shared' });
+  const hb = (await b.call('BIND', { uid: 'shared' })).data['handle'];
+  assert.equal(server.uidHandles('shared').length, 2);
+  // b decides to hold the uid alone: the same call a fresh connection would make.
+  assert.equal((await b.call('BIND', { uid: 'shared', policy: 'kick' })).data['uid'], 'shared');
+  assert.deepEqual(server.uidHandles('shared'), [hb]); // the kick ran before the bind's reply
+  assert.equal((await a.c.closed).code, 4001);
+});
+
 test('presence: the joiner gets a snapshot that matches the members; the others see joins and leaves in order', async (t) => {
   const { server, url } = await start();
   t.after(() => server.close());
