@@ -13,7 +13,7 @@ const server = createServer({
     onReady({ port: p }) {
       console.log(`ringwire game example on ws://${host}:${p}/game/<id>?game=<id>`);
       console.log('  send {"cmd":"JOIN","data":{"name":"alice"}} then {"cmd":"MOVE","data":{"n":3}} on your turn');
-      console.log('  reconnect with &rw_resume=<token from the "session" message> to resume after a drop');
+      console.log('  reconnect with &rw_resume=<token from the latest "session" message> to resume after a drop (single use)');
     },
   },
 });

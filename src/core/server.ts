@@ -619,8 +619,11 @@ export class Server {
    */
   private beginUpgrade(p: PendingUpgrade, query: string, headerNames: string[], headerValues: string[], params: string[]): void {
     let slot: Slot | null = null;
-    if (this.resumeOpts[p.module] != null && query.includes('rw_resume=')) {
-      const t = this.sessions.resumeTarget(new URLSearchParams(query).get('rw_resume') ?? '', p.module, p.url);
+    // The substring test keeps URLSearchParams off the common path; the parse decides (a
+    // parameter merely ending in it, `xrw_resume=`, is a fresh upgrade, not a bad token).
+    const token = this.resumeOpts[p.module] != null && query.includes('rw_resume=') ? new URLSearchParams(query).get('rw_resume') : null;
+    if (token !== null) {
+      const t = this.sessions.resumeTarget(token, p.module, p.url);
       const s = typeof t === 'string' ? null : this.slots[t.ud.slot]!;
       if (typeof t === 'string' || !s!.alive || s!.generation !== t.ud.slotGen) {
         this.counters.drop('resumeRefused');

@@ -74,7 +74,8 @@ export interface ClusterLink {
 
 /** A detachable connection (modules with `resume`). */
 export interface Session {
-  readonly token: string;
+  /** Single use: each resume replaces it (see attach). */
+  token: string;
   readonly fd: number;
   readonly handle: number;
   readonly opts: ResumeOptions;
@@ -465,6 +466,12 @@ export class SessionManager {
       s.buffer = [];
       s.bufBytes = 0;
     }
+    // The token is single use: it travelled in a URL (proxy logs, history), so the one a resume
+    // presented is retired and the session frame carries the next. A copied token is worthless
+    // once its owner has resumed, and a thief who resumed first leaves the owner a 410 to notice.
+    this.byToken.delete(s.token);
+    s.token = newToken();
+    this.byToken.set(s.token, s);
     const recovered = !s.overflowed;
     const replayed = s.buffer.length;
     const f = this.frame(ud.module, 'session', {

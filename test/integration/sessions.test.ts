@@ -62,6 +62,15 @@ test('every connection of a resumable module gets a session token first', async 
   assert.notEqual((await b.next('session')).data['token'], s.data['token']);
 });
 
+test('a query parameter that merely ends in rw_resume (xrw_resume=1) is a fresh upgrade, not a refused resume', async (t) => {
+  const { server, url } = await startWithSink(t);
+  const a = await J.open(`${url}?xrw_resume=1`);
+  const s = (await a.next('session')).data;
+  assert.equal(s['resumed'], false);
+  assert.equal(server.stats().drops.resumeRefused, 0);
+  await a.c.close();
+});
+
 test('duplicate uid: reject refuses with RW_ERR_UID_TAKEN, allow shares it (sendToUid reaches all), kick closes the others', async (t) => {
   const { server, url } = await start();
   t.after(() => server.close());
@@ -243,6 +252,35 @@ test('resume: direct, uid and broadcast sends to a detached connection are buffe
     order.push(m.cmd === 'msg' ? `${(m.data as { tag: string }).tag}${(m.data as { i: number }).i}` : `${m.cmd}:${String(m.data)}`);
   }
   assert.deepEqual(order, ['p0', 'p1', 'direct:u1', 'bc:b1', 'q0']);
+});
+
+test('resume tokens are single use: each resume frame carries a new token, and the one presented is refused afterwards (410)', async (t) => {
+  const { server, url } = await startWithSink(t);
+  const { a, token, handle, b } = await pair(url, 'game', 'alice', 'bob');
+  a.c.ws.terminate();
+  await until('a detached', () => server.stats().detached === 1);
+  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  const s2 = (await a2.next('session')).data;
+  assert.equal(s2['resumed'], true);
+  const token2 = s2['token'] as string;
+  assert.equal(typeof token2, 'string');
+  assert.notEqual(token2, token, 'the resume frame carries a new token');
+  // The copied first token (a proxy log, say) cannot take the live session over.
+  const stolen = await refused(`${url}?rw_resume=${token}`);
+  assert.equal(stolen.status, 410);
+  assert.equal(JSON.parse(stolen.body).code, 'RW_ERR_RESUME_TOKEN');
+  assert.equal((await a2.call('BIND', { uid: 'alice' })).data['handle'], handle, 'a2 still holds the session');
+  // The new one resumes the next drop.
+  a2.c.ws.terminate();
+  await until('a2 detached', () => server.stats().detached === 1);
+  await b.call('PUB', { room: 'game', n: 2 });
+  const a3 = await J.open(`${url}?rw_resume=${token2}`);
+  const s3 = (await a3.next('session')).data;
+  assert.deepEqual([s3['resumed'], s3['recovered'], s3['replayed']], [true, true, 2]);
+  assert.notEqual(s3['token'], token2);
+  assert.equal(server.stats().resumes, 2);
+  await a3.c.close();
+  await b.c.close();
 });
 
 test('a client that closes normally (1000) is gone at once: no grace period', async (t) => {
@@ -599,11 +637,12 @@ test('a room left while detached: the session is no longer buffered for it (not 
   go();
   await sink.until((l) => l.includes('done:leave'));
   const a2 = await J.open(`${url}?rw_resume=${token}`);
-  assert.equal((await a2.next('session')).data['resumed'], true);
+  const s2 = (await a2.next('session')).data;
+  assert.equal(s2['resumed'], true);
   a2.c.ws.terminate();
   await until('the session detached', () => server.stats().detached === 1);
   for (let i = 0; i < 3; i++) await b.call('PUB', { topic: 'x', msg: i });
-  const a3 = await J.open(`${url}?rw_resume=${token}`);
+  const a3 = await J.open(`${url}?rw_resume=${s2['token'] as string}`);
   const s = (await a3.next('session')).data;
   assert.deepEqual([s['recovered'], s['replayed']], [true, 0], 'nothing of room x is replayed');
   await a3.c.close();
@@ -622,13 +661,13 @@ test('join, subscribe and unsubscribe made while detached hold after the resume:
   go();
   await sink.until((l) => l.includes('done:join'));
   const a1 = await J.open(`${url}?rw_resume=${token}`);
-  await a1.next('session');
+  const token1 = (await a1.next('session')).data['token'] as string;
   a1.send('SUB', { sub: ['new'], unsub: ['old'], wait: true }, 2);
   await dropWhileWaiting(server, sink, a1, 'sub');
   go();
   await sink.until((l) => l.includes('done:sub'));
   for (const topic of ['r', 'old', 'new']) await b.call('PUB', { topic, msg: `to-${topic}` });
-  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  const a2 = await J.open(`${url}?rw_resume=${token1}`);
   const s = (await a2.next('session')).data;
   assert.equal(s['recovered'], true);
   const got: unknown[] = [];
