@@ -77,6 +77,11 @@ export interface WorkerStats {
    * by a failed or timed-out hook, or 1013 for a full handler backlog): counted, no hook ran.
    */
   discarded: number;
+  /**
+   * Promise rejections no code handled (an un-awaited `ctx.join()` after its connection closed, say):
+   * reported to `onError` with stage `'unhandled'`; the worker and its connections go on.
+   */
+  unhandledRejections: number;
 }
 
 export interface ServerStats {

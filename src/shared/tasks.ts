@@ -81,5 +81,10 @@ export const WorkerCounter = {
    * failed or timed-out hook, or for a full handler backlog): counted, never run.
    */
   discarded: 12,
-  count: 13,
+  /**
+   * Promise rejections nobody handled (an un-awaited ctx.join() whose connection closed, say):
+   * reported to onError with stage 'unhandled' instead of ending the worker.
+   */
+  unhandledRejections: 13,
+  count: 14,
 } as const;

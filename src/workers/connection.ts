@@ -162,6 +162,14 @@ export class Conn implements Context, UpgradeContext {
 
   // ---- uids ----
   async bind(uid: string, options?: { onDuplicate?: 'allow' | 'reject' | 'kick'; code?: number }): Promise<void> {
+    try {
+      await this.bindNow(uid, options);
+    } catch (err) {
+      throw owned(this, err);
+    }
+  }
+
+  private async bindNow(uid: string, options?: { onDuplicate?: 'allow' | 'reject' | 'kick'; code?: number }): Promise<void> {
     if (typeof uid !== 'string' || uid.length === 0 || uid.length > 256) throw new TypeError('bind(uid) needs a string of 1 to 256 characters');
     const onDuplicate = options?.onDuplicate ?? 'allow';
     if (onDuplicate !== 'allow' && onDuplicate !== 'reject' && onDuplicate !== 'kick') {
@@ -205,11 +213,23 @@ export class Conn implements Context, UpgradeContext {
 
   /** The I/O thread's record of a connection (this one by default), or null when it is gone. */
   async connection(handle: number = this.handle): Promise<ConnectionRecord | null> {
-    return await this.outbox.request(RequestOp.ConnInfo, handle, '', null, false, null, true) as ConnectionRecord | null;
+    try {
+      return await this.outbox.request(RequestOp.ConnInfo, handle, '', null, false, null, true) as ConnectionRecord | null;
+    } catch (err) {
+      throw owned(this, err);
+    }
   }
 
   // ---- rooms ----
   async join(room: string, meta?: unknown): Promise<PresenceMember[]> {
+    try {
+      return await this.joinNow(room, meta);
+    } catch (err) {
+      throw owned(this, err);
+    }
+  }
+
+  private async joinNow(room: string, meta?: unknown): Promise<PresenceMember[]> {
     checkTopic(room);
     const hooks = this.module.subscribe;
     for (let i = 0; i < hooks.length; i++) {
@@ -228,10 +248,14 @@ export class Conn implements Context, UpgradeContext {
   }
 
   async room(topic: string): Promise<{ subscribers: number; members: PresenceMember[] | null }> {
-    checkTopic(topic);
-    return await this.outbox.request(RequestOp.RoomInfo, this.handle, topic, null, false, null, true) as {
-      subscribers: number; members: PresenceMember[] | null;
-    };
+    try {
+      checkTopic(topic);
+      return await this.outbox.request(RequestOp.RoomInfo, this.handle, topic, null, false, null, true) as {
+        subscribers: number; members: PresenceMember[] | null;
+      };
+    } catch (err) {
+      throw owned(this, err);
+    }
   }
 
   unsubscribe(topic: string): void {
@@ -252,6 +276,23 @@ export class Conn implements Context, UpgradeContext {
     this.outbox.closeConn(this.handle, code, cutCloseReason(reason));
     this.closing = true;
   }
+}
+
+/**
+ * The connection whose ctx.bind()/join()/room()/connection() rejected with an error: a rejection
+ * nobody handles (the promise not awaited, the connection closed meanwhile) reaches the worker's
+ * 'unhandledRejection' handler, which reports it to that connection's onError hooks (see runtime.ts).
+ */
+const owners = new WeakMap<object, Conn>();
+
+function owned(conn: Conn, err: unknown): unknown {
+  if (err !== null && typeof err === 'object') owners.set(err, conn);
+  return err;
+}
+
+/** The connection whose ctx method rejected with `reason`, if one did. */
+export function ownerOf(reason: unknown): Conn | undefined {
+  return reason !== null && typeof reason === 'object' ? owners.get(reason) : undefined;
 }
 
 /** An HTTP header name (RFC 9110 token) and a value without CR, LF or NUL. */

@@ -166,7 +166,11 @@ export interface UpgradeContext {
   readonly rejected: boolean;
 }
 
-export type Stage = 'upgrade' | 'connect' | 'message' | 'route' | 'decode' | 'disconnect' | 'away' | 'resume' | 'drain';
+/**
+ * Where an error happened. 'unhandled': a promise rejection no code handled (an un-awaited
+ * ctx.bind()/join()/room()/connection() whose connection closed, say), reported instead of ending the worker.
+ */
+export type Stage = 'upgrade' | 'connect' | 'message' | 'route' | 'decode' | 'disconnect' | 'away' | 'resume' | 'drain' | 'unhandled';
 
 /** A value or a promise of it: every hook may be async. */
 export type MaybePromise<T> = T | Promise<T>;

@@ -9,7 +9,7 @@
  *   close:    GLOBAL onDisconnect → EVENT onDisconnect                   (error → onError('disconnect'))
  */
 import { Conn, ConnState } from './connection.js';
-import type { MessageHook } from './define.js';
+import type { ErrorHook, MessageHook } from './define.js';
 import type { Stage } from './define.js';
 import type { Outbox } from './outbox.js';
 import { CloseCode } from '../shared/constants.js';
@@ -55,14 +55,39 @@ export function setPipelineHost(h: PipelineHost): void {
 function reportError(conn: Conn, err: unknown, stage: Stage): void {
   if (hookChannel.hasSubscribers) hookChannel.publish({ stage, path: conn.module.path, handle: conn.handle, error: err });
   const hooks = conn.module.errors;
-  for (let i = 0; i < hooks.length; i++) {
-    try {
-      const r = hooks[i]!(err, stage, conn);
-      if (isThenable(r)) r.then(undefined, () => { host.counters[WorkerCounter.hookErrors]! += 1; });
-    } catch {
-      host.counters[WorkerCounter.hookErrors]! += 1;
+  for (let i = 0; i < hooks.length; i++) callErrorHook(hooks[i]!, err, stage, conn);
+}
+
+function callErrorHook(hook: ErrorHook, err: unknown, stage: Stage, conn: Conn | undefined): void {
+  try {
+    const r = hook(err, stage, conn);
+    if (isThenable(r)) r.then(undefined, () => { host.counters[WorkerCounter.hookErrors]! += 1; });
+  } catch {
+    host.counters[WorkerCounter.hookErrors]! += 1;
+  }
+}
+
+/**
+ * A promise rejection nobody handled (an un-awaited ctx.bind()/join()/room()/connection() whose
+ * connection closed meanwhile, say). Node ends a thread on one, which here would close every
+ * connection of the worker with 1011 for one missing `await`; the serve loop, the rings and the
+ * other connections are not affected by it, so it is counted and reported instead: to the onError
+ * hooks of the connection whose ctx method rejected (`conn`: module, then global), else to the global
+ * onError (ctx undefined). With no onError hook to take it, it is printed, as Node would have.
+ */
+export function reportUnhandled(conn: Conn | undefined, err: unknown, globalOnError: ErrorHook | undefined): void {
+  host.counters[WorkerCounter.unhandledRejections]! += 1;
+  if (conn !== undefined) {
+    reportError(conn, err, 'unhandled');
+    if (conn.module.errors.length !== 0) return;
+  } else {
+    if (hookChannel.hasSubscribers) hookChannel.publish({ stage: 'unhandled', path: '', handle: 0, error: err });
+    if (globalOnError !== undefined) {
+      callErrorHook(globalOnError, err, 'unhandled', undefined);
+      return;
     }
   }
+  console.error('ringwire: unhandled promise rejection in a worker (no onError hook took it):', err);
 }
 
 /**

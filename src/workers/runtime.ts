@@ -19,11 +19,11 @@ import type { DecodedFrame } from '../shared/wire.js';
 import type { Stage } from './define.js';
 import type { DescribeResult, ServeTask, WorkerTask } from '../shared/tasks.js';
 import { WorkerCounter } from '../shared/tasks.js';
-import { Conn, ConnState } from './connection.js';
+import { Conn, ConnState, ownerOf } from './connection.js';
 import { describeModule, loadAll, type Loaded, type RouteRt } from './loader.js';
 import { Outbox, readU32 } from './outbox.js';
 import {
-  abandon, errorReply, frameFailed, runConnect, runDrain, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
+  abandon, errorReply, frameFailed, reportUnhandled, runConnect, runDrain, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
 } from './pipeline.js';
 
 const utf8d = new TextDecoder();
@@ -372,6 +372,10 @@ function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, star
   }
 }
 
+function onUnhandledRejection(reason: unknown): void {
+  reportUnhandled(ownerOf(reason), reason, S.loaded.hooks.onError);
+}
+
 /** Busy-poll the ring for up to `us` microseconds; true when data arrived. */
 function spin(ring: Ring, us: number): boolean {
   const until = performance.now() + us / 1000;
@@ -385,6 +389,9 @@ async function serve(t: ServeTask): Promise<{ ok: true }> {
   const loaded = await loadAll(t.modules, t.hooks, t.codec);
   S = new Serve(t, loaded);
   setPipelineHost(S);
+  // Once per thread (a worker serves one slot): see reportUnhandled. A listener keeps Node from
+  // ending the thread on an unhandled rejection.
+  if (process.listeners('unhandledRejection').indexOf(onUnhandledRejection) < 0) process.on('unhandledRejection', onUnhandledRejection);
   S.counters[WorkerCounter.threadId] = threadId;
   S.counters[WorkerCounter.busy] = 0;
   const s = S;

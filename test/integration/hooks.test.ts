@@ -91,6 +91,22 @@ test('a throwing handler goes to onError (module, then global) and the client ge
   sink.labels.length = 0;
 });
 
+test('a stray unhandled rejection in a handler goes to the global onError (stage unhandled, no ctx); the worker and the connection go on', async () => {
+  const restarts = server.stats().workerRestarts;
+  const c = await Client.open(`ws://127.0.0.1:${port}/a`);
+  assert.equal((await c.call('STRAY', '', 2)).text, 'ok');
+  // Before the fix the rejection ended the worker: the connection was closed with 1011.
+  const closed = c.closed.then((x) => { throw new Error(`closed with ${x.code}`); });
+  await Promise.race([sink.until((l) => l.includes('? GLOBAL onError unhandled')), closed]);
+  assert.equal((await Promise.race([c.call('HELLO', '', 3), closed])).ref, 3);
+  // Not tied to a connection (no ctx method made it): the module's onError does not get it.
+  assert.deepEqual(sink.labels.filter((l) => l.includes('onError')), ['? GLOBAL onError unhandled']);
+  assert.equal(server.stats().workers.reduce((n, w) => n + w.unhandledRejections, 0), 1);
+  assert.equal(server.stats().workerRestarts, restarts);
+  await c.close();
+  sink.labels.length = 0;
+});
+
 test('an unknown event gets an RW_ERR_UNKNOWN_EVENT error reply and the connection stays usable', async () => {
   const c = await Client.open(`ws://127.0.0.1:${port}/a`);
   const r = await c.call('NOPE', '', 5);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from '../../src/core/server.js';
 import type { ServerOptions } from '../../src/core/options.js';
 import { CloseCode } from '../../src/shared/constants.js';
-import { Client, LabelSink, fixture } from '../helpers.js';
+import { Client, LabelSink, fixture, until } from '../helpers.js';
 
 const edges = fixture('edges.module');
 
@@ -286,6 +286,33 @@ test('a hook returning a thenable whose then() returns nothing still holds the c
       const second = await a.next();
       assert.deepEqual([second.ref, second.text], [2, 'second']);
       await a.close();
+    });
+  } finally {
+    go.close();
+    sink.close();
+  }
+});
+
+test('an un-awaited ctx.bind() that rejects after its connection closed does not end the worker: onError gets it (stage unhandled), it is counted, the other connections stay', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({}, async (url, server) => {
+      const a = await Client.open(`${url}/a`);
+      const b = await Client.open(`${url}/b`);
+      assert.equal((await a.call('UNAWAITED', '', 1)).text, 'held');
+      await a.close();
+      await sink.until((l) => l.includes('/e disconnect'));
+      // Before the fix the rejection ended the worker as an unhandled rejection: b, on the same
+      // worker, was closed with 1011 and the worker replaced.
+      const bClosed = b.closed.then((x) => { throw new Error(`b closed with ${x.code}`); });
+      go.postMessage('go');
+      await Promise.race([until('the unhandled rejection to be counted', () => server.stats().workers[0]!.unhandledRejections === 1), bClosed]);
+      const r = await Promise.race([b.call('ECHO', 'still here', 2), bClosed]);
+      assert.equal(r.text, 'still here');
+      assert.deepEqual((await workerStats(url)).errors, ['unhandled:RW_ERR_NOT_CONNECTED']);
+      assert.equal(server.stats().workerRestarts, 0);
+      await b.close();
     });
   } finally {
     go.close();
