@@ -1308,7 +1308,7 @@ export class Server {
         overflowUsed: used.overflow, overflowed: s.overflowed,
         messages: k[0]!, handlerErrors: k[1]!, badFrames: k[2]!, unknownEvents: k[3]!,
         outboundFullWaits: k[4]!, hookErrors: k[6]!, asyncTimeouts: k[WorkerCounter.asyncTimeouts]!, discarded: k[WorkerCounter.discarded]!,
-        unhandledRejections: k[WorkerCounter.unhandledRejections]!,
+        unhandledRejections: k[WorkerCounter.unhandledRejections]!, duplicateReplies: k[WorkerCounter.duplicateReplies]!,
       };
     });
     return {

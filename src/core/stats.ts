@@ -82,6 +82,11 @@ export interface WorkerStats {
    * reported to `onError` with stage `'unhandled'`; the worker and its connections go on.
    */
   unhandledRejections: number;
+  /**
+   * Replies not sent because their message was answered already (a second `reply()`, a `reply()`
+   * after `deferReply()`, a `deferReply()` function called again); each is reported to `onError`.
+   */
+  duplicateReplies: number;
 }
 
 export interface ServerStats {

@@ -86,5 +86,10 @@ export const WorkerCounter = {
    * reported to onError with stage 'unhandled' instead of ending the worker.
    */
   unhandledRejections: 13,
-  count: 14,
+  /**
+   * Replies refused because their message was answered already (a second reply(), a reply() after
+   * deferReply(), a deferReply() function called again): one answer per message.
+   */
+  duplicateReplies: 14,
+  count: 15,
 } as const;

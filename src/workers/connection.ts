@@ -10,6 +10,7 @@ import { RequestOp } from '../shared/records.js';
 import { ErrorCodes, RingwireError } from '../shared/errors.js';
 import type { ModuleRt } from './loader.js';
 import type { Outbox } from './outbox.js';
+import { replyRefused } from './pipeline.js';
 import { CloseCode, cutCloseReason } from '../shared/constants.js';
 
 const EMPTY = new Uint8Array(0);
@@ -43,6 +44,8 @@ export class Conn implements Context, UpgradeContext {
   payload: Uint8Array = EMPTY;
   data: unknown = undefined;
   replied = false;
+  /** The current message's deferReply() state (null when none was taken): `sent` once it answered. */
+  deferred: { sent: boolean } | null = null;
   /** close() was called by a handler: the rest of the chain is skipped. */
   closing = false;
 
@@ -92,17 +95,47 @@ export class Conn implements Context, UpgradeContext {
   }
 
   // ---- messages ----
+  /**
+   * One answer per message: a client correlates answers by `ref`, and a second frame with it would be
+   * taken for the answer to nothing (or, ref 0, to a message never sent). A refused reply is not sent,
+   * not thrown either (it may come from a timer, where a throw would end the worker): it is reported
+   * to onError (RW_ERR_ALREADY_REPLIED) and counted (duplicateReplies).
+   */
   reply(payload: unknown): void {
-    this.replied = true;
+    if (this.replied) {
+      replyRefused(this, this.event, this.ref);
+      return;
+    }
+    // Marked once sent: a payload that does not encode (a BigInt, a cycle) or fit the ring throws
+    // here, and the handler's failure still gets its error reply.
     this.sendFrameTo(this.handle, this.event, this.ref, payload);
+    this.replied = true;
   }
 
+  /**
+   * Takes the answer of the current message: throws RW_ERR_ALREADY_REPLIED when it was answered or
+   * deferred already (a second function would answer the same ref twice). The function answers once;
+   * a later call is refused as a second reply() is.
+   */
   deferReply(): (payload: unknown) => void {
+    if (this.replied) {
+      throw new RingwireError(ErrorCodes.RW_ERR_ALREADY_REPLIED,
+        `deferReply(): the message ${JSON.stringify(this.event)} (ref ${this.ref}) was already answered or deferred`);
+    }
     this.replied = true;
     const handle = this.handle;
     const event = this.event;
     const ref = this.ref;
-    return (payload: unknown) => this.sendFrameTo(handle, event, ref, payload);
+    const state: { sent: boolean } = { sent: false };
+    this.deferred = state;
+    return (payload: unknown) => {
+      if (state.sent) {
+        replyRefused(this, event, ref);
+        return;
+      }
+      this.sendFrameTo(handle, event, ref, payload);
+      state.sent = true;
+    };
   }
 
   send(payload: unknown, options?: SendOptions): void {

@@ -48,21 +48,24 @@ export interface Context {
   readonly payload: Uint8Array;
   /** Current message data (json codec: the parsed `data` field; binary and raw codecs: the same view as `payload`). */
   readonly data: unknown;
-  /** True once `reply()` was called for the current message. */
+  /** True once the current message was answered (`reply()`, `deferReply()` or an error reply). */
   readonly replied: boolean;
   /**
    * Answer the current message (its event and `ref`). `ctx` is one object per connection, so call
    * it before the handler (or the promise it returns) settles: a reply from a timer or callback the
    * handler did not await answers whatever message the connection is handling by then. To answer
    * later, await the work in the handler (the connection's next message waits for it), or take
-   * a `deferReply()`.
+   * a `deferReply()`. One answer per message: a reply for a message answered already is not sent; it
+   * goes to onError (RW_ERR_ALREADY_REPLIED) and is counted (`duplicateReplies`).
    */
   reply(payload: unknown): void;
   /**
    * A reply function bound to the current message (its event and `ref`), for an answer given
    * after the handler has returned (a callback API, say) while the connection's next messages go
    * on. Marks the message as answered, as reply() does. Sent to a connection closed meanwhile, it
-   * is dropped and counted (`drops.staleHandle`).
+   * is dropped and counted (`drops.staleHandle`). Throws RW_ERR_ALREADY_REPLIED when the message was
+   * answered or deferred already; the function answers once (a later call is refused as a second
+   * reply() is), and not at all when the handler failed first (its error reply was the answer).
    */
   deferReply(): (payload: unknown) => void;
   send(payload: unknown, options?: SendOptions): void;

@@ -111,7 +111,30 @@ export function errorReply(conn: Conn, err: unknown, stage: Stage, thrown = fals
 function messageFailed(conn: Conn, err: unknown): void {
   host.counters[WorkerCounter.handlerErrors]! += 1;
   reportError(conn, err, 'message');
-  errorReply(conn, err, 'message', true);
+  if (takeAnswer(conn)) errorReply(conn, err, 'message', true);
+}
+
+/**
+ * Whether a failed message's error reply may still go out: not when it was answered already (one
+ * answer per message; the failure goes to onError). A deferReply() not called yet gives its place
+ * to the error reply, and is refused when it is called later.
+ */
+function takeAnswer(conn: Conn): boolean {
+  if (!conn.replied) {
+    conn.replied = true;
+    return true;
+  }
+  const d = conn.deferred;
+  if (d === null || d.sent) return false;
+  d.sent = true;
+  return true;
+}
+
+/** A reply for a message answered already (see Conn.reply): not sent; reported and counted. */
+export function replyRefused(conn: Conn, event: string, ref: number): void {
+  host.counters[WorkerCounter.duplicateReplies]! += 1;
+  reportError(conn, new RingwireError(ErrorCodes.RW_ERR_ALREADY_REPLIED,
+    `the message ${JSON.stringify(event)} (ref ${ref}) was already answered: one reply per message`), 'message');
 }
 
 export function frameFailed(conn: Conn, err: unknown, stage: Stage): void {
@@ -222,7 +245,7 @@ export function abandon(conn: Conn, stage: Stage, ms: number): void {
     host.forget(conn);
     return;
   }
-  if (stage === 'message') errorReply(conn, err, 'message');
+  if (stage === 'message' && takeAnswer(conn)) errorReply(conn, err, 'message');
   if (!conn.closing) conn.close(CloseCode.INTERNAL, 'handler timed out');
 }
 

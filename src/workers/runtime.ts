@@ -337,6 +337,7 @@ function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, star
   const mod = conn.module;
   const f = s.frame;
   conn.replied = false;
+  conn.deferred = null;
   conn.ref = 0;
   conn.event = '';
   f.ref = 0;

@@ -80,6 +80,46 @@ test('deferReply: an answer given after the handler returned carries its own mes
   }
 });
 
+test('one answer per message: a second deferReply() throws RW_ERR_ALREADY_REPLIED, its function and reply() answer once; the extra ones are reported and counted, never sent', async () => {
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({}, async (url, server) => {
+      const a = await Client.open(`${url}/a`);
+      // Each answer checked is the next frame: before the fix the extra answers came in between
+      // ('two' with ref 6, 'second' with ref 5, an error reply after 'answered' with ref 7).
+      const frame = async (): Promise<[string, number, string]> => {
+        const f = await a.next();
+        return [f.event, f.ref, f.event === 'error' ? JSON.parse(f.text).code : f.text];
+      };
+      a.emit('REPLY_TWICE', '', 6);
+      assert.deepEqual(await frame(), ['REPLY_TWICE', 6, 'one']);
+      // A reply that threw (its payload does not encode) was no answer: the error reply is.
+      a.emit('REPLY_BIGINT', '', 4);
+      assert.deepEqual(await frame(), ['error', 4, 'RW_ERR_HANDLER']);
+      a.emit('REPLY_THROW', '', 7);
+      assert.deepEqual(await frame(), ['REPLY_THROW', 7, 'answered']);
+      a.emit('ECHO', 'e1', 8);
+      assert.deepEqual(await frame(), ['ECHO', 8, 'e1']);
+      a.emit('DEFER_TWICE', '', 5);
+      // A handler that took deferReply() and then failed: the error reply is its one answer.
+      a.emit('DEFER_THROW', '', 9);
+      assert.deepEqual(await frame(), ['error', 9, 'RW_ERR_HANDLER']);
+      go.postMessage('go');
+      assert.deepEqual(await frame(), ['DEFER_TWICE', 5, 'first RW_ERR_ALREADY_REPLIED']);
+      a.emit('ECHO', 'e2', 10);
+      assert.deepEqual(await frame(), ['ECHO', 10, 'e2']);
+      // Refused: REPLY_TWICE's second reply(), DEFER_TWICE's second call, DEFER_THROW's late call.
+      assert.equal(server.stats().workers[0]!.duplicateReplies, 3);
+      const errors = (await workerStats(url)).errors;
+      assert.deepEqual(errors.filter((e) => e === 'message:RW_ERR_ALREADY_REPLIED').length, 3);
+      assert.deepEqual(errors.filter((e) => e !== 'message:RW_ERR_ALREADY_REPLIED'), ['message:Do not know how to serialize a BigInt', 'message:after reply', 'message:after defer']);
+      await a.close();
+    });
+  } finally {
+    go.close();
+  }
+});
+
 test('a full handler backlog: 1013, queued messages discarded and counted, onDisconnect runs exactly once', async () => {
   const sink = new LabelSink('rw-test-labels');
   try {
