@@ -196,7 +196,24 @@ export function runUpgrade(conn: Conn, i: number): PromiseLike<unknown> | undefi
 }
 
 function mergeUserData(conn: Conn, v: unknown): void {
-  if (v !== null && typeof v === 'object') Object.assign(conn.userData, v);
+  if (v !== null && typeof v === 'object') mergeInto(conn.userData, v);
+}
+
+/**
+ * Object.assign, except that an own "__proto__" key (JSON.parse makes one from client JSON a hook
+ * returns) is merged as a plain key: Object.assign would run the __proto__ setter and replace the
+ * userData's prototype with the client's object, so that keys the hooks never set (`role`) read
+ * the client's values.
+ */
+export function mergeInto(target: Record<string, unknown>, v: object): void {
+  if (!Object.prototype.hasOwnProperty.call(v, '__proto__')) {
+    Object.assign(target, v);
+    return;
+  }
+  for (const k of Reflect.ownKeys(v)) {
+    if (!Object.prototype.propertyIsEnumerable.call(v, k)) continue;
+    Object.defineProperty(target, k, { value: (v as Record<PropertyKey, unknown>)[k], writable: true, enumerable: true, configurable: true });
+  }
 }
 
 function finishUpgrade(conn: Conn): void {

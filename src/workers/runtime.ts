@@ -23,7 +23,7 @@ import { Conn, ConnState, ownerOf } from './connection.js';
 import { describeModule, loadAll, type Loaded, type RouteRt } from './loader.js';
 import { Outbox, readU32 } from './outbox.js';
 import {
-  abandon, errorReply, frameFailed, reportUnhandled, runConnect, runDrain, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
+  abandon, errorReply, frameFailed, mergeInto, reportUnhandled, runConnect, runDrain, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
 } from './pipeline.js';
 
 const utf8d = new TextDecoder();
@@ -303,7 +303,7 @@ function onNotice(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
     // (fresh auth, say) is merged into the session's, then it is forgotten.
     const temp = s.conns.get(info.tempHandle);
     if (temp !== undefined) {
-      Object.assign(conn.userData, temp.userData);
+      mergeInto(conn.userData, temp.userData);
       s.conns.delete(info.tempHandle);
     }
     p = runSession(conn, 'resume', { recovered: info.recovered, replayed: info.replayed }, 0);

@@ -62,6 +62,15 @@ test('a rejecting upgrade hook: client sees the chosen status, header and body',
   assert.equal(server.stats().upgradesRejected >= 1, true);
 });
 
+test('an upgrade hook returning client JSON with a "__proto__" key: merged as a plain key, the userData\'s prototype is not replaced', async () => {
+  const c = await Client.open(`ws://127.0.0.1:${port}/b/lobby`, { headers: { 'x-meta': '{"__proto__":{"role":"admin"}}' } });
+  // Before the fix Object.assign set userData's prototype to the client's object: role read 'admin'.
+  assert.deepEqual(JSON.parse((await c.call('ROLE', '', 1)).text), { role: 'guest', plain: true });
+  await c.close();
+  await sink.until((l) => l.includes('/b/:room EVENT onDisconnect'));
+  sink.labels.length = 0;
+});
+
 test('a preHandler that replies stops the chain', async () => {
   const c = await Client.open(`ws://127.0.0.1:${port}/a`);
   const r = await c.call('STOP', '', 3);
