@@ -416,12 +416,22 @@ export class SessionManager {
     s.resuming = on;
   }
 
-  /** A resume upgrade for `s` is under way (its hooks run): the grace timer stops meanwhile. */
+  /**
+   * A resume upgrade for `s` is under way (its hooks run): the grace timer stops meanwhile.
+   * A session whose socket still looks alive (half-open: the client gave up on it, the server has
+   * not seen it die) is detached now, its socket retired with 1001: what is addressed to the
+   * session while the resume's hooks run is buffered and replayed, instead of going into a socket
+   * the client no longer reads while the resume frame said `recovered: true`.
+   */
   beginResume(s: Session): void {
     this.setResuming(s, true);
     if (s.timer !== null) {
       clearTimeout(s.timer);
       s.timer = null;
+    }
+    if (!s.detached) {
+      this.host.retire(s.ud, CloseCode.GOING_AWAY, 'session resumed on another socket');
+      this.detach(s);
     }
   }
 

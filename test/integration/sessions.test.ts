@@ -523,28 +523,31 @@ test('a resume upgrade in flight when its session ends (kicked by another bind) 
   assert.equal(server.stats().liveFds, 4);
 });
 
-test('a resume sent while the old socket still lives, which then closes normally during the resume\'s hook: 1011 session lost, per-worker connection counts stay true', async (t) => {
+test('a resume sent while the old socket still lives retires that socket at once (1001): what is addressed to the session while the resume\'s hook runs is buffered and replayed, per-worker counts stay true', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
   const a = await J.open(url);
   const token = (await a.next('session')).data['token'] as string;
   const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const b = await J.open(url);
   // The client resumes before its old socket is gone (it thinks that one dropped)...
   const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
   await sink.until((l) => l.includes('waiting:upgrade'));
-  // ...and the old socket then closes with a close frame: the session ends for good meanwhile.
-  await a.c.close();
-  await sink.until((l) => l.some((x) => x.startsWith(`disconnect:${handle}:`)));
+  // ...the server retires the old one now rather than keep writing into it while the hook runs.
+  assert.equal((await a.c.closed).code, 1001);
+  await b.call('SEND_TO', { to: handle, n: 3, size: 10 });
   go();
-  assert.deepEqual(await r.c.closed, { code: 1011, reason: 'session lost' });
+  const s = (await r.next('session')).data;
+  assert.deepEqual([s['resumed'], s['recovered'], s['replayed']], [true, true, 3]);
+  for (let i = 0; i < 3; i++) assert.equal((await r.next('bulk')).data['i'], i);
+  assert.equal((await r.call('PROBE', null)).data['handle'], handle);
   const st = server.stats();
-  assert.equal(st.connections, 0);
-  assert.equal(st.liveFds, 0);
-  assert.equal(st.workers[0]!.connections, 0, 'the socket ended at open is uncounted on its worker as it was counted');
-  // And a connection served afterwards counts once.
-  const c = await J.open(url);
-  assert.equal(typeof (await c.call('PROBE', null)).data['handle'], 'number');
-  assert.equal(server.stats().workers[0]!.connections, 1);
-  await c.c.close();
+  assert.equal(st.connections, 2);
+  assert.equal(st.liveFds, 2);
+  assert.equal(st.detached, 0);
+  assert.equal(st.workers[0]!.connections, 2, 'the retired socket is uncounted on its worker once');
+  assert.ok(!sink.labels.some((l) => l.startsWith(`disconnect:${handle}:`)), 'the session never ended');
+  await r.c.close();
+  await b.c.close();
 });
 
 test('a second resume of a session whose first resume is still in its hooks gets 409 (retry), not 410: the session is still there and the first resume succeeds', async (t) => {
@@ -609,20 +612,26 @@ test('a resume abandoned by its client while its hook runs stays under way until
 });
 
 test('a resume whose session ends while its hook runs counts against maxConnections like any upgrade', async (t) => {
-  const { server, url, sink, go } = await startEdges(t, { maxConnections: 1 });
+  const { server, url, sink, go } = await startEdges(t, { maxConnections: 2 });
   const a = await J.open(url);
   const token = (await a.next('session')).data['token'] as string;
-  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`)); // half-open: a still lives
+  const handle = (await a.call('BIND', { uid: 'u' })).data['handle'] as number;
+  const k = await J.open(url);
+  a.c.ws.terminate();
+  await until('the session detached', () => server.stats().detached === 1);
+  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
   await sink.until((l) => l.includes('waiting:upgrade'));
-  await a.c.close(); // the session ends for good; the resume's fd is now an upgrade like others
-  await until('the session ended', () => server.stats().connections === 0);
+  // The session ends for good (its uid kicked); the resume's fd is now an upgrade like others.
+  await k.call('BIND', { uid: 'u', policy: 'kick' });
+  await sink.until((l) => l.includes(`disconnect:${handle}:4001`));
   await assert.rejects(Client.open(url), (e: { statusCode?: number }) => e.statusCode === 503);
   go();
   assert.deepEqual(await r.c.closed, { code: 1011, reason: 'session lost' });
   const b = await J.open(url);
   await b.next('session');
-  assert.equal(server.stats().connections, 1);
+  assert.equal(server.stats().connections, 2);
   await b.c.close();
+  await k.c.close();
 });
 
 test('a room left while detached: the session is no longer buffered for it (not after the resume, not after a later drop)', async (t) => {
