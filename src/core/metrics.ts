@@ -78,6 +78,8 @@ export function prometheusText(s: ServerStats): string {
       .sample('ringwire_cluster_messages_total', c.received, { node: c.nodeId, direction: 'received' })
       .sample('ringwire_cluster_messages_total', c.dropped, { node: c.nodeId, direction: 'dropped' });
     w.family('ringwire_cluster_reconnects_total', 'counter', 'Cluster bus reconnections.').sample('ringwire_cluster_reconnects_total', c.reconnects, { node: c.nodeId });
+    w.family('ringwire_cluster_presence_retries_total', 'counter', 'Retried first reads of a room\'s members on the other nodes.')
+      .sample('ringwire_cluster_presence_retries_total', c.presenceRetries, { node: c.nodeId });
   }
   w.family('ringwire_worker_restart_backoff_ms', 'gauge', 'ms a pending worker restart still waits out (0: none pending).');
   for (const x of s.workers) w.sample('ringwire_worker_restart_backoff_ms', x.restartBackoffMs, { slot: x.slot });

@@ -1292,7 +1292,10 @@ export class Server {
     const b = this.bus;
     if (b === null) return null;
     const s = b.stats();
-    return { nodeId: s.nodeId, connected: s.connected, published: s.published, received: s.received, dropped: s.dropped, reconnects: s.reconnects };
+    return {
+      nodeId: s.nodeId, connected: s.connected, published: s.published, received: s.received, dropped: s.dropped, reconnects: s.reconnects,
+      presenceRetries: this.counters.presenceRetries,
+    };
   }
 
   stats(): ServerStats {

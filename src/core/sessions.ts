@@ -123,6 +123,10 @@ const PAGE = 1024;
 const MAX_PAGED_BYTES = 64 * 1024 * 1024;
 /** Rooms healRemote() reads from Redis at once (each wave answered before the next; within the bus's maxQueue). */
 const HEAL_WAVE = 256;
+/** First wait before a room's failed first read of the other nodes' members is retried (doubling; see retryFirstRead). */
+const FIRST_READ_RETRY_MS = 250;
+/** Longest wait between those retries. */
+const FIRST_READ_RETRY_MAX_MS = 5_000;
 
 export const DEFAULT_KICK_CODE = 4001;
 /** Bytes allowed per replayed message besides its payload (a WebSocket frame header is 2-10). */
@@ -185,6 +189,12 @@ export class SessionManager {
   private healEpoch = 0;
   /** The second pass of a heal that held leaves back (see healRemote), nodeTtlMs after the first. */
   private healTimer: NodeJS.Timeout | null = null;
+  /**
+   * Rooms whose view (`remote`) was never read from Redis: the read of the join that created the
+   * room here failed (timed out, errored, Redis away). Retried until a read of the room succeeds
+   * (see retryFirstRead); by room: the view it is for, the pending retry, the wait before the next.
+   */
+  private readonly unread = new Map<string, { view: Map<string, PresenceMember>; timer: NodeJS.Timeout | null; waitMs: number }>();
   readonly byToken = new Map<string, Session>();
   /** fd → detached session. */
   readonly detached = new Map<number, Session>();
@@ -651,9 +661,16 @@ export class SessionManager {
     this.healTimer.unref();
   }
 
-  /** Stop a heal's pending second pass (at close: `stop` also ends a heal under way). */
+  /**
+   * Stop a heal's pending second pass (at close: `stop` also ends a heal under way and the pending
+   * retries of first reads).
+   */
   cancelHeal(stop = true): void {
-    if (stop) this.healEpoch++;
+    if (stop) {
+      this.healEpoch++;
+      for (const r of this.unread.values()) if (r.timer !== null) clearTimeout(r.timer);
+      this.unread.clear();
+    }
     if (this.healTimer !== null) {
       clearTimeout(this.healTimer);
       this.healTimer = null;
@@ -675,10 +692,13 @@ export class SessionManager {
     return later;
   }
 
-  /** Heal one room (see healRemote). Resolves true when it held leaves back for the second pass. */
-  private async healRoom(cluster: ClusterLink, room: string, live: Set<string> | null, final: boolean): Promise<boolean> {
+  /**
+   * Heal one room (see healRemote). Resolves true when it held leaves back for the second pass,
+   * null when the room could not be read (or was left here meanwhile).
+   */
+  private async healRoom(cluster: ClusterLink, room: string, live: Set<string> | null, final: boolean): Promise<boolean | null> {
     const view = this.remote.get(room);
-    if (view === undefined) return false;
+    if (view === undefined) return null;
     const q: PresenceDiff[] = [];
     let heals = this.healing.get(room);
     if (heals === undefined) this.healing.set(room, (heals = []));
@@ -692,7 +712,8 @@ export class SessionManager {
     }
     const members = this.rooms.get(room);
     // Unreadable, or the room was left here meanwhile (a new one of that name has its own view).
-    if (list === null || members === undefined || this.remote.get(room) !== view) return false;
+    if (list === null || members === undefined || this.remote.get(room) !== view) return null;
+    this.firstReadDone(room, view); // the view is read now: a pending retry of its first read is moot
     const now = new Map<string, PresenceMember>();
     // Nodes with members in the read: their entries of the room are in Redis (a re-sync writes a
     // node's members of a room in one script), so one of theirs missing from it is gone.
@@ -727,6 +748,50 @@ export class SessionManager {
     return held;
   }
 
+  /**
+   * The read of the other nodes' members by the join that created `room` here failed while Redis
+   * may well be connected (a command timed out under a stalled Redis, a script error, maxQueue
+   * full): the view, and so every member here, lacks the members the other nodes already had, and
+   * no reconnect (whose heal reads every room) needs to follow. So the room is read again, as a
+   * heal of that room (its members get the joins they missed), after 250 ms, doubling up to 5 s,
+   * until a read of it succeeds (this one, or a heal's), the room is left here, or the server
+   * closes (cancelHeal). Each attempt is counted (stats().cluster.presenceRetries); each failed one
+   * in drops.cluster too, like any failed read.
+   */
+  private retryFirstRead(cluster: ClusterLink, room: string, view: Map<string, PresenceMember>): void {
+    if (this.unread.get(room)?.view === view) return;
+    const r = { view, timer: null as NodeJS.Timeout | null, waitMs: FIRST_READ_RETRY_MS };
+    this.unread.set(room, r);
+    const arm = (): void => {
+      r.timer = setTimeout(() => {
+        r.timer = null;
+        if (this.unread.get(room) !== r) return;
+        if (this.remote.get(room) !== view) {
+          this.unread.delete(room);
+          return;
+        }
+        this.host.counters.presenceRetries++;
+        // live unknown, not final: a member the view got from a diff and the read lacks is kept
+        // unless its node's other members are in the read (nothing to take back: its leave comes).
+        void this.healRoom(cluster, room, null, false).then(() => {
+          if (this.unread.get(room) !== r) return; // read, left here, or closed meanwhile
+          r.waitMs = Math.min(r.waitMs * 2, FIRST_READ_RETRY_MAX_MS);
+          arm();
+        });
+      }, r.waitMs);
+      r.timer.unref();
+    };
+    arm();
+  }
+
+  /** `view` of `room` has been read from Redis: no retry of its first read is needed any more. */
+  private firstReadDone(room: string, view: Map<string, PresenceMember>): void {
+    const r = this.unread.get(room);
+    if (r === undefined || r.view !== view) return;
+    if (r.timer !== null) clearTimeout(r.timer);
+    this.unread.delete(room);
+  }
+
   /** Leave `room` (explicitly, or because the connection is gone: then no unsubscribe). */
   leaveRoom(ud: SocketData, room: string, unsubscribe: boolean): void {
     const members = this.rooms.get(room);
@@ -743,6 +808,8 @@ export class SessionManager {
     this.host.cluster?.presence(room, 'leave', me);
     if (members.size === 0) {
       this.rooms.delete(room);
+      const view = this.remote.get(room);
+      if (view !== undefined) this.firstReadDone(room, view);
       this.remote.delete(room);
     } else {
       this.diff(members, { room, joins: [], leaves: [me] }, 0);
@@ -851,8 +918,14 @@ export class SessionManager {
           // later joiners share and healRemote() compares with. (Later snapshots are not merged in:
           // a member they show that the view lacks was never shown to the others, and a heal tells
           // all of them.)
-          if (created && remote !== null && view !== undefined && this.remote.get(room) === view) {
-            for (const m of members) if (m.node !== cluster.nodeId) view.set(memberKey(m), m);
+          if (created && view !== undefined && this.remote.get(room) === view) {
+            if (remote !== null) {
+              for (const m of members) if (m.node !== cluster.nodeId) view.set(memberKey(m), m);
+            } else {
+              // Not read (see retryFirstRead): read again until it is, so the room converges
+              // without waiting for a reconnect that may never come.
+              this.retryFirstRead(cluster, room, view);
+            }
           }
           if (ud.rooms?.has(room) === true) this.sendState(ud, room, members);
           if (slot.generation === gen) this.ok(slot, id, handle, { members });

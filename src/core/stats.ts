@@ -115,7 +115,11 @@ export interface ServerStats {
   /** Connector error counts by code (RW_ERR_TCP_BAD_FRAME, ...). */
   connectorErrors: Record<string, number>;
   /** Cluster bus state, when the server runs with `cluster` options. */
-  cluster: { nodeId: string; connected: boolean; published: number; received: number; dropped: number; reconnects: number } | null;
+  cluster: {
+    nodeId: string; connected: boolean; published: number; received: number; dropped: number; reconnects: number;
+    /** Retries of a room's first read of the other nodes' members, after that read failed (see README "Cluster"). */
+    presenceRetries: number;
+  } | null;
   workers: WorkerStats[];
 }
 
@@ -129,6 +133,8 @@ export class Counters {
   workerRestarts = 0;
   resumes = 0;
   workerBackoffs = 0;
+  /** Cluster: retried first reads of a room's other-node members (SessionManager.retryFirstRead). */
+  presenceRetries = 0;
   readonly connectorErrors: Record<string, number> = {};
   readonly drops: DropStats = {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,

@@ -427,3 +427,40 @@ test('cluster: a join answered by Redis after its worker died is not delivered t
   await bob.c.close();
   await killer.close();
 });
+
+test('cluster: a room\'s first read of the other nodes\' members that fails while Redis stays connected is retried: its members are shown them without a reconnect', async (t) => {
+  const redis = await redisFor(t);
+  if (redis === null) return;
+  const A = await startNode(redis.url, 'first-a');
+  const B = await startNode(redis.url, 'first-b');
+  t.after(async () => {
+    if (redis.running) redis.resume();
+    await stop(A);
+    await stop(B);
+  });
+  const bob = await member(B, 'bob', 'hall');
+  assert.deepEqual(uids(await bob.next('presence_state')), ['bob']);
+  const alice = await member(A, 'alice');
+
+  // Redis hangs (a stall, not a drop: both connections stay up) past the bus's 2 s opTimeoutMs:
+  // alice's join, the first of room hall on A, gets no answer to its read of the other nodes' members.
+  const before = (await stats(A)).drops.cluster;
+  redis.pause();
+  let joined: Awaited<ReturnType<JsonClient['call']>>;
+  try {
+    joined = await within('alice\'s join', alice.call('JOIN', { room: 'hall' }));
+  } finally {
+    redis.resume();
+  }
+  assert.deepEqual(joined.data['members'], ['alice']);
+  assert.deepEqual(uids(await alice.next('presence_state')), ['alice']);
+  const s = await stats(A);
+  assert.ok(s.drops.cluster > before, `drops.cluster ${before} -> ${s.drops.cluster}`);
+
+  // The read is retried: alice is shown bob, with no reconnect (none happened: nothing else would heal the room).
+  assert.deepEqual(uids(await within('bob\'s join on alice', alice.next('presence_diff')), 'joins'), ['bob']);
+  const after = (await stats(A)).cluster!;
+  assert.equal(after.reconnects, 0);
+  assert.ok(after.presenceRetries >= 1, `presenceRetries ${after.presenceRetries}`);
+  assert.deepEqual(uids(await within('alice\'s join on bob', bob.next('presence_diff')), 'joins'), ['alice']);
+});

@@ -24,7 +24,7 @@ function result(rate: number): Omit<LoadResult, 'histogram'> {
   };
 }
 const bus = (nodeId: string, published: number, received: number): BusStats =>
-  ({ nodeId, connected: true, published, received, dropped: 0, reconnects: 0 });
+  ({ nodeId, connected: true, published, received, dropped: 0, reconnects: 0, presenceRetries: 0 });
 const node = (n: string, connections: number, rate: number, b: BusStats | null): NodeFigures =>
   ({ node: n, connections, deliveriesPerSec: rate, serverCpuPercent: 50, bus: b, clusterDrops: b === null ? null : 0, publishes: 100 });
 function row(setup: SetupId, label: string, rate: number, nodes: NodeFigures[]): ClusterRow {
