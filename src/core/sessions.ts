@@ -142,6 +142,17 @@ function memberKey(m: PresenceMember): string {
   return `${m.node}:${m.handle}`;
 }
 
+/** The same member with the same uid and meta (members arrive as JSON, so their JSON is compared). */
+function sameMember(a: PresenceMember, b: PresenceMember): boolean {
+  if (a === b) return true;
+  if (a.node !== b.node || a.handle !== b.handle || a.uid !== b.uid) return false;
+  try {
+    return JSON.stringify(a.meta) === JSON.stringify(b.meta);
+  } catch {
+    return false;
+  }
+}
+
 /** A request URL without its query. */
 function pathOf(url: string): string {
   const q = url.indexOf('?');
@@ -612,19 +623,34 @@ export class SessionManager {
     this.deliver(ud.handle, state.data, state.binary);
   }
 
-  /** A member joined or left `room` on another node: local members of the room see the diff. */
+  /**
+   * A member joined or left `room` on another node: local members of the room see the diff. A join
+   * of a member the view already has, unchanged, is an upsert that changes nothing, and is not sent:
+   * every member here has been shown it (the view is what they were shown, and a joiner's snapshot
+   * includes it). Such joins come in bulk after a Redis restart, when every node's re-sync
+   * re-announces all its members; delivered, they reached every client of every room again (and
+   * filled detached sessions' buffers).
+   */
   remotePresence(room: string, event: 'join' | 'leave', member: PresenceMember): void {
     const members = this.rooms.get(room);
     if (members === undefined) return;
     const payload: PresenceDiff = event === 'join' ? { room, joins: [member], leaves: [] } : { room, joins: [], leaves: [member] };
     const view = this.remote.get(room);
+    let known = false;
     if (view !== undefined) {
-      if (event === 'join') view.set(memberKey(member), member);
-      else view.delete(memberKey(member));
+      const key = memberKey(member);
+      if (event === 'join') {
+        const had = view.get(key);
+        known = had !== undefined && sameMember(had, member);
+        view.set(key, member);
+      } else {
+        view.delete(key);
+      }
     }
+    // A heal under way still gets it: its read may predate the write this join announces.
     const heals = this.healing.get(room);
     if (heals !== undefined) for (const q of heals) q.push(payload);
-    this.diff(members, payload, 0);
+    if (!known) this.diff(members, payload, 0);
   }
 
   /**
@@ -908,7 +934,12 @@ export class SessionManager {
           }
           const byKey = new Map<string, PresenceMember>();
           for (const m of local) byKey.set(memberKey(m), m);
-          for (const m of remote ?? view?.values() ?? []) byKey.set(memberKey(m), m);
+          // The view too, read or not: what this room's members here were shown, the joiner is
+          // shown (a member a heal still holds back, whose node is not back yet after a Redis
+          // restart, is missing from the read), so that a join the view already has, which is not
+          // sent (see remotePresence), is never news to anyone here.
+          if (view !== undefined && this.remote.get(room) === view) for (const m of view.values()) byKey.set(memberKey(m), m);
+          for (const m of remote ?? []) byKey.set(memberKey(m), m);
           for (const d of q) {
             for (const m of d.leaves) byKey.delete(memberKey(m));
             for (const m of d.joins) byKey.set(memberKey(m), m);

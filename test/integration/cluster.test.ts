@@ -464,3 +464,52 @@ test('cluster: a room\'s first read of the other nodes\' members that fails whil
   assert.ok(after.presenceRetries >= 1, `presenceRetries ${after.presenceRetries}`);
   assert.deepEqual(uids(await within('alice\'s join on bob', bob.next('presence_diff')), 'joins'), ['alice']);
 });
+
+/** The presence_diffs `c` gets up to and including the one that has `uid` join, as '-leaves+joins'. */
+async function diffsUntilJoin(c: JsonClient, uid: string): Promise<string[]> {
+  const seen: string[] = [];
+  await within(`${uid}'s join`, (async () => {
+    for (;;) {
+      const d = await c.next('presence_diff');
+      seen.push(`-${uids(d, 'leaves').join('-')}+${uids(d, 'joins').join('+')}`);
+      if (uids(d, 'joins').includes(uid)) return;
+    }
+  })()).catch((err: Error) => { throw new Error(`${err.message}; diffs ${seen.join(' ')}`); });
+  return seen;
+}
+
+test('cluster: after Redis restarts empty, the re-announced joins of members the clients already show are not delivered (an upsert that changes nothing sends nothing)', async (t) => {
+  const redis = await redisFor(t);
+  if (redis === null) return;
+  const A = await startNode(redis.url, 'up-a');
+  const B = await startNode(redis.url, 'up-b');
+  t.after(async () => {
+    if (B.proc.exitCode === null && B.proc.signalCode === null) B.proc.kill('SIGCONT');
+    await stop(A);
+    await stop(B);
+  });
+  const alice = await member(A, 'alice', 'hall');
+  const bob = await member(B, 'bob', 'hall');
+  await converge(alice, uids(await alice.next('presence_state')), ['alice', 'bob'], 'alice sees bob');
+  assert.deepEqual(uids(await bob.next('presence_state')), ['alice', 'bob']);
+
+  // B stalls while Redis restarts without its data, so A is subscribed again when B's re-sync
+  // announces bob as a join (and A's re-sync announces alice to B, which hears it once back).
+  B.proc.kill('SIGSTOP');
+  await redis.kill();
+  await redis.restart();
+  await until(A, (s) => s.cluster?.connected === true && s.cluster.reconnects >= 1, 'A back');
+  // dave joins on A before B is back: Redis has no bob yet, but alice is still shown him (B may
+  // just not be back), and so is dave, so bob's coming join is no news to him either.
+  const dave = await member(A, 'dave', 'hall');
+  assert.deepEqual(uids(await dave.next('presence_state')), ['alice', 'bob', 'dave']);
+  B.proc.kill('SIGCONT');
+  await until(B, (s) => s.cluster?.connected === true && s.cluster.reconnects >= 1, 'B back');
+  // Joins after both re-syncs: each side's next diff is that join, not bob or alice again.
+  await member(B, 'cole', 'hall');
+  assert.deepEqual(await diffsUntilJoin(alice, 'cole'), ['-+dave', '-+cole']);
+  assert.deepEqual(await diffsUntilJoin(dave, 'cole'), ['-+cole']);
+  await member(A, 'dan', 'hall');
+  // (B's heal, which shows bob dave, who joined while B was away, may answer after cole's join.)
+  assert.deepEqual((await diffsUntilJoin(bob, 'dan')).sort(), ['-+cole', '-+dan', '-+dave']);
+});
