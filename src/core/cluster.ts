@@ -331,7 +331,8 @@ const MAX_KEY = 0xffff;
  * (value ARGV[2]), then PUBLISH of ARGV[3] on channel KEYS[2] when it is not empty. A node listing
  * the room can then never see the event without the hash change (or the change without the event
  * to follow). An HSET also indexes the room: room ARGV[5] into this node's room set KEYS[3], token
- * ARGV[6] into the node set KEYS[4] (see DEAD_NODES_LUA).
+ * ARGV[6] into the node set KEYS[4] (see DEAD_NODES_LUA); an HDEL of this node's last entry of the
+ * room (ARGV[4] = '2') takes the room out of that set again.
  */
 const PRESENCE_WRITE_LUA = `
 if ARGV[4] == '1' then
@@ -340,6 +341,7 @@ if ARGV[4] == '1' then
   redis.call('SADD', KEYS[4], ARGV[6])
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
+  if ARGV[4] == '2' then redis.call('SREM', KEYS[3], ARGV[5]) end
 end
 if ARGV[3] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[3]) end
 return 1
@@ -383,8 +385,9 @@ return ids
 /**
  * One room of a re-sync after a reconnect (see RedisBus#resync): HSET of the ARGV[3] field/value
  * items after ARGV[5] into hash KEYS[1] (then room ARGV[1] into this node's room set KEYS[2] and
- * token ARGV[2] into the node set KEYS[3], as PRESENCE_WRITE_LUA does), and HDEL of the fields
- * after those (removals Redis has not acknowledged). One command per room, whatever it holds.
+ * token ARGV[2] into the node set KEYS[3], as PRESENCE_WRITE_LUA does; with no such item the room
+ * leaves the room set), and HDEL of the fields after those (removals Redis has not acknowledged).
+ * One command per room, whatever it holds.
  * Each also sets the node's re-sync marker KEYS[5] (TTL ARGV[5] ms), in the same script as the
  * SADD, so a node is never seen in the node set without it until the re-sync has written its last
  * room (RedisBus#resync deletes it then): liveNodes() leaves it out meanwhile, since after Redis
@@ -414,6 +417,8 @@ end
 if n > 0 then
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('SADD', KEYS[3], ARGV[2])
+else
+  redis.call('SREM', KEYS[2], ARGV[1])
 end
 for i = 6 + n, #ARGV do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
@@ -819,8 +824,15 @@ export class RedisBus {
     return r !== undefined;
   }
 
-  /** HSET/HDEL of a presence field, with `event` published in the same script (see PRESENCE_WRITE_LUA). */
-  #presenceWrite(room: string, memberKey: string, memberJson: string | null, event: BusMessageInput | undefined): Promise<OpResult<unknown>> {
+  /**
+   * HSET/HDEL of a presence field, with `event` published in the same script (see PRESENCE_WRITE_LUA).
+   * `last`: an HDEL that leaves this node no other entry of the room (not even a removal Redis has
+   * not acknowledged): the room leaves this node's room index too. Without that, the index grew by
+   * every room the node was ever in (rooms per conversation or match: without bound, for as long as
+   * the node runs), and a node that found it dead swept every one of them. A write of the room issued
+   * after this one (commands run in order) indexes it again.
+   */
+  #presenceWrite(room: string, memberKey: string, memberJson: string | null, event: BusMessageInput | undefined, last = false): Promise<OpResult<unknown>> {
     let buf: Buffer | string = '';
     if (event !== undefined) {
       try {
@@ -833,7 +845,7 @@ export class RedisBus {
     }
     if (memberJson !== null) this.#indexed = true;
     return this.#op(() => this.#pub.eval(PRESENCE_WRITE_LUA, 4, this.presenceKey(room), this.channel, this.#roomsKey, this.#nodesKey,
-      this.#field(memberKey), memberJson ?? '', buf, memberJson === null ? '0' : '1', room, this.#token)).then((r) => {
+      this.#field(memberKey), memberJson ?? '', buf, memberJson === null ? (last ? '2' : '0') : '1', room, this.#token)).then((r) => {
       if (r !== undefined && event !== undefined) this.#published++;
       return r;
     });
@@ -855,7 +867,9 @@ export class RedisBus {
     } else {
       entries?.set(memberKey, null); // owed to Redis until the HDEL is acknowledged
     }
-    const r = await this.#presenceWrite(room, memberKey, null, event);
+    const rest = this.#presence.get(room);
+    const last = rest === undefined || rest.size === 0 || (rest.size === 1 && rest.has(memberKey));
+    const r = await this.#presenceWrite(room, memberKey, null, event, last);
     if (r === undefined) return false;
     this.#forget(room, memberKey, null);
     return true;

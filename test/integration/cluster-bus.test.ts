@@ -914,3 +914,32 @@ test('the periodic dead-node check costs one script per beat, not one sweep per 
   await until('two beats', async () => (delta = (await scripts()) - base) >= 2, 10_000);
   assert.ok(delta < 10, `${delta} scripts over two beats with 100 rooms (a per-room sweep would run 100 per beat)`);
 });
+
+test('a room this node has left is taken out of its room index: joining and leaving ever new rooms leaves nothing behind in Redis', async (t) => {
+  const cleanups = withCleanups(t);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
+  if (redis === null) return;
+  const raw = new Redis(redis.url);
+  cleanups.push(async () => { raw.disconnect(); });
+  const a = await node(cleanups, { url: redis.url, nodeId: 'node-a', prefix: 'ix' });
+  assert.equal(await a.bus.presenceAdd('stay', 'ann', '{"uid":"ann"}'), true);
+  // A long-lived node whose rooms come and go (one per conversation, per match): each is left.
+  for (let i = 0; i < 500; i++) {
+    assert.equal(await a.bus.presenceAdd(`chat-${i}`, 'ann', '{"uid":"ann"}'), true);
+    assert.equal(await a.bus.presenceAdd(`chat-${i}`, 'bob', '{"uid":"bob"}'), true);
+    assert.equal(await a.bus.presenceRemove(`chat-${i}`, 'ann'), true);
+    assert.equal(await a.bus.presenceRemove(`chat-${i}`, 'bob'), true);
+  }
+  // The index of A's rooms (what a node that finds A dead sweeps) holds the room A is still in, only.
+  const index = await raw.keys('ix:rooms:*');
+  assert.equal(index.length, 1, String(index));
+  assert.deepEqual(await raw.smembers(index[0]!), ['stay']);
+  assert.deepEqual((await raw.keys('ix:presence:*')).sort(), ['ix:presence:stay']);
+  // A room left while another member stays is still indexed; its last leave takes it out.
+  assert.equal(await a.bus.presenceAdd('duo', 'ann', '{"uid":"ann"}'), true);
+  assert.equal(await a.bus.presenceAdd('duo', 'bob', '{"uid":"bob"}'), true);
+  assert.equal(await a.bus.presenceRemove('duo', 'ann'), true);
+  assert.deepEqual((await raw.smembers(index[0]!)).sort(), ['duo', 'stay']);
+  assert.equal(await a.bus.presenceRemove('duo', 'bob'), true);
+  assert.deepEqual(await raw.smembers(index[0]!), ['stay']);
+});
