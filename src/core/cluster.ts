@@ -388,7 +388,8 @@ return ids
  * token ARGV[2] into the node set KEYS[3], as PRESENCE_WRITE_LUA does; with no such item the room
  * leaves the room set), and HDEL of the fields after those (removals Redis has not acknowledged).
  * One command per room, whatever it holds.
- * Each also sets the node's re-sync marker KEYS[5] (TTL ARGV[5] ms), in the same script as the
+ * Each also sets the node's re-sync marker KEYS[5] (TTL ARGV[5] ms; not with '0', the repair of a
+ * few rooms at a beat, see RedisBus#repair), in the same script as the
  * SADD, so a node is never seen in the node set without it until the re-sync has written its last
  * room (RedisBus#resync deletes it then): liveNodes() leaves it out meanwhile, since after Redis
  * restarted empty its rooms not written yet lack its members.
@@ -407,7 +408,7 @@ end
 local tail = string.char(#ARGV[4]) .. ARGV[4] .. le16(#ARGV[1]) .. ARGV[1]
 local n = tonumber(ARGV[3])
 local events = 0
-redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
+if ARGV[5] ~= '0' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[5]) end
 for i = 6, 5 + n, 2 do
   if redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
     redis.call('PUBLISH', KEYS[4], string.char(1, 3, 0) .. tail .. le32(#ARGV[i + 1]) .. ARGV[i + 1])
@@ -596,6 +597,14 @@ export class RedisBus {
   #roomWaiters: (() => void)[] = [];
   /** Bumped by each re-sync: an older one still under way stops (the newer one covers it). */
   #resyncEpoch = 0;
+  /**
+   * Rooms with a presence write that failed (refused at maxQueue, timed out, an error) since the
+   * last re-sync: written again at the next beat (see #repair), since Redis may well have stayed
+   * connected, and then no reconnect would ever re-sync them.
+   */
+  readonly #dirty = new Set<string>();
+  /** A #repair under way (one at a time). */
+  #repairing = false;
 
   constructor(opts: RedisBusOptions, handler: (msg: BusMessage) => void) {
     if (opts === null || typeof opts !== 'object') throw new TypeError('options must be an object');
@@ -821,6 +830,7 @@ export class RedisBus {
     }
     entries.set(memberKey, memberJson);
     const r = await this.#presenceWrite(room, memberKey, memberJson, event);
+    if (r === undefined) this.#dirty.add(room);
     return r !== undefined;
   }
 
@@ -870,7 +880,10 @@ export class RedisBus {
     const rest = this.#presence.get(room);
     const last = rest === undefined || rest.size === 0 || (rest.size === 1 && rest.has(memberKey));
     const r = await this.#presenceWrite(room, memberKey, null, event, last);
-    if (r === undefined) return false;
+    if (r === undefined) {
+      this.#dirty.add(room);
+      return false;
+    }
     this.#forget(room, memberKey, null);
     return true;
   }
@@ -925,6 +938,7 @@ export class RedisBus {
     if (r === undefined) return;
     // Absent: expired (or Redis restarted, or this is the first beat, when there is nothing to redo).
     if (r.value === null) this.#resyncPresence();
+    else if (this.#dirty.size > 0) void this.#repair();
     const dead = await this.#op(() => this.#pub.eval(DEAD_NODES_LUA, 1, this.#nodesKey, `${this.prefix}:node:`, `${this.prefix}:rooms:`) as Promise<string[]>);
     const claimed = new Set(dead?.value ?? []);
     for (const room of claimed) void this.#sweep(room, false);
@@ -1016,7 +1030,51 @@ export class RedisBus {
    * meanwhile still wins. See #resync.
    */
   #resyncPresence(): void {
+    this.#dirty.clear(); // every room is written again
     void this.#resync(++this.#resyncEpoch);
+  }
+
+  /**
+   * At a beat: write the rooms of #dirty again, RESYNC_WAVE at most (the rest at the next beats),
+   * one RESYNC_LUA each, as a re-sync does: what Redis lacks of this node's entries of the room is
+   * written and announced as a join, what it still has of the removals it missed is removed and
+   * announced as a leave. A presence write refused while Redis stayed connected (a burst of
+   * publishes filled maxQueue) was otherwise owed until a reconnect that need never come: a member
+   * missing on the other nodes, or a ghost that had left. A write that did reach Redis after all (it
+   * timed out, then ran) is found there: nothing is announced twice.
+   */
+  async #repair(): Promise<void> {
+    if (this.#repairing) return;
+    this.#repairing = true;
+    try {
+      const rooms: string[] = [];
+      for (const room of this.#dirty) {
+        if (rooms.length >= RESYNC_WAVE) break;
+        rooms.push(room);
+      }
+      await Promise.all(rooms.map(async (room) => {
+        this.#dirty.delete(room);
+        const entries = this.#presence.get(room);
+        if (entries === undefined) return; // nothing owed (acknowledged meanwhile, or never sent)
+        const live: string[] = [];
+        const removed: string[] = [];
+        for (const [key, json] of entries) {
+          if (json === null) removed.push(key);
+          else live.push(this.#field(key), json);
+        }
+        this.#unsent.delete(room); // every live member of the room goes out now
+        const r = await this.#op(() => this.#pub.eval(RESYNC_LUA, 5, this.presenceKey(room), this.#roomsKey, this.#nodesKey, this.channel,
+          `${this.prefix}:resync:${this.#token}`, room, this.#token, live.length, this.nodeId, '0', ...live, ...removed.map((k) => this.#field(k))));
+        if (r === undefined) {
+          this.#dirty.add(room); // the next beat tries again
+          return;
+        }
+        this.#published += Number(r.value);
+        for (const k of removed) this.#forget(room, k, null);
+      }));
+    } finally {
+      this.#repairing = false;
+    }
   }
 
   /**
