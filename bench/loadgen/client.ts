@@ -60,7 +60,7 @@ class LoadClient implements FrameSink {
   readonly mode: LoadMode;
   readonly inflight: number;
   readonly frameLen: number;
-  /** Echo mode: the length every reply must have (-1: any). */
+  /** The length every reply (echo) or delivery (count) must have (-1: any). */
   readonly replyBytes: number;
   readonly window: Buffer;
   readonly closeFrame: Buffer;
@@ -398,12 +398,18 @@ class LoadClient implements FrameSink {
         this.hist.record((this.now - ts) * 1e6);
       }
     } else {
-      if (measuring) this.messages++;
       const out = this.outstanding[conn]!;
       if (out > 0) {
         this.outstanding[conn] = out - 1;
         this.replies++;
       }
+      // Not the delivery published (an error frame answering the publisher, say): the credit
+      // comes back so the run goes on, but the message is not a delivery.
+      if (this.replyBytes >= 0 && length !== this.replyBytes) {
+        if (this.phase !== P_DONE) this.error('count:unexpected-message');
+        return;
+      }
+      if (measuring) this.messages++;
     }
   }
 

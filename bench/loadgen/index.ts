@@ -59,9 +59,10 @@ export interface RunLoadOptions {
   /** Application handshake after the upgrade (socket.io's `40`), see Handshake. */
   handshake?: Handshake;
   /**
-   * Echo mode: the byte length every reply must have; a reply of another length counts as an
-   * error (`echo:unexpected-reply`), not as an echo. Default: the payload's length (every bench
-   * server replies with a message of the request's size); null: not checked.
+   * The byte length every reply (echo mode) or delivery (count mode) must have; a message of
+   * another length counts as an error (`echo:unexpected-reply`, `count:unexpected-message`), not
+   * as an echo or a delivery. Default: the payload's length (every bench server echoes, and
+   * fans out, a message of the request's size); null: not checked.
    */
   replyBytes?: number | null;
   /**
@@ -166,7 +167,7 @@ export function planLoad(opts: RunLoadOptions): ClientConfig[] {
     sourceAddresses = [];
     for (let i = first; i < first + nSrc; i++) sourceAddresses.push(`127.0.0.${i}`);
   }
-  const replyBytes = mode !== 'echo' || opts.replyBytes === null ? undefined
+  const replyBytes = opts.replyBytes === null ? undefined
     : opts.replyBytes === undefined ? opts.payload.byteLength : checkInt('replyBytes', opts.replyBytes, 0);
   const payloadBase64 = Buffer.from(opts.payload.buffer, opts.payload.byteOffset, opts.payload.byteLength).toString('base64');
   const configs: ClientConfig[] = [];

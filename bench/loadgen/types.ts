@@ -53,9 +53,10 @@ export interface ClientConfig {
   /** After the run, wait this long for close handshakes before destroying sockets (default 2000 ms). */
   closeTimeoutMs?: number;
   /**
-   * Echo mode: the byte length every reply must have (an echo of the request, or ringwire's
-   * equal-sized reply frame). A reply of another length (an error frame, a stray message) counts
-   * as an error `echo:unexpected-reply`, not as an echo. Default: not checked.
+   * The byte length every reply must have: echo mode, an echo of the request (or ringwire's
+   * equal-sized reply frame); count mode, a delivery of what was published. A message of another
+   * length (an error frame, a stray message) counts as an error (`echo:unexpected-reply`,
+   * `count:unexpected-message`), not as an echo or a delivery. Default: not checked.
    */
   replyBytes?: number;
 }
@@ -67,7 +68,7 @@ export interface ClientResult {
   established: number;
   /** Measured window actually observed (ms). */
   windowMs: number;
-  /** Messages received during the window (echo: replies; count: every data message). */
+  /** Messages received during the window (echo: replies; count: deliveries, every data message of the expected length). */
   messages: number;
   /** Messages sent during the window. */
   sent: number;

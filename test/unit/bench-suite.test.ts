@@ -136,7 +136,7 @@ test('load generator speaks the socket.io handshake: echo and held connections a
   }
 });
 
-test('echo load against ringwire: an RW_ERR_UNKNOWN_EVENT or RW_ERR_BAD_FRAME reply is an error, an ECHO reply is not', async () => {
+test('echo and fan-out loads against ringwire: an RW_ERR_UNKNOWN_EVENT or RW_ERR_BAD_FRAME reply is an error, an ECHO reply or a PUB delivery is not', async () => {
   const server = await launchServer(RINGWIRE.script);
   try {
     const url = `ws://127.0.0.1:${server.port}${RINGWIRE.path('echo')}`;
@@ -149,6 +149,17 @@ test('echo load against ringwire: an RW_ERR_UNKNOWN_EVENT or RW_ERR_BAD_FRAME re
       assert.ok((r.errorKinds['echo:unexpected-reply'] ?? 0) > 0, JSON.stringify(r.errorKinds));
       assert.equal(r.messages, 0);
     }
+    // Fan-out (count mode): the publisher's error frames are not deliveries, and the run is not clean.
+    const fanUrl = `ws://127.0.0.1:${server.port}${RINGWIRE.path('fanout')}`;
+    const fan = (payload: Uint8Array): Promise<LoadResult> =>
+      runLoad({ url: fanUrl, connections: 3, inflight: 2, payload, durationMs: 200, mode: 'count', senders: 1 });
+    const pub = await fan(RINGWIRE.message('fanout', 32).payload);
+    assert.deepStrictEqual(pub.errorKinds, {});
+    assert.ok(pub.messages > 0);
+    const nope = await fan(encodeFrame({ event: 'NOPE', ref: 1, payload: new Uint8Array(32) }));
+    assert.ok((nope.errorKinds['count:unexpected-message'] ?? 0) > 0, JSON.stringify(nope.errorKinds));
+    assert.equal(nope.messages, 0, 'error frames counted as deliveries');
+    assert.notEqual(loadFailure(nope), null);
   } finally {
     await server.stop();
   }

@@ -302,12 +302,14 @@ async function replyServer(reply: (data: Buffer) => Buffer): Promise<{ port: num
   };
 }
 
-test('planLoad: echo mode passes the expected reply length (default: the payload length), count mode does not', () => {
+test('planLoad: both modes pass the expected reply length (default: the payload length)', () => {
   const base = { url: 'ws://127.0.0.1:9/', connections: 2, inflight: 1, payload: p5, durationMs: 10 };
   assert.equal(planLoad(base)[0]!.replyBytes, p5.length);
   assert.equal(planLoad({ ...base, replyBytes: 7 })[0]!.replyBytes, 7);
   assert.equal(planLoad({ ...base, replyBytes: null })[0]!.replyBytes, undefined);
-  assert.equal(planLoad({ ...base, mode: 'count' })[0]!.replyBytes, undefined);
+  // Fan-out deliveries are the published message: an error frame answering the publisher is not one.
+  assert.equal(planLoad({ ...base, mode: 'count' })[0]!.replyBytes, p5.length);
+  assert.equal(planLoad({ ...base, mode: 'count', replyBytes: null })[0]!.replyBytes, undefined);
   assert.throws(() => planLoad({ ...base, replyBytes: -1 }), RangeError);
 });
 
@@ -328,6 +330,26 @@ test('echo load: a reply of another length than the request is an error, not a c
   const good = await replyServer((d) => d);
   try {
     const r = await runLoad({ url: `ws://127.0.0.1:${good.port}/`, connections: 2, inflight: 2, payload: p5, durationMs: 200 });
+    assert.deepStrictEqual(r.errorKinds, {});
+    assert.ok(r.messages > 0);
+  } finally {
+    good.close();
+  }
+});
+
+test('count load: a message of another length than the one published is an error, not a counted delivery', async () => {
+  const bad = await replyServer((d) => Buffer.concat([d, Buffer.of(0)]));
+  try {
+    const r = await runLoad({ url: `ws://127.0.0.1:${bad.port}/`, connections: 2, inflight: 2, payload: p5, durationMs: 200, mode: 'count' });
+    assert.equal(r.established, 2);
+    assert.ok((r.errorKinds['count:unexpected-message'] ?? 0) > 0, JSON.stringify(r.errorKinds));
+    assert.equal(r.messages, 0, 'no wrong message counted as a delivery');
+  } finally {
+    bad.close();
+  }
+  const good = await replyServer((d) => d);
+  try {
+    const r = await runLoad({ url: `ws://127.0.0.1:${good.port}/`, connections: 2, inflight: 2, payload: p5, durationMs: 200, mode: 'count' });
     assert.deepStrictEqual(r.errorKinds, {});
     assert.ok(r.messages > 0);
   } finally {
