@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import { availableParallelism, tmpdir } from 'node:os';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { loadFailure, runLoad, type LoadResult } from '../../bench/loadgen/index.js';
 import { reportExitCode, runFailures, runScenarios } from '../../bench/loadgen/scenarios.js';
@@ -15,6 +16,7 @@ import { checkLoad, echoTable, limitOf, runPeers, type PeerRow } from '../../ben
 import { parseRunArgs, runScenario, summaryTable, TIMING } from '../../bench/run.js';
 import { summaryOf, type ScenarioDef, type ScenarioResult, type SuiteContext } from '../../bench/suite/context.js';
 import { MICRO_SCENARIOS, microPlan } from '../../bench/suite/scenarios/micro.js';
+import { idleMemoryScenario } from '../../bench/suite/scenarios/memory.js';
 import { RESULTS_DIR } from '../../bench/report/results.js';
 import { encodeFrame } from '../../src/shared/wire.js';
 
@@ -286,4 +288,22 @@ test('micro-benchmarks: --out goes to the bench child and the scenario reads its
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('idle memory: a connection the server dropped while held fails the scenario; a server that keeps them passes', async () => {
+  // Drops its first connection once the second stage starts connecting, after the first stage was
+  // measured: that stage's RSS per connection divided by a connection that was gone.
+  const drops: Peer = { ...WS, name: 'ws (drops idle)', script: fileURLToPath(new URL('../fixtures/drop-idle-server.js', import.meta.url)), args: ['4'] };
+  const reasons: string[] = [];
+  const r = await idleMemoryScenario([4, 8]).run({ ...testCtx(reasons), peers: [drops] });
+  const row = (r.data as { rows: { lostWhileHeld: number; established: number[] }[] }).rows[0]!;
+  assert.equal(row.lostWhileHeld, 1);
+  assert.deepStrictEqual(row.established, [4, 8]);
+  assert.deepStrictEqual(reasons, ['idle-memory ws (drops idle): the server dropped 1 connection(s) while they were held idle ' +
+    '(the RSS per connection counts connections that were gone)']);
+
+  const clean: string[] = [];
+  const ok = await idleMemoryScenario([4, 8]).run({ ...testCtx(clean), peers: [WS] });
+  assert.equal((ok.data as { rows: { lostWhileHeld: number }[] }).rows[0]!.lostWhileHeld, 0);
+  assert.deepStrictEqual(clean, []);
 });
