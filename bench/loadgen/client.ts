@@ -438,8 +438,12 @@ class LoadClient implements FrameSink {
     this.error(reason);
     const sock = this.sockets[conn];
     if (sock !== null && sock !== undefined) {
+      const st = this.state[conn];
       this.state[conn] = C_CLOSED;
       sock.destroy();
+      // Still connecting (a bad frame during the handshake): settle it, or the process would
+      // wait for it until the parent gave up, and the error would never be reported.
+      if (st === C_HANDSHAKE) this.connectSettled();
     }
   }
 

@@ -412,3 +412,31 @@ test('runLoad onWindow: start once every client process connected and finished w
     wss.close();
   }
 });
+
+test('a bad frame during the application handshake is reported as such; the run does not wait for the connection', async () => {
+  // Upgrades properly, then answers the handshake with a frame that has RSV bits set.
+  const server = net.createServer((sock) => {
+    let head = '';
+    sock.on('data', (d: Buffer) => {
+      head += d.toString('latin1');
+      const key = /Sec-WebSocket-Key: (\S+)\r\n/i.exec(head)?.[1];
+      if (key === undefined || !head.includes('\r\n\r\n')) return;
+      head = '';
+      sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${expectedAccept(key)}\r\n\r\n`);
+      sock.write(Buffer.of(0xf1, 0x00));
+    });
+    sock.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const r = await runLoad({
+      url: `ws://127.0.0.1:${(server.address() as net.AddressInfo).port}/`, connections: 2, inflight: 1, payload: p5, durationMs: 100,
+      handshake: { sendText: ['40'], expectMessages: 1 },
+    });
+    assert.equal(r.established, 0);
+    assert.deepStrictEqual(r.errorKinds, { 'frame:rsv-bits': 2 });
+  } finally {
+    server.close();
+  }
+});
