@@ -28,7 +28,9 @@ export interface SendOptions {
 export interface Context {
   readonly fd: number;
   readonly handle: number;
+  /** The module's route pattern (`/chat/:room`), not the requested path: that is `url`. */
   readonly path: string;
+  /** The path the client upgraded on (`/chat/lobby`), without the query. */
   readonly url: string;
   /** Path parameters (`/chat/:room`), as sent: not percent-decoded, on every transport. */
   readonly params: Readonly<Record<string, string>>;
@@ -156,10 +158,13 @@ export interface ResumeInfo {
 export interface UpgradeContext {
   readonly fd: number;
   readonly handle: number;
+  /** The module's route pattern (`/chat/:room`); the requested path is `url`. */
   readonly path: string;
+  /** The requested path (`/chat/lobby`), without the query. */
   readonly url: string;
   readonly query: string;
   readonly params: Readonly<Record<string, string>>;
+  /** Request headers, lower-case names. Bounded to fit a ring record: each value is cut to its first 4,096 characters, at most 64 headers. */
   readonly headers: Readonly<Record<string, string>>;
   readonly remoteAddress: string;
   /** Filled by the hooks: global first, then the module's. Returning an object from a hook merges it in. */
