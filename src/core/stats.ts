@@ -34,7 +34,7 @@ export interface DropStats {
   workerShutdown: number;
   /** Messages for a detached session past its buffer bounds (the resume then reports recovered: false). */
   resumeOverflow: number;
-  /** Resume upgrades refused (HTTP 410): unknown or expired token. */
+  /** Resume upgrades refused: unknown or expired token (HTTP 410), or another resume of the session still in its hooks (409). */
   resumeRefused: number;
   /** sendToUid to a uid no connection is bound to. */
   uidOffline: number;
