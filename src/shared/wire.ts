@@ -271,6 +271,9 @@ export function codecByName(name: string): Codec {
  * its `.buffer` (and do not transfer that buffer to another thread).
  */
 export function encodeFrame(f: { event?: string; eventId?: number; ref?: number; payload?: Uint8Array | string }): Uint8Array {
+  // A plain-JS caller's positional call (encodeFrame('ECHO', bytes)) would otherwise encode an
+  // empty frame, which the server answers with RW_ERR_UNKNOWN_EVENT: say what is wrong here.
+  if (f === null || typeof f !== 'object') throw new TypeError('encodeFrame takes one object { event?, eventId?, ref?, payload? }');
   const p = f.payload;
   const bytes = p === undefined ? EMPTY : typeof p === 'string' ? encoder.encode(p) : p;
   return encodeWire(f.event ?? '', f.eventId ?? 0, f.ref ?? 0, bytes);

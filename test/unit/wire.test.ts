@@ -12,6 +12,12 @@ const te = new TextEncoder();
 const td = new TextDecoder();
 const BAD_FRAME = { code: 'RW_ERR_BAD_FRAME', name: 'BadFrameError' };
 
+test('encodeFrame refuses a positional call (plain JS) instead of encoding an empty frame', () => {
+  assert.throws(() => encodeFrame('ECHO' as never), { name: 'TypeError', message: /one object/ });
+  assert.throws(() => encodeFrame(null as never), { name: 'TypeError' });
+  assert.equal(decodeFrame(encodeFrame({})).event, '');
+});
+
 test('encodeFrame/decodeFrame round-trip', () => {
   const cases = [
     {},
