@@ -39,8 +39,16 @@ const WORKER_FILE = new URL('../workers/runtime.js', import.meta.url).href;
 /** The close message uWS gives (with 1006) when it cuts a frame over its maxPayloadLength. */
 const UWS_TOO_BIG = Buffer.from('Received too big message');
 /** Headers copied into the Upgrade record: at most this many, each value capped. */
-const MAX_HEADERS = 64;
-const MAX_HEADER_VALUE = 4096;
+/**
+ * Request headers an upgrade may carry (they travel to the worker in its Upgrade record): past
+ * either bound it is refused with 431, as Node's HTTP server does past its 16 KiB default; a
+ * value cut short (a cookie or token) would reach the auth hook looking valid but wrong.
+ */
+const MAX_HEADERS = 100;
+const MAX_HEADER_BYTES = 16_384;
+const HEADERS_TOO_LARGE = JSON.stringify({
+  code: ErrorCodes.RW_ERR_HEADERS_TOO_LARGE, message: `request headers over ${MAX_HEADERS} or ${MAX_HEADER_BYTES} bytes`,
+});
 const EMPTY = new Uint8Array(0);
 /** Worker deaths within CRASH_WINDOW_MS that restart at once; later ones back off. */
 const CRASH_FREE_RESTARTS = 5;
@@ -594,12 +602,19 @@ export class Server {
     }
     const headerNames: string[] = [];
     const headerValues: string[] = [];
+    let headerBytes = 0;
     req.forEach((k, v) => {
-      if (headerNames.length < MAX_HEADERS) {
-        headerNames.push(k);
-        headerValues.push(v.length > MAX_HEADER_VALUE ? v.slice(0, MAX_HEADER_VALUE) : v);
-      }
+      headerBytes += k.length + v.length;
+      headerNames.push(k);
+      headerValues.push(v);
     });
+    if (headerNames.length > MAX_HEADERS || headerBytes > MAX_HEADER_BYTES) {
+      this.counters.drop('headersTooLarge');
+      res.cork(() => {
+        res.writeStatus(statusLine(431)).writeHeader('content-type', 'application/json').end(HEADERS_TOO_LARGE);
+      });
+      return;
+    }
     const params: string[] = [];
     for (let i = 0; i < paramCount; i++) params.push(req.getParameter(i));
     const p: PendingUpgrade = {
@@ -897,10 +912,17 @@ export class Server {
       }
       const names: string[] = [];
       const values: string[] = [];
+      let bytes = 0;
       for (const [k, v] of Object.entries(req.headers ?? {})) {
-        if (names.length >= MAX_HEADERS) break;
+        const value = String(v);
+        bytes += k.length + value.length;
         names.push(k.toLowerCase());
-        values.push(String(v).slice(0, MAX_HEADER_VALUE));
+        values.push(value);
+      }
+      if (names.length > MAX_HEADERS || bytes > MAX_HEADER_BYTES) {
+        this.counters.drop('headersTooLarge');
+        resolve({ ok: false, status: 431, code: ErrorCodes.RW_ERR_HEADERS_TOO_LARGE, message: `request headers over ${MAX_HEADERS} or ${MAX_HEADER_BYTES} bytes` });
+        return;
       }
       const query = typeof req.query === 'string' ? req.query : '';
       const p: PendingUpgrade = {

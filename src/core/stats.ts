@@ -22,6 +22,8 @@ export interface DropStats {
   upgradeTimeout: number;
   /** Upgrades refused with 403: Origin not in allowedOrigins. */
   originRejected: number;
+  /** Upgrades refused with 431: more than 100 headers, or more than 16 KiB of them (names and values). */
+  headersTooLarge: number;
   /** Connections closed with 1009: a message over the module's maxPayloadLength. */
   tooBig: number;
   /** Connections closed with 1008: over the per-connection rate limit. */
@@ -138,7 +140,7 @@ export class Counters {
   readonly connectorErrors: Record<string, number> = {};
   readonly drops: DropStats = {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
-    upgradeAborted: 0, upgradeTimeout: 0, originRejected: 0, tooBig: 0, rateLimited: 0, handlerTimeout: 0, shutdown: 0, workerShutdown: 0,
+    upgradeAborted: 0, upgradeTimeout: 0, originRejected: 0, headersTooLarge: 0, tooBig: 0, rateLimited: 0, handlerTimeout: 0, shutdown: 0, workerShutdown: 0,
     resumeOverflow: 0, resumeRefused: 0, uidOffline: 0, connector: 0, cluster: 0, noticeTooLarge: 0, sendAllOverflow: 0,
   };
 

@@ -164,7 +164,7 @@ export interface UpgradeContext {
   readonly url: string;
   readonly query: string;
   readonly params: Readonly<Record<string, string>>;
-  /** Request headers, lower-case names. Bounded to fit a ring record: each value is cut to its first 4,096 characters, at most 64 headers. */
+  /** Request headers, lower-case names, as sent (an upgrade with more than 100, or more than 16 KiB of them, was refused with 431). */
   readonly headers: Readonly<Record<string, string>>;
   readonly remoteAddress: string;
   /** Filled by the hooks: global first, then the module's. Returning an object from a hook merges it in. */

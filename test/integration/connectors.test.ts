@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { BroadcastChannel } from 'node:worker_threads';
 import { createServer, type Server } from '../../src/core/server.js';
 import { TcpClient, TcpConnector, TcpFrameType, encodeTcpFrame, type TcpHandshakeReply } from '../../src/core/connectors/tcp.js';
-import { MemoryConnector } from '../../src/core/connectors/memory.js';
+import { MemoryConnector, MemoryConnectError } from '../../src/core/connectors/memory.js';
 import { SendStatus, type ClientManager, type Connector, type ConnectorClient } from '../../src/core/connector.js';
 import { decodeFrame, encodeFrame } from '../../src/shared/wire.js';
 import { Client, LabelSink, fixture, of, until, within } from '../helpers.js';
@@ -762,4 +762,17 @@ test('a client that half-closes while reading nothing, with data queued for it, 
   } finally {
     await s13.close();
   }
+});
+
+test('a connector client over the header bounds gets 431 RW_ERR_HEADERS_TOO_LARGE like a WebSocket, counted; one under them gets its headers intact', async () => {
+  const before = server.stats().drops.headersTooLarge;
+  await assert.rejects(mem.connect('/b/lobby', '', { 'x-meta': JSON.stringify({ tok: 'k'.repeat(17_000) }) }),
+    (e: MemoryConnectError) => e.status === 431 && e.code === 'RW_ERR_HEADERS_TOO_LARGE');
+  assert.equal(server.stats().drops.headersTooLarge, before + 1);
+  const tok = 'k'.repeat(10_000);
+  const c = await mem.connect('/b/lobby', '', { 'x-meta': JSON.stringify({ tok }) });
+  c.send(encodeFrame({ event: 'HELLO', ref: 1, payload: new Uint8Array(0) }));
+  const w = decodeFrame((await c.next()).data);
+  assert.equal((JSON.parse(Buffer.from(w.payload).toString()) as { userData: { tok?: string } }).userData.tok, tok);
+  c.close();
 });

@@ -71,6 +71,30 @@ test('an upgrade hook returning client JSON with a "__proto__" key: merged as a 
   sink.labels.length = 0;
 });
 
+test('request headers reach the upgrade hook as sent (a 10,000-character value intact); past 16 KiB of headers the upgrade gets 431 RW_ERR_HEADERS_TOO_LARGE, counted', async () => {
+  const tok = 'k'.repeat(10_000);
+  const c = await Client.open(`ws://127.0.0.1:${port}/b/lobby`, { headers: { 'x-meta': JSON.stringify({ tok }) } });
+  // Cut at 4,096 characters, this JSON no longer parsed and the upgrade failed with 500.
+  const body = JSON.parse((await c.call('HELLO', '', 1)).text) as { userData: { tok?: string } };
+  assert.equal(body.userData.tok, tok);
+  await c.close();
+  await sink.until((l) => l.includes('/b/:room EVENT onDisconnect'));
+  sink.labels.length = 0;
+  const before = server.stats().drops.headersTooLarge;
+  const big = new Client(`ws://127.0.0.1:${port}/b/lobby`, { headers: { 'x-meta': JSON.stringify({ tok: 'k'.repeat(17_000) }) } });
+  const res = await new Promise<{ status: number; body: string }>((resolve) => {
+    big.ws.once('unexpected-response', (_req, r) => {
+      let b = '';
+      r.on('data', (d: Buffer) => { b += d.toString(); });
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, body: b }));
+    });
+  });
+  assert.equal(res.status, 431);
+  assert.equal((JSON.parse(res.body) as { code: string }).code, 'RW_ERR_HEADERS_TOO_LARGE');
+  assert.equal(server.stats().drops.headersTooLarge, before + 1);
+  assert.ok(!sink.labels.some((l) => l.includes('onUpgrade')), 'no hook ran for the refused upgrade');
+});
+
 test('a preHandler that replies stops the chain', async () => {
   const c = await Client.open(`ws://127.0.0.1:${port}/a`);
   const r = await c.call('STOP', '', 3);
