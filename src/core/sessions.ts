@@ -379,6 +379,13 @@ export class SessionManager {
 
   /** End a detached session for good: the worker runs the disconnect hooks (with `code`), rooms see the leave. */
   expire(s: Session, reason: string, code: number = CloseCode.ABNORMAL): void {
+    // What waited in its buffer will never be delivered: counted, not dropped silently.
+    if (s.buffer.length > 0) {
+      this.host.counters.drops.sessionEnded += s.buffer.length - 1;
+      this.host.counters.drop('sessionEnded', s.handle);
+      s.buffer = [];
+      s.bufBytes = 0;
+    }
     this.undetach(s);
     this.release(s.ud);
     this.host.finishClose(s.ud, code, reason);

@@ -36,6 +36,8 @@ export interface DropStats {
   workerShutdown: number;
   /** Messages for a detached session past its buffer bounds (the resume then reports recovered: false). */
   resumeOverflow: number;
+  /** Messages buffered for a detached session that ended without a resume (grace passed, uid kicked, worker died, shutdown). */
+  sessionEnded: number;
   /** Resume upgrades refused: unknown or expired token (HTTP 410), or another resume of the session still in its hooks (409). */
   resumeRefused: number;
   /** sendToUid to a uid no connection is bound to. */
@@ -141,7 +143,7 @@ export class Counters {
   readonly drops: DropStats = {
     staleHandle: 0, inboundFull: 0, busyCloses: 0, badCommand: 0, backpressure: 0, connLimit: 0, workerUnavailable: 0,
     upgradeAborted: 0, upgradeTimeout: 0, originRejected: 0, headersTooLarge: 0, tooBig: 0, rateLimited: 0, handlerTimeout: 0, shutdown: 0, workerShutdown: 0,
-    resumeOverflow: 0, resumeRefused: 0, uidOffline: 0, connector: 0, cluster: 0, noticeTooLarge: 0, sendAllOverflow: 0,
+    resumeOverflow: 0, sessionEnded: 0, resumeRefused: 0, uidOffline: 0, connector: 0, cluster: 0, noticeTooLarge: 0, sendAllOverflow: 0,
   };
 
   /** Count a drop, and publish it on 'ringwire:drop' when someone listens. */

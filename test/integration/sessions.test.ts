@@ -283,6 +283,22 @@ test('resume tokens are single use: each resume frame carries a new token, and t
   await b.c.close();
 });
 
+test('a detached session that ends without a resume (its uid kicked) counts the messages left in its buffer in drops.sessionEnded', async (t) => {
+  const { server, url, sink } = await startWithSink(t);
+  const { a, b } = await pair(url, 'g3', 'alice', 'bob');
+  a.c.ws.terminate();
+  await sink.until((l) => l.includes('away:alice'));
+  await b.call('PUB', { room: 'g3', n: 3 });
+  assert.equal(server.stats().drops.sessionEnded, 0);
+  const k = await J.open(url);
+  await k.call('BIND', { uid: 'alice', policy: 'kick' });
+  await sink.until((l) => l.some((x) => x.startsWith('disconnect:alice:')));
+  assert.equal(server.stats().drops.sessionEnded, 3, 'the three buffered messages were never delivered');
+  assert.equal(server.stats().detached, 0);
+  await k.c.close();
+  await b.c.close();
+});
+
 test('a client that closes normally (1000) is gone at once: no grace period', async (t) => {
   const { server, url, sink } = await startWithSink(t);
   const a = await J.open(url);
