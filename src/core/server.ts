@@ -44,6 +44,12 @@ const UWS_TOO_BIG = Buffer.from('Received too big message');
  * either bound it is refused with 431, as Node's HTTP server does past its 16 KiB default; a
  * value cut short (a cookie or token) would reach the auth hook looking valid but wrong.
  */
+/** A connector's path without any query it carried: `url` is the path alone, as uWS's getUrl() gives it. */
+function pathOnly(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
+}
+
 const MAX_HEADERS = 100;
 const MAX_HEADER_BYTES = 16_384;
 const HEADERS_TOO_LARGE = JSON.stringify({
@@ -927,7 +933,7 @@ export class Server {
       const query = typeof req.query === 'string' ? req.query : '';
       const p: PendingUpgrade = {
         res: null, client, resolve, resume: null, context: null, module: m.id, handle: 0, slot: 0, slotGen: 0, aborted: false,
-        timer: null, remoteAddress: client.remoteAddress, url: query === '' ? path : `${path}?${query}`, startedAt: performance.now(),
+        timer: null, remoteAddress: client.remoteAddress, url: pathOnly(path), startedAt: performance.now(),
         key: '', protocol: '', extensions: '',
       };
       this.beginUpgrade(p, query, names, values, m.params);

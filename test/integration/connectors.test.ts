@@ -776,3 +776,10 @@ test('a connector client over the header bounds gets 431 RW_ERR_HEADERS_TOO_LARG
   assert.equal((JSON.parse(Buffer.from(w.payload).toString()) as { userData: { tok?: string } }).userData.tok, tok);
   c.close();
 });
+
+test('a connector client\'s url is its path without the query, as for a WebSocket (a resume token in the query stays out of connection records)', async () => {
+  const c = await mem.connect('/b/lobby', 'x=1&rw_resume=abc');
+  const rec = server.connections().find((r) => r.transport === 'memory' && r.url.startsWith('/b/'));
+  assert.equal(rec?.url, '/b/lobby');
+  c.close();
+});
