@@ -948,13 +948,19 @@ export class Server {
     ud.transport = client.transport ?? 'connector';
     const sock = new ClientSock(client, ud, this, this.backpressureLimits[ud.module]);
     this.clientSocks.set(client, sock);
+    const resume = ud.resumeOf; // handleOpen clears it
     // Opens first (a resume may hand it another fd and handle); sends made meanwhile are held
     // by the ClientSock until the connector has answered its client (see ClientSock.send).
     this.handleOpen(sock);
     const resolve = p.resolve;
     p.resolve = null;
     if (ud.closed) {
-      resolve?.({ ok: false, status: 503, code: ErrorCodes.RW_ERR_WORKER_UNAVAILABLE, message: 'connection closed while opening' });
+      // A resume whose session ended meanwhile (kicked, expired): the token is spent, as a
+      // WebSocket's 1011 'session lost' says; the client reconnects without it. Otherwise the
+      // worker went away while the connection opened.
+      resolve?.(resume !== null
+        ? { ok: false, status: 410, code: ErrorCodes.RW_ERR_RESUME_TOKEN, message: 'session lost' }
+        : { ok: false, status: 503, code: ErrorCodes.RW_ERR_WORKER_UNAVAILABLE, message: 'connection closed while opening' });
       return;
     }
     const session = { fd: ud.fd, handle: ud.handle, path: this.modules[ud.module]?.path ?? '' };

@@ -566,6 +566,32 @@ test('a resume sent while the old socket still lives retires that socket at once
   await b.c.close();
 });
 
+test('a TCP resume whose session ends while its hook runs is refused 410 RW_ERR_RESUME_TOKEN (session lost), as a WebSocket one is closed 1011 session lost, not 503', async (t) => {
+  const tcp = new TcpConnector({ port: 0, heartbeatMs: 30_000 });
+  const { server, url, sink, go } = await startEdges(t, { connectors: [tcp] });
+  const a = new TcpJson();
+  await a.t.connect('127.0.0.1', tcp.port);
+  assert.equal((await a.t.handshake('/resume-order')).code, 200);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('BIND', { uid: 'u' })).data['handle'] as number;
+  a.t.socket.destroy();
+  await until('the session detached', () => server.stats().detached === 1);
+  const a2 = new TcpJson();
+  await a2.t.connect('127.0.0.1', tcp.port);
+  const hs = a2.t.handshake('/resume-order', `rw_resume=${token}&wait=1`);
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  const k = await J.open(url);
+  await k.call('BIND', { uid: 'u', policy: 'kick' });
+  await sink.until((l) => l.includes(`disconnect:${handle}:4001`));
+  go();
+  const r = await hs as { code: number; error?: string; message?: string };
+  assert.equal(r.code, 410);
+  assert.equal(JSON.stringify(r).includes('RW_ERR_RESUME_TOKEN'), true, JSON.stringify(r));
+  assert.equal(server.stats().connections, 1);
+  a2.t.end();
+  await k.c.close();
+});
+
 test('a second resume of a session whose first resume is still in its hooks gets 409 (retry), not 410: the session is still there and the first resume succeeds', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
   const a = await J.open(url);
