@@ -19,7 +19,8 @@ import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
 import { ClientSock, TopicRegistry, asSock, type BackpressureLimits, type Sock } from './client-sock.js';
-import { RESUME_IN_PROGRESS, SessionManager, type ClusterLink, type PresenceMember, type ResumeOptions } from './sessions.js';
+import { RESUME_IN_PROGRESS, SessionManager, type ClusterLink, type ResumeOptions } from './sessions.js';
+import type { PresenceMember } from '../workers/define.js';
 import { RedisBus, type BusMessage } from './cluster.js';
 import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
 import { dropChannel } from '../shared/diagnostics.js';
@@ -65,6 +66,7 @@ const utf8e = new TextEncoder();
 type State = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
 
 export class Server {
+  /** The options as validated, every default filled in (module paths as file: URLs, relative ones resolved against process.cwd()). */
   readonly options: ResolvedOptions;
   private state: State = 'new';
   private readonly uws = loadUws();
@@ -1010,7 +1012,7 @@ export class Server {
     if (dropChannel.hasSubscribers) dropChannel.publish({ reason: 'connector', handle, code, message });
   }
 
-  /** ClientSockHost: a connector client's close() threw. */
+  /** @internal ClientSockHost: a connector client's close() threw. */
   closeFailed(s: ClientSock, err: unknown): void {
     this.connectorError(s.client, ErrorCodes.RW_ERR_CONNECTOR_CLOSE, `${s.client.transport ?? 'connector'} client close() threw: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -1269,6 +1271,7 @@ export class Server {
 
   // ------------------------------------------------------------------ introspection
 
+  /** True once the server accepts connections (listen() is past binding its port, before connectors and onReady) until close() is called. */
   get listening(): boolean {
     return this.state === 'listening';
   }
@@ -1278,6 +1281,7 @@ export class Server {
     return this.port;
   }
 
+  /** The loaded modules (path, codec, events, socket options), the list onMountingModules got; empty before. */
   get moduleDescriptors(): readonly ModuleDescriptor[] {
     return this.modules;
   }

@@ -35,6 +35,9 @@ import type { Counters } from './stats.js';
 import type { SocketData } from './commands.js';
 import { ClientSock, type Sock } from './client-sock.js';
 import type { Slot } from './slot.js';
+// PresenceMember is the public type (define.ts, exported by both entries), so what
+// server.roomMembers() returns is a type users can name.
+import type { PresenceMember } from '../workers/define.js';
 
 export interface ResumeOptions {
   /** How long a dropped connection keeps its session, in ms. */
@@ -47,15 +50,6 @@ export interface ResumeOptions {
 
 /** resumeTarget()'s refusal while another resume of the session runs its hooks (HTTP 409: retry). */
 export const RESUME_IN_PROGRESS = 'a resume of this session is already in progress';
-
-/** One member of a room, as presence frames and `join()` report it. */
-export interface PresenceMember {
-  readonly handle: number;
-  readonly uid: string | null;
-  readonly meta: unknown;
-  /** Cluster node id of the member's server ('' when not clustered). */
-  readonly node: string;
-}
 
 /** The cluster side of sessions (src/core/server.ts implements it over the Redis bus). */
 export interface ClusterLink {

@@ -137,7 +137,7 @@ export interface ConnectionRecord {
   readonly detached: boolean;
 }
 
-/** A room member as presence reports it. */
+/** A room member as presence reports it (`ctx.join()`, `ctx.room()`, `server.roomMembers()`). */
 export interface PresenceMember {
   readonly handle: number;
   readonly uid: string | null;

@@ -94,7 +94,7 @@ export class MemoryClient {
   #close: MemoryClose = { code: 1006, reason: '' };
   #onClosed!: (c: MemoryClose) => void;
 
-  /** @internal Created by MemoryConnector.connect(). */
+  /** Created by MemoryConnector.connect(); one constructed directly is connected to no server. */
   constructor(manager: ClientManager, maxQueuedBytes: number = Defaults.maxBackpressure) {
     this.#manager = manager;
     this.#maxQueuedBytes = maxQueuedBytes;
