@@ -191,10 +191,23 @@ function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** The known name closest to a misspelt one (at most 2 edits, case ignored), for "did you mean" hints. */
+/**
+ * The known name closest to a misspelt one (at most 2 edits, case ignored; the first of equals),
+ * for "did you mean" hints. The closest, not the first within 2: `onDiconnect` is one edit from
+ * onDisconnect and two from onConnect, which comes first in the list.
+ */
 export function nearestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase();
-  return known.find((n) => editDistance(n.toLowerCase(), lower) <= 2);
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const n of known) {
+    const d = editDistance(n.toLowerCase(), lower);
+    if (d < bestDistance) {
+      best = n;
+      bestDistance = d;
+    }
+  }
+  return best;
 }
 
 /** Validate an integer option in [min, max]; returns the value or the default. */

@@ -43,6 +43,11 @@ test('defineModule and defineHooks refuse a field they do not read (a misspelt h
     { name: 'TypeError', message: 'module.onConect is not a known field (did you mean module.onConnect?)' });
   assert.throws(() => defineModule({ path: '/x', events: { A: { prehandler: [handler], handler } } }),
     { name: 'TypeError', message: 'module.events.A.prehandler is not a known field (did you mean module.events.A.preHandler?)' });
+  // The closest name, not the first within two edits: onConnect (two) comes before onDisconnect (one).
+  assert.throws(() => defineModule({ path: '/x', onDiconnect: handler, handler }),
+    { name: 'TypeError', message: 'module.onDiconnect is not a known field (did you mean module.onDisconnect?)' });
+  assert.throws(() => defineModule({ path: '/x', events: { A: { rhandler: handler, handler } } }),
+    { name: 'TypeError', message: 'module.events.A.rhandler is not a known field (did you mean module.events.A.handler?)' });
   assert.throws(() => defineModule({ path: '/x', handler, routes: {} }), { name: 'TypeError', message: 'module.routes is not a known field' });
   assert.throws(() => defineHooks({ onError: handler, onRecieved: handler }),
     { name: 'TypeError', message: 'hooks.onRecieved is not a known field (did you mean hooks.onReceived?)' });
