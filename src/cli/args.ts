@@ -6,6 +6,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync, statSync } from 'node:fs';
 import { extname, isAbsolute, join, relative, resolve } from 'node:path';
+import { nearestName } from '../shared/errors.js';
 
 /** A command line the CLI cannot act on: printed on stderr, exit status 2. */
 export class UsageError extends Error {
@@ -33,7 +34,7 @@ export function parse(argv: readonly string[], options: OptionSpecs): Parsed {
     const r = parseArgs({ args: own, options, strict: true, allowPositionals: true });
     return { values: r.values as Parsed['values'], positionals: r.positionals, rest };
   } catch (err) {
-    throw new UsageError(describeParseError(err));
+    throw new UsageError(describeParseError(err, options));
   }
 }
 
@@ -56,15 +57,18 @@ function joinNegativeValues(args: string[], options: OptionSpecs): string[] {
   return out;
 }
 
-function describeParseError(err: unknown): string {
+function describeParseError(err: unknown, options: OptionSpecs): string {
   const e = err as { code?: string; message?: string };
   const msg = e.message ?? String(err);
   // parseArgs quotes the offending option: "Unknown option '--foo'", "Option '--port <value>' argument missing".
   // "Option '-h, --help' ..." names the short form first: take the long one.
   const flag = /'(?:-\w, )?(--?[\w-]+)/.exec(msg)?.[1];
   switch (e.code) {
-    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return `unknown option ${flag ?? msg}`;
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+      // The hint createServer gives a misspelt option (`worker: 2`), for its flag (`--worker 2`).
+      const near = flag?.startsWith('--') ? nearestName(flag.slice(2), Object.keys(options)) : undefined;
+      return `unknown option ${flag ?? msg}${near !== undefined ? ` (did you mean --${near}?)` : ''}`;
+    }
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
       if (flag !== undefined && /does not take an argument/.test(msg)) return `option ${flag} does not take a value`;
       if (flag !== undefined) return `option ${flag} needs a value (${flag} <value> or ${flag}=<value>)`;

@@ -130,7 +130,11 @@ test('serve a compiled .js path with tuning flags; SIGINT → graceful exit 0', 
 test('bad flags and bad values exit 2 with a message naming the flag', async () => {
   const echo = 'dist/examples/echo/echo.module.js';
   const cases: [string[], RegExp][] = [
-    [['serve', echo, '--frobnicate'], /unknown option --frobnicate/],
+    [['serve', echo, '--frobnicate'], /unknown option --frobnicate\n/],
+    // The did-you-mean hint createServer gives `worker: 2`.
+    [['serve', echo, '--worker', '2'], /unknown option --worker \(did you mean --workers\?\)/],
+    [['serve', echo, '--ringbytes=1M'], /unknown option --ringbytes \(did you mean --ring-bytes\?\)/],
+    [['bench', '--ful'], /unknown option --ful \(did you mean --full\?\)/],
     [['serve', echo, '--port'], /--port needs a value/],
     [['serve', echo, '--workers', 'many'], /--workers must be/],
     [['serve', echo, '--workers', '0'], /--workers must be an integer between 1/],
