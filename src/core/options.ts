@@ -25,6 +25,7 @@ export interface LifecycleHooks {
   onShutdown?: () => MaybePromise<void>;
 }
 
+/** What createServer() takes: `modules` is required, every other option has a default. Misspelt names throw a TypeError. */
 export interface ServerOptions {
   /** Module files (each default-exports defineModule), paths or file URLs. Module id = index. */
   modules: readonly (string | URL)[];
@@ -51,6 +52,7 @@ export interface ServerOptions {
    * Atomics.waitAsync. The blocking step cuts the wake-up latency of request/response traffic.
    */
   idleSpinMicros?: number;
+  /** See idleSpinMicros: how long an idle worker blocks in Atomics.wait before it sleeps. Default 1. */
   idleBlockMs?: number;
   /** An upgrade whose hooks have not answered after this long gets 408 and its fd back. Default 10 s. */
   upgradeTimeoutMs?: number;
@@ -93,6 +95,7 @@ export interface ServerOptions {
    * runs once the interrupted step has settled, bounded by shutdownTimeoutMs).
    */
   startTimeoutMs?: number;
+  /** Server lifecycle hooks (onInit, onReady, onShutdown, ...), run on the I/O thread. */
   lifecycle?: LifecycleHooks;
   /**
    * uid affinity (Swoole dispatch_mode 5): read the uid from this query parameter or header of

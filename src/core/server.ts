@@ -65,6 +65,10 @@ const utf8e = new TextEncoder();
 
 type State = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
 
+/**
+ * A ringwire server: the I/O thread's uWS app, its workers and connectors. Made by createServer()
+ * (or `new Server(options)`, the same); nothing starts until listen(), and close() stops it gracefully.
+ */
 export class Server {
   /** The options as validated, every default filled in (module paths as file: URLs, relative ones resolved against process.cwd()). */
   readonly options: ResolvedOptions;
@@ -1336,6 +1340,7 @@ export class Server {
     };
   }
 
+  /** Counters and gauges of this node: connections, messages, drops by reason, per-worker ring use and errors (a snapshot). */
   stats(): ServerStats {
     const c = this.counters;
     let workerShutdown = 0;

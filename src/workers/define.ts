@@ -200,20 +200,36 @@ export type SubscribeHook = (ctx: Context, topic: string) => MaybePromise<void |
 export type DrainHook = (ctx: Context, bufferedAmount: number) => MaybePromise<void>;
 export type ErrorHook = (err: unknown, stage: Stage, ctx: Context | UpgradeContext | undefined) => MaybePromise<void>;
 
+/** One event of a module: its preHandlers run in order after the onReceived hooks, then its handler. */
 export interface EventDefinition {
+  /** Run before `handler`; one that returns false (or replies, or closes) stops the chain. */
   preHandler?: MessageHook | MessageHook[];
   handler: MessageHook;
 }
 
+/**
+ * The hooks of a hooks file (defineHooks) or a module (defineModule). The global file's hooks run
+ * before the module's, its onError after; a hook that throws or rejects goes to onError with its stage
+ * (README "Hook lifecycle").
+ */
 export interface HooksDefinition {
+  /** The upgrade request, before the connection opens: `up.reject()` refuses it, a returned object is merged into userData. Throws → HTTP 500. */
   onUpgrade?: UpgradeHook;
+  /** The connection opened. Throws → closed with 1011. */
   onConnect?: ConnectHook;
+  /** Every message, before the event's preHandlers and handler; returning false stops the chain. */
   onReceived?: MessageHook;
+  /** The connection closed, with its close code and reason. With `resume`, once its session ends (not when the socket drops: onAway). */
   onDisconnect?: DisconnectHook;
+  /** What a hook or handler threw or rejected with, and ringwire's own failures (bad frame, unknown event, timeouts); the module's first, then the global one. */
   onError?: ErrorHook;
+  /** Modules with `resume`: the socket dropped, the session waits `graceMs` for the client to resume. */
   onAway?: AwayHook;
+  /** Modules with `resume`: the client came back; `recovered` says whether every message meanwhile was replayed. */
   onResume?: ResumeHook;
+  /** Before ctx.subscribe()/ctx.join() of a topic; returning false refuses it. */
   onSubscribe?: SubscribeHook;
+  /** The send buffer drained after backpressure; `bufferedAmount` bytes are still queued. */
   onDrain?: DrainHook;
 }
 
@@ -222,6 +238,7 @@ export interface ModuleDefinition extends HooksDefinition {
   path: string;
   /** Wire codec of this module's clients; defaults to the server's codec. */
   codec?: CodecName;
+  /** uWS socket options of this module's connections (README: defaults after the module snippet). */
   options?: ModuleSocketOptions;
   /** Command routing: event name → handler (with optional preHandlers). Event ids are 1-based in this order. */
   events?: Record<string, EventDefinition>;
