@@ -262,6 +262,7 @@ const SOCKET_OPTION_NAMES = ['maxPayloadLength', 'idleTimeout', 'maxBackpressure
 
 const MODULE_FIELDS: readonly string[] = ['path', 'codec', 'options', 'events', 'handler', 'resume', ...HOOK_NAMES];
 const EVENT_FIELDS: readonly string[] = ['preHandler', 'handler'];
+const RESUME_FIELDS: readonly string[] = ['graceMs', 'maxMessages', 'maxBytes'];
 
 /**
  * Throws a TypeError naming the first field of `def` that ringwire does not read. A misspelt hook
@@ -330,6 +331,8 @@ export function defineModule<T extends ModuleDefinition>(def: T): T {
   if (def.resume !== undefined) {
     const r = def.resume;
     if (r === null || typeof r !== 'object') throw new TypeError('module.resume must be an object { graceMs, maxMessages?, maxBytes? }');
+    // A misspelt bound (`maxMesages`) would leave the default in force, silently.
+    onlyKnownFields(r, RESUME_FIELDS, 'module.resume');
     if (!Number.isInteger(r.graceMs) || r.graceMs < 1 || r.graceMs > 86_400_000) throw new RangeError('module.resume.graceMs must be an integer between 1 and 86400000');
     if (r.maxMessages !== undefined && (!Number.isInteger(r.maxMessages) || r.maxMessages < 0)) throw new RangeError('module.resume.maxMessages must be a non-negative integer');
     if (r.maxBytes !== undefined && (!Number.isInteger(r.maxBytes) || r.maxBytes < 0)) throw new RangeError('module.resume.maxBytes must be a non-negative integer');

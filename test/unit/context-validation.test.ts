@@ -48,6 +48,8 @@ test('defineModule and defineHooks refuse a field they do not read (a misspelt h
     { name: 'TypeError', message: 'module.onDiconnect is not a known field (did you mean module.onDisconnect?)' });
   assert.throws(() => defineModule({ path: '/x', events: { A: { rhandler: handler, handler } } }),
     { name: 'TypeError', message: 'module.events.A.rhandler is not a known field (did you mean module.events.A.handler?)' });
+  assert.throws(() => defineModule({ path: '/x', handler, resume: { graceMs: 5000, maxMesages: 10 } }),
+    { name: 'TypeError', message: 'module.resume.maxMesages is not a known field (did you mean module.resume.maxMessages?)' });
   assert.throws(() => defineModule({ path: '/x', handler, routes: {} }), { name: 'TypeError', message: 'module.routes is not a known field' });
   assert.throws(() => defineHooks({ onError: handler, onRecieved: handler }),
     { name: 'TypeError', message: 'hooks.onRecieved is not a known field (did you mean hooks.onReceived?)' });
