@@ -5,7 +5,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
-import { intOption, invalidOption, nearestName } from '../shared/errors.js';
+import { intOption, invalidOption, onlyKnownOptions } from '../shared/errors.js';
 import { Defaults } from '../shared/constants.js';
 import type { ModuleDescriptor } from '../shared/tasks.js';
 import { FD_MAX } from '../fd/index.js';
@@ -164,12 +164,7 @@ const KNOWN: Readonly<Record<string, readonly string[]>> = {
 
 /** Throws a TypeError naming the first key of `o` that is not an option (with the closest known name). */
 function onlyKnown(o: object, prefix: keyof typeof KNOWN): void {
-  const known = KNOWN[prefix]!;
-  for (const k of Object.keys(o)) {
-    if (known.includes(k)) continue;
-    const near = nearestName(k, known);
-    throw new TypeError(`options.${prefix}${k} is not an option${near !== undefined ? ` (did you mean ${prefix}${near}?)` : ''}`);
-  }
+  onlyKnownOptions(o, KNOWN[prefix]!, prefix);
 }
 
 function fileUrl(v: unknown, name: string): string {

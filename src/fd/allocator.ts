@@ -37,7 +37,7 @@
  * and otherwise skips 32 live fds per step; in the worst case (every fd but one live)
  * it scans ⌈maxFd/32⌉ words. No method allocates after construction.
  */
-import { intOption, invalidOption } from '../shared/errors.js';
+import { intOption, invalidOption, onlyKnownOptions } from '../shared/errors.js';
 
 /** Largest fd: 2^24 − 1. */
 export const FD_MAX = 16_777_215;
@@ -75,6 +75,7 @@ export class FdAllocator {
     if (options === null || typeof options !== 'object') {
       throw new TypeError('options must be an object');
     }
+    onlyKnownOptions(options, ['maxFd', 'maxLive']);
     const maxFd = intOption(options.maxFd, 'maxFd', FD_MAX, 1, FD_MAX);
     let maxLive = intOption(options.maxLive, 'maxLive', DEFAULT_MAX_LIVE, 1, FD_MAX);
     if (options.maxLive === undefined) {

@@ -210,6 +210,19 @@ export function nearestName(name: string, known: readonly string[]): string | un
   return best;
 }
 
+/**
+ * Throws a TypeError naming the first key of `o` that is not in `known` (with the closest known
+ * name): a misspelt option (`worker: 2`) is an error, not silently ignored. `prefix` names the
+ * nested object (`rateLimit.`).
+ */
+export function onlyKnownOptions(o: object, known: readonly string[], prefix = ''): void {
+  for (const k of Object.keys(o)) {
+    if (known.includes(k)) continue;
+    const near = nearestName(k, known);
+    throw new TypeError(`options.${prefix}${k} is not an option${near !== undefined ? ` (did you mean ${prefix}${near}?)` : ''}`);
+  }
+}
+
 /** Validate an integer option in [min, max]; returns the value or the default. */
 export function intOption(value: unknown, name: string, def: number, min: number, max: number): number {
   if (value === undefined) return def;

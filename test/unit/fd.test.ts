@@ -19,6 +19,9 @@ test('defaults: maxFd = FD_MAX, maxLive = 1,048,576; maxLive defaults are clampe
   assert.equal(a.maxLive, 1_048_576);
   assert.equal(new FdAllocator({ maxFd: 10 }).maxLive, 10);
   assert.equal(new FdAllocator({ maxFd: 10, maxLive: 10 }).maxLive, 10);
+  // A misspelt option is an error, not the default (FD_MAX) silently kept.
+  const misspelt = { maxfd: 10, maxLive: 10 };
+  assert.throws(() => new FdAllocator(misspelt), { name: 'TypeError', message: 'options.maxfd is not an option (did you mean maxFd?)' });
 });
 
 test('a released fd is reused only after the cursor wraps, and wrap skips live fds', () => {

@@ -166,6 +166,8 @@ test('send(): SUCCESS to a waiting next(), BACKPRESSURE when queued, DROPPED pas
 test('MemoryConnector options are validated', () => {
   assert.throws(() => new MemoryConnector({ maxQueuedBytes: -1 }), /maxQueuedBytes/);
   assert.throws(() => new MemoryConnector({ maxQueuedBytes: 1.5 }), /maxQueuedBytes/);
+  // A misspelt option (plain JS, or config typed loosely) is an error, not the default silently kept.
+  assert.throws(() => new MemoryConnector({ maxQueuedByte: 10 } as never), { name: 'TypeError', message: 'options.maxQueuedByte is not an option (did you mean maxQueuedBytes?)' });
   assert.doesNotThrow(() => new MemoryConnector());
 });
 

@@ -259,6 +259,10 @@ test('TcpConnector options are validated, naming the option', () => {
   assert.throws(() => new TcpConnector({ port: 0, handshakeTimeoutMs: 0 }), { name: 'RangeError', message: /options\.handshakeTimeoutMs/ });
   assert.throws(() => new TcpConnector({ port: 0, maxHandshakeBytes: 8 }), { name: 'RangeError', message: /options\.maxHandshakeBytes/ });
   assert.throws(() => new TcpConnector({ port: 0, maxBufferedBytes: -1 }), { name: 'RangeError', message: /options\.maxBufferedBytes/ });
+  // A misspelt option is an error (as createServer's), not a default silently kept: TypeScript
+  // only flags it in an object literal written at the call.
+  const opts = { port: 0, heartbeatMS: 5000 };
+  assert.throws(() => new TcpConnector(opts), { name: 'TypeError', message: 'options.heartbeatMS is not an option (did you mean heartbeatMs?)' });
 });
 
 // ---- connector over real sockets ----------------------------------------------------------

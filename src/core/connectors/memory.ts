@@ -25,7 +25,7 @@ import {
   type Connector,
   type ConnectorClient,
 } from '../connector.js';
-import { ClientClosedError, intOption } from '../../shared/errors.js';
+import { ClientClosedError, intOption, onlyKnownOptions } from '../../shared/errors.js';
 import { Defaults } from '../../shared/constants.js';
 
 /** A refused `connect()`: the upgrade hooks' status and code (RW_ERR_*). */
@@ -218,6 +218,7 @@ export class MemoryConnector implements Connector {
 
   constructor(options: MemoryConnectorOptions = {}) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    onlyKnownOptions(options, ['maxQueuedBytes']);
     this.#maxQueuedBytes = intOption(options.maxQueuedBytes, 'maxQueuedBytes', Defaults.maxBackpressure, 0, Number.MAX_SAFE_INTEGER);
   }
 

@@ -48,7 +48,7 @@ import {
   type Connector,
   type ConnectorClient,
 } from '../connector.js';
-import { ClientClosedError, ListenError, ServerStateError, intOption, invalidOption } from '../../shared/errors.js';
+import { ClientClosedError, ListenError, ServerStateError, intOption, invalidOption, onlyKnownOptions } from '../../shared/errors.js';
 
 export const TcpFrameType = { HANDSHAKE: 1, MESSAGE: 2, HEARTBEAT: 3, KICK: 4 } as const;
 export type TcpFrameType = (typeof TcpFrameType)[keyof typeof TcpFrameType];
@@ -227,8 +227,11 @@ const STOP_GRACE_MS = 1000;
  */
 const CLOSE_GRACE_MS = 4000;
 
+const TCP_OPTIONS: readonly string[] = ['port', 'host', 'heartbeatMs', 'maxFrameBytes', 'handshakeTimeoutMs', 'maxHandshakeBytes', 'maxBufferedBytes'];
+
 function resolveOptions(options: TcpConnectorOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  onlyKnownOptions(options, TCP_OPTIONS);
   if (options.port === undefined) throw invalidOption('port', 'an integer between 0 and 65535');
   const host = options.host ?? '127.0.0.1';
   if (typeof host !== 'string' || host.length === 0) throw invalidOption('host', 'a non-empty string');
