@@ -48,8 +48,13 @@ export interface Context {
    * has finished: copy (`payload.slice()`) what you keep beyond it.
    */
   readonly payload: Uint8Array;
-  /** Current message data (json codec: the parsed `data` field; binary and raw codecs: the same view as `payload`). */
-  readonly data: unknown;
+  /**
+   * Current message data (json codec: the parsed `data` field; binary and raw codecs: the same view as
+   * `payload`). The message hooks may replace it (Basalt's preHandler as middleware: parse, strip a
+   * header, normalise): the later hooks and the handler get what an earlier one left here. A view into
+   * `payload` set here is detached with it when a hook awaits. Reset for each message.
+   */
+  data: unknown;
   /** True once the current message was answered (`reply()`, `deferReply()` or an error reply). */
   readonly replied: boolean;
   /**

@@ -57,10 +57,21 @@ class Serve implements PipelineHost {
     conn.busy = true;
     this.counters[WorkerCounter.asyncPending] = ++this.inFlight;
     // The payload view points into the ring, which is reused once this batch is released:
-    // detach a copy before anything runs after an await (ctx.data too, when it is the same view).
-    if (conn.payload.buffer === this.inbound.data.buffer) {
-      const copy = conn.payload.slice();
-      if (conn.data === conn.payload) conn.data = copy;
+    // detach a copy before anything runs after an await. ctx.data too: the same view, or one a
+    // message hook set (a preHandler stripping a header: `ctx.data = ctx.payload.subarray(4)`),
+    // which would otherwise read other connections' messages once the ring wraps.
+    const ring = this.inbound.data.buffer;
+    if (conn.payload.buffer === ring) {
+      const p = conn.payload;
+      const copy = p.slice();
+      const d = conn.data;
+      if (d === p) conn.data = copy;
+      else if (ArrayBuffer.isView(d) && d.buffer === ring) {
+        const at = d.byteOffset - p.byteOffset;
+        conn.data = d instanceof Uint8Array && at >= 0 && at + d.byteLength <= p.byteLength
+          ? (Buffer.isBuffer(d) ? Buffer.from(copy.buffer, copy.byteOffset + at, d.byteLength) : copy.subarray(at, at + d.byteLength))
+          : copyView(d);
+      }
       conn.payload = copy;
     }
     const seq = ++conn.asyncSeq;
@@ -446,4 +457,16 @@ async function describe(modules: readonly string[], hooks: string | null, codec:
 export default async function task(t: WorkerTask): Promise<unknown> {
   if (t.type === 'describe') return describe(t.modules, t.hooks, t.codec);
   return serve(t);
+}
+
+/**
+ * A copy, of the same type, of a view into the ring that a hook put in ctx.data (a DataView or a
+ * wider typed array of the payload's bytes): a fresh buffer, so the copy starts aligned for its type.
+ */
+function copyView(v: ArrayBufferView): ArrayBufferView {
+  const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+  if (v instanceof DataView) return new DataView(bytes.buffer);
+  if (Buffer.isBuffer(v)) return Buffer.from(bytes.buffer);
+  const T = v.constructor as new (b: ArrayBuffer) => ArrayBufferView;
+  return new T(bytes.buffer);
 }

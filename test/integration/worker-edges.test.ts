@@ -58,6 +58,35 @@ test('ctx.data after an await is still the message\'s own bytes while other traf
   }
 });
 
+test('a preHandler may modify the message (Basalt middleware): the handler gets ctx.data as the preHandler left it, also a view of the payload kept across an await while other traffic wraps the ring', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({ ringBytes: 64 * 1024 }, async (url) => {
+      const a = await Client.open(`${url}/a`);
+      const b = await Client.open(`${url}/b`);
+      assert.equal((await a.call('PARSE', 'one two three', 1)).text, '3', 'the handler got the parsed value');
+      a.emit('STRIP_AWAIT', 'HDR:' + 'A'.repeat(64), 2);
+      try {
+        await sink.until((l) => l.includes('/e strip-await waiting'));
+        // 300 KiB through the 64 KiB ring while a's second preHandler waits (as in the test above).
+        const chunk = 'B'.repeat(1024);
+        for (let i = 0; i < 300; i++) b.emit('ECHO', chunk, i);
+        for (let i = 0; i < 300; i++) assert.equal((await b.next()).text, chunk);
+      } finally {
+        go.postMessage('go');
+      }
+      const r = await a.next();
+      assert.equal(r.ref, 2);
+      assert.equal(r.text, 'A'.repeat(64), 'the stripped message, not ring bytes reused since');
+      await Promise.all([a.close(), b.close()]);
+    });
+  } finally {
+    go.close();
+    sink.close();
+  }
+});
+
 test('deferReply: an answer given after the handler returned carries its own message\'s event and ref while later messages go on', async () => {
   const go = new BroadcastChannel('rw-test-edges-go');
   try {

@@ -45,9 +45,11 @@ export interface BasaltEvent extends BasaltHooks {
   options?: Omit<ModuleSocketOptions, 'maxPayloadLength'>;
 }
 
+// `message` is ctx.data (for the raw codec, the payload): a hook or preHandler that sets
+// `ws.data = ...` hands the next ones and the handler a modified message, as Basalt's middleware does.
 const msg = (fn: MessageFn, path: string, label: string) => (ctx: Context) => {
   trace(path, label);
-  return fn(ctx, ctx.payload);
+  return fn(ctx, ctx.data as Uint8Array);
 };
 
 function wrapHooks(scope: 'GLOBAL' | 'EVENT', h: BasaltHooks, pathOf: (ctx: { path: string }) => string) {
@@ -62,7 +64,7 @@ function wrapHooks(scope: 'GLOBAL' | 'EVENT', h: BasaltHooks, pathOf: (ctx: { pa
     }),
     onReceived: h.onReceivedHook && ((ctx: Context) => {
       trace(pathOf(ctx), `${scope}_onReceivedHook`);
-      return h.onReceivedHook!(ctx, ctx.payload);
+      return h.onReceivedHook!(ctx, ctx.data as Uint8Array);
     }),
     onDisconnect: h.onDisconnectHook && ((ctx: Context, code: number, reason: string) => {
       trace(pathOf(ctx), `${scope}_onDisconnectHook`);
