@@ -36,6 +36,12 @@ export interface Context {
   readonly params: Readonly<Record<string, string>>;
   readonly query: string;
   readonly remoteAddress: string;
+  /**
+   * The headers of the upgrade request that opened the connection (lower-case names, values as sent),
+   * for its whole life, also in a module without upgrade hooks (Swoft's connection context keeps the
+   * request). A resume keeps the first request's; its own headers reach the upgrade hooks.
+   */
+  readonly headers: Readonly<Record<string, string>>;
   /** Per-connection data, kept in the worker that owns the connection (upgrade hooks fill it). */
   readonly userData: Record<string, unknown>;
   /** Current message: event name ('' for raw modules). */

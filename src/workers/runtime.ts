@@ -232,7 +232,9 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       const params: Record<string, string> = {};
       const n = u.paramsLength();
       for (let i = 0; i < n && i < mod.paramNames.length; i++) params[mod.paramNames[i]!] = u.params(i);
-      const headers: Record<string, string> = {};
+      // No prototype: a header the client did not send reads undefined (`headers.constructor`), and
+      // one named __proto__ is kept as a header, not lost to the setter.
+      const headers = Object.create(null) as Record<string, string>;
       const hn = u.headerNamesLength();
       for (let i = 0; i < hn; i++) headers[u.headerNames(i)] = u.headerValues(i);
       const conn = new Conn(handle % 0x1000000, handle, mod, s.outbox, u.url() ?? '', u.query() ?? '',

@@ -6,6 +6,8 @@ import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, WorkerGate, fixture, until, within } from '../helpers.js';
+import { MemoryConnector } from '../../src/core/connectors/memory.js';
+import { decodeFrame, encodeFrame } from '../../src/shared/wire.js';
 
 const tools = fixture('tools.module');
 
@@ -305,6 +307,27 @@ test('server.connections() lists the open connections as records', async () => {
     assert.deepEqual(server.connections().map((c) => c.handle), [rb.handle]);
     await b.close();
     assert.deepEqual(server.connections(), []);
+  } finally {
+    await server.close();
+  }
+});
+
+test('ctx.headers: the upgrade request\'s headers stay readable in every hook for the connection\'s life (Swoft\'s connection context keeps the request), with no upgrade hook and on a connector', async () => {
+  // tools has no upgrade hook: the I/O thread accepts at once, and no hook could copy a header into userData.
+  const mem = new MemoryConnector();
+  const server = createServer({ modules: [tools], workers: 1, connectors: [mem] });
+  const port = await server.listen(0, '127.0.0.1');
+  try {
+    const c = await Client.open(`ws://127.0.0.1:${port}/t`, { headers: { 'X-Client': 'swoft/3.0', cookie: 'sid=42' } });
+    assert.equal(JSON.parse((await c.call('HEADER', 'x-client')).text), 'swoft/3.0', 'lower-case name, value as sent');
+    assert.equal(JSON.parse((await c.call('HEADER', 'cookie', 2)).text), 'sid=42');
+    assert.equal(JSON.parse((await c.call('HEADER', 'x-absent', 3)).text), null);
+    assert.equal(JSON.parse((await c.call('HEADER', 'constructor', 4)).text), null, 'a name not sent is absent, whatever it is');
+    await c.close();
+    const m = await mem.connect('/t', '', { 'x-client': 'mydog' });
+    m.send(encodeFrame({ event: 'HEADER', ref: 1, payload: 'x-client' }));
+    assert.equal(JSON.parse(Buffer.from(decodeFrame((await m.next()).data).payload).toString()), 'mydog');
+    m.close();
   } finally {
     await server.close();
   }
