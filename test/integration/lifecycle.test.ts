@@ -38,6 +38,47 @@ test('server lifecycle hooks run in order: onInit → onMountingModules → afte
   assert.deepEqual(seen, ['onInit', 'onMountingModules /t', 'afterRoutesInit', 'onReady number', 'onShutdown']);
 });
 
+test('Ts.ED $onInit: its promise is waited for before the next phase; a rejection is intercepted by onServerInitError, nothing else runs, listen() rejects with RW_ERR_HANDLER (cause kept)', async () => {
+  const seen: string[] = [];
+  let open!: () => void;
+  const db = new Promise<void>((resolve) => { open = resolve; });
+  const ok = createServer({
+    modules: [tools], workers: 1,
+    lifecycle: {
+      async onInit() { seen.push('onInit'); await db; seen.push('db open'); },
+      onMountingModules() { seen.push('onMountingModules'); },
+    },
+  });
+  const listening = ok.listen(0, '127.0.0.1');
+  await until('onInit to run', () => seen.length === 1);
+  assert.deepEqual(seen, ['onInit'], 'onMountingModules waits for the database');
+  open();
+  assert.ok(await listening > 0);
+  assert.deepEqual(seen, ['onInit', 'db open', 'onMountingModules']);
+  await ok.close();
+
+  const cause = new Error('db refused');
+  const phases: string[] = [];
+  let intercepted: unknown;
+  const failing = createServer({
+    modules: [tools], workers: 1,
+    lifecycle: {
+      async onInit() { phases.push('onInit'); throw cause; },
+      onMountingModules() { phases.push('onMountingModules'); },
+      afterRoutesInit() { phases.push('afterRoutesInit'); },
+      onReady() { phases.push('onReady'); },
+      onServerInitError(err) { intercepted = err; phases.push('onServerInitError'); },
+      onShutdown() { phases.push('onShutdown'); },
+    },
+  });
+  await assert.rejects(failing.listen(0, '127.0.0.1'), (e: { code?: string; cause?: unknown }) => e.code === 'RW_ERR_HANDLER' && e.cause === cause);
+  assert.equal((intercepted as { cause?: unknown }).cause, cause, 'onServerInitError got the error listen() rejects with');
+  assert.equal(failing.listening, false);
+  await failing.close();
+  // A start that failed on its own ran onServerInitError, its cleanup hook; onShutdown is close()'s.
+  assert.deepEqual(phases, ['onInit', 'onServerInitError']);
+});
+
 test('a module file that throws: onServerInitError, listen() rejects with RW_ERR_MODULE_LOAD', async () => {
   const errors: string[] = [];
   const server = createServer({
