@@ -35,5 +35,5 @@ export { defineModule, defineHooks } from './workers/define.js';
 export type {
   Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions, Stage,
   SendOptions, UpgradeHook, ConnectHook, MessageHook, DisconnectHook, ErrorHook, MaybePromise,
-  AwayHook, ResumeHook, SubscribeHook, DrainHook, PresenceMember, ResumeInfo, ConnectionRecord,
+  AwayHook, ResumeHook, SubscribeHook, DrainHook, PresenceMember, ResumeInfo, ConnectionRecord, RoomSummary,
 } from './workers/define.js';

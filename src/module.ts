@@ -10,7 +10,7 @@ export { defineModule, defineHooks } from './workers/define.js';
 export type {
   Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions,
   Stage, SendOptions, CodecName, UpgradeHook, ConnectHook, MessageHook, DisconnectHook, ErrorHook, MaybePromise,
-  AwayHook, ResumeHook, SubscribeHook, DrainHook, PresenceMember, ResumeInfo, ConnectionRecord,
+  AwayHook, ResumeHook, SubscribeHook, DrainHook, PresenceMember, ResumeInfo, ConnectionRecord, RoomSummary,
 } from './workers/define.js';
 export { encodeFrame, decodeFrame } from './shared/wire.js';
 export { CloseCode } from './shared/constants.js';

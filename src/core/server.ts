@@ -20,7 +20,7 @@ import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
 import { ClientSock, TopicRegistry, asSock, type BackpressureLimits, type Sock } from './client-sock.js';
 import { RESUME_IN_PROGRESS, SessionManager, type ClusterLink, type ResumeOptions } from './sessions.js';
-import type { PresenceMember } from '../workers/define.js';
+import type { PresenceMember, RoomSummary } from '../workers/define.js';
 import { RedisBus, type BusMessage } from './cluster.js';
 import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
 import { dropChannel } from '../shared/diagnostics.js';
@@ -1323,6 +1323,11 @@ export class Server {
   /** Members of a room on this node (see ctx.join), or null when nobody joined it. */
   roomMembers(room: string): PresenceMember[] | null {
     return this.sessions.roomInfo(room).members;
+  }
+
+  /** The rooms with members on this node, with their member counts (detached sessions included); handlers: `await ctx.listRooms()`. */
+  listRooms(): RoomSummary[] {
+    return this.sessions.roomList();
   }
 
   /** Handles bound to a uid on this node (live or detached). */

@@ -37,7 +37,7 @@ import { ClientSock, type Sock } from './client-sock.js';
 import type { Slot } from './slot.js';
 // PresenceMember is the public type (define.ts, exported by both entries), so what
 // server.roomMembers() returns is a type users can name.
-import type { PresenceMember } from '../workers/define.js';
+import type { PresenceMember, RoomSummary } from '../workers/define.js';
 
 export interface ResumeOptions {
   /** How long a dropped connection keeps its session, in ms. */
@@ -872,6 +872,16 @@ export class SessionManager {
     return this.sockOf(handle)?.getUserData() ?? this.detachedOf(handle)?.ud;
   }
 
+  /**
+   * The rooms with members on this node and how many (Phoenix's RoomManager: a lobby lists its
+   * tables). Detached sessions count: a dropped socket keeps its seat until its grace ends.
+   */
+  roomList(): RoomSummary[] {
+    const out: RoomSummary[] = [];
+    for (const [room, members] of this.rooms) out.push({ room, members: members.size });
+    return out;
+  }
+
   roomInfo(topic: string): { members: PresenceMember[] | null } {
     const m = this.rooms.get(topic);
     return { members: m === undefined ? null : [...m.values()] };
@@ -982,6 +992,8 @@ export class SessionManager {
       }
       case RequestOp.ConnInfo:
         return this.ok(slot, id, handle, this.host.connection(handle));
+      case RequestOp.RoomList:
+        return this.ok(slot, id, handle, this.roomList());
       case RequestOp.SendAll: {
         const except = new Set<number>();
         for (let i = 0; i < r.handlesLength(); i++) except.add(r.handles(i)!);

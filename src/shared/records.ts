@@ -106,6 +106,8 @@ export const RequestOp = {
   SendAll: 7,
   /** `handle`'s connection record (server.connection()); replies with it or null. */
   ConnInfo: 8,
+  /** Replies with this node's rooms: [{ room, members }] (server.listRooms()). */
+  RoomList: 9,
 } as const;
 
 /** Notice ops (I/O thread -> worker). */

@@ -5,7 +5,7 @@
  * payload, data) are overwritten for each message; messages of one connection run one at
  * a time, so that is safe even with async handlers.
  */
-import type { ConnectionRecord, Context, PresenceMember, SendOptions, UpgradeContext } from './define.js';
+import type { ConnectionRecord, Context, PresenceMember, RoomSummary, SendOptions, UpgradeContext } from './define.js';
 import { RequestOp } from '../shared/records.js';
 import { ErrorCodes, RingwireError } from '../shared/errors.js';
 import type { ModuleRt } from './loader.js';
@@ -286,6 +286,14 @@ export class Conn implements Context, UpgradeContext {
       return await this.outbox.request(RequestOp.RoomInfo, this.handle, topic, null, false, null, true) as {
         subscribers: number; members: PresenceMember[] | null;
       };
+    } catch (err) {
+      throw owned(this, err);
+    }
+  }
+
+  async listRooms(): Promise<RoomSummary[]> {
+    try {
+      return await this.outbox.request(RequestOp.RoomList, this.handle, '', null, false, null, true) as RoomSummary[];
     } catch (err) {
       throw owned(this, err);
     }

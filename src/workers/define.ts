@@ -128,6 +128,18 @@ export interface Context {
   leave(room: string): void;
   /** Subscribers of a topic on this node, and its presence members when it is a room. */
   room(topic: string): Promise<{ subscribers: number; members: PresenceMember[] | null }>;
+  /**
+   * The rooms with members on this node and their member counts (a lobby's list of tables), detached
+   * sessions included. Not cluster-wide: each node lists its own, as `broadcast()` stays on its node.
+   */
+  listRooms(): Promise<RoomSummary[]>;
+}
+
+/** A room as `ctx.listRooms()` and `server.listRooms()` list it. */
+export interface RoomSummary {
+  readonly room: string;
+  /** Members on this node (live or detached connections that joined it). */
+  readonly members: number;
 }
 
 /** A connection record as the I/O thread keeps it (the same shape as `server.connections()` entries). */

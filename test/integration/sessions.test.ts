@@ -159,6 +159,28 @@ test('presence: the joiner gets a snapshot that matches the members; the others 
   assert.equal(no.data['code'], 'RW_ERR_JOIN_REFUSED');
 });
 
+test('room list (Phoenix\'s RoomManager): ctx.listRooms() and server.listRooms() name every room of the node with its member count; a room survives a dropped socket and goes with its last member', async (t) => {
+  const { server, url, sink } = await startWithSink(t);
+  const { a, b } = await pair(url, 'lobby', 'alice', 'bob');
+  const c = await J.open(url);
+  await c.call('JOIN', { room: 'table-1' });
+  await c.call('JOIN', { room: 'table-2' });
+  await c.call('LEAVE', { room: 'table-2' });
+  const byName = (l: unknown): unknown => (l as { room: string }[]).slice().sort((x, y) => x.room.localeCompare(y.room));
+  const expected = [{ room: 'lobby', members: 2 }, { room: 'table-1', members: 1 }];
+  // b and c may be on the other worker: the list is the I/O thread's, the same from every worker.
+  assert.deepEqual(byName((await b.call('ROOMS', {})).data['rooms']), expected);
+  assert.deepEqual(byName((await c.call('ROOMS', {})).data['rooms']), expected);
+  assert.deepEqual(byName(server.listRooms()), expected);
+
+  a.c.ws.terminate(); // dropped, not closed: alice's session is detached and keeps her seat
+  await sink.until((l) => l.includes('away:alice'));
+  assert.deepEqual(byName((await b.call('ROOMS', {})).data['rooms']), expected);
+  await c.c.close();
+  await until('table-1 gone with its last member', () => server.listRooms().length === 1);
+  assert.deepEqual((await b.call('ROOMS', {})).data['rooms'], [{ room: 'lobby', members: 2 }]);
+});
+
 test('resume: a dropped client gets exactly the 100 messages published meanwhile, in order, recovered: true', async (t) => {
   const { server, url, sink } = await startWithSink(t);
   const { a, token, handle, b } = await pair(url, 'game', 'alice', 'bob');

@@ -86,7 +86,7 @@ test('the published declarations name only exported types, and Server shows only
   const members = checker.getDeclaredTypeOfSymbol(server).getProperties()
     .filter((p) => !(ts.getCombinedModifierFlags(p.valueDeclaration!) & ts.ModifierFlags.Private)).map((p) => p.name).sort();
   assert.deepEqual(members, [
-    'boundPort', 'close', 'connection', 'connections', 'listen', 'listening', 'moduleDescriptors', 'nodeId', 'options',
+    'boundPort', 'close', 'connection', 'connections', 'listRooms', 'listen', 'listening', 'moduleDescriptors', 'nodeId', 'options',
     'roomMembers', 'stats', 'subscribers', 'uidHandles',
   ]);
 });
