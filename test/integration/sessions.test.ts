@@ -181,6 +181,30 @@ test('room list (Phoenix\'s RoomManager): ctx.listRooms() and server.listRooms()
   assert.deepEqual((await b.call('ROOMS', {})).data['rooms'], [{ room: 'lobby', members: 2 }]);
 });
 
+test('a worker that dies ends the detached sessions it held (Phoenix: a room monitors its users\' processes; an abnormal exit is a forced leave): the other members see the leave, the uid is free', async (t) => {
+  const { server, url, sink } = await startWithSink(t);
+  const { a, handle, b } = await pair(url, 'table', 'alice', 'bob');
+  const worker = (h: number): number | undefined => server.connection(h)?.worker;
+  const hb = (await b.call('WHO', {})).data['handle'] as number;
+  assert.notEqual(worker(handle), worker(hb), 'round-robin: alice and bob on different workers');
+  a.c.ws.terminate();
+  await sink.until((l) => l.includes('away:alice'));
+  // Another connection on alice's worker crashes it.
+  let k: J;
+  for (;;) {
+    k = await J.open(url);
+    if (worker((await k.call('WHO', {})).data['handle'] as number) === worker(handle)) break;
+    await k.c.close();
+  }
+  k.send('CRASH', {});
+  assert.equal((await k.c.closed).code, 1011);
+  const d = await b.next('presence_diff');
+  assert.deepEqual((d.data['leaves'] as { uid: string }[]).map((m) => m.uid), ['alice']);
+  assert.equal(server.connection(handle), null, 'the session is gone');
+  assert.deepEqual(server.uidHandles('alice'), []);
+  assert.deepEqual(server.roomMembers('table')?.map((m) => m.uid), ['bob']);
+});
+
 test('resume: a dropped client gets exactly the 100 messages published meanwhile, in order, recovered: true', async (t) => {
   const { server, url, sink } = await startWithSink(t);
   const { a, token, handle, b } = await pair(url, 'game', 'alice', 'bob');
