@@ -821,6 +821,9 @@ export class Server {
     }
     this.sockets.set(ud.fd, ws);
     if (!slot.open(ud.handle)) {
+      // Accepted while the worker kept up, opened once its ring and overflow had filled: refused
+      // like a message there (1013), and counted like one.
+      this.counters.drop('busyCloses', ud.handle);
       ws.end(CloseCode.TRY_AGAIN, 'server busy');
       return;
     }

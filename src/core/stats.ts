@@ -6,7 +6,7 @@ export interface DropStats {
   staleHandle: number;
   /** Messages refused because their worker's ring and overflow were full (or the connection's overflow share was used up). */
   inboundFull: number;
-  /** Connections closed with 1013 because of that. */
+  /** Connections closed with 1013 because of that, or because their Open found ring and overflow full. */
   busyCloses: number;
   /** Outbound records of an unknown kind, or malformed (a bug; never client input): skipped. */
   badCommand: number;

@@ -5,7 +5,8 @@ import { CloseCode } from '../../src/shared/constants.js';
 import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, WorkerGate, fixture, until, within } from '../helpers.js';
+import { BroadcastChannel } from 'node:worker_threads';
+import { Client, LabelSink, WorkerGate, fixture, until, within } from '../helpers.js';
 import { MemoryConnector } from '../../src/core/connectors/memory.js';
 import { decodeFrame, encodeFrame } from '../../src/shared/wire.js';
 
@@ -331,4 +332,78 @@ test('ctx.headers: the upgrade request\'s headers stay readable in every hook fo
   } finally {
     await server.close();
   }
+});
+
+/**
+ * The backlog fixture on one worker with 4 KiB rings and an 8 KiB overflow (each connection may
+ * hold 2 KiB of it); its gate and label sink are closed after the test.
+ */
+async function startBacklog(t: { after: (fn: () => Promise<void>) => void }) {
+  const server = createServer({ modules: [fixture('backlog.module')], workers: 1, ringBytes: 4096, overflowBytes: 8192, handlerTimeoutMs: 0 });
+  const port = await server.listen(0, '127.0.0.1');
+  const url = `ws://127.0.0.1:${port}/backlog`;
+  const sab = new SharedArrayBuffer(16);
+  const gate = new Int32Array(sab);
+  const ch = new BroadcastChannel('rw-test-backlog-gate');
+  const sink = new LabelSink('rw-test-backlog-labels');
+  const release = (i: number): void => { Atomics.store(gate, i, 1); Atomics.notify(gate, i); };
+  t.after(async () => { release(0); release(2); ch.close(); sink.close(); await server.close(); });
+  const used = (): { inbound: number; overflow: number; overflowed: number } => {
+    const w = server.stats().workers[0]!;
+    return { inbound: w.inboundUsed, overflow: w.overflowUsed, overflowed: w.overflowed };
+  };
+  /** Sends `data` from `c` and waits until the I/O thread has taken it. */
+  const put = async (c: Client, data: string | Uint8Array): Promise<void> => {
+    const n = server.stats().messagesIn;
+    c.ws.send(data);
+    await until('the message in the server', () => server.stats().messagesIn > n);
+  };
+  const k = await Client.open(url);
+  for (;;) {
+    ch.postMessage(sab);
+    k.ws.send('ARMED');
+    if ((await k.nextRaw()).data.toString() === 'yes') break;
+  }
+  /**
+   * X's upgrade hook holds the worker (its Upgrade record is all the worker has taken), K's HOLD
+   * is queued behind it, `b` fills the ring, then one record of the largest size (2,032 bytes)
+   * spills into the overflow. Once the hook answers, the worker frees the Upgrade record and waits
+   * in HOLD: the ring keeps more than 2,064 bytes, so the overflow's first record cannot move and
+   * the backlog stays, whenever X's Open comes.
+   */
+  const backlogBehindUpgrade = async (b: Client): Promise<{ x: Client; sent: number }> => {
+    const x = new Client(`${url}?hold=1`);
+    await until('the upgrade hook waiting', () => Atomics.load(gate, 1) === 1);
+    const upgrade = used().inbound;
+    await put(k, 'HOLD'); // (another socket than b's: waited for, so it is in the ring first)
+    let sent = 0;
+    while (used().inbound - upgrade <= 2100) await put(b, `b${sent++}`.padEnd(100, '.'));
+    assert.equal(used().overflow, 0);
+    await put(b, 'B'.repeat(1976));
+    assert.equal(used().overflow, 2032);
+    return { x, sent: sent + 1 };
+  };
+  return { server, url, gate, release, sink, put, used, k, backlogBehindUpgrade };
+}
+
+test('backlog: an accepted upgrade whose Open finds ring and overflow full is closed with 1013 and counted in drops.busyCloses', async (t) => {
+  const { server, url, gate, release, sink, put, used, k, backlogBehindUpgrade } = await startBacklog(t);
+  const [b, ...fill] = await Promise.all(Array.from({ length: 6 }, () => Client.open(url)));
+  const { x, sent } = await backlogBehindUpgrade(b!);
+  // 110 empty messages (56-byte records) fill the other 6,160 bytes of the overflow exactly.
+  for (const c of fill) for (let i = 0; i < 22; i++) await put(c, new Uint8Array(0));
+  assert.deepEqual([used().overflow, used().overflowed], [8192, 111]);
+  const busyBefore = server.stats().drops.busyCloses;
+  release(0); // the hook accepts; X's Open finds no room anywhere
+  await x.opened;
+  assert.equal((await x.closed).code, CloseCode.TRY_AGAIN);
+  assert.equal(server.stats().drops.busyCloses, busyBefore + 1, 'the 1013 is counted');
+  await until('HOLD waiting', () => Atomics.load(gate, 3) === 1);
+  release(2);
+  // Everything queued reaches the worker; X never connected, so it never disconnects either.
+  const msgs = (): number => sink.labels.filter((l) => l.startsWith('msg:')).length;
+  await within('every message in the worker', sink.until(() => msgs() === sent + 110));
+  await Promise.all([k.close(), b!.close(), ...fill.map((c) => c.close())]);
+  await within('the disconnects', sink.until((l) => l.filter((s) => s.startsWith('disconnect:')).length === 7));
+  assert.equal(sink.labels.filter((s) => s.startsWith('connect:')).length, 7);
 });
