@@ -58,6 +58,7 @@ export class Slot {
   /** Records are going to the overflow (the ring filled up and the overflow is not yet moved back). */
   backlog = false;
   pending: Pending[] = [];
+  /** Records (messages, opens, drains) written into the overflow: stats().workers[i].overflowed. */
   overflowed = 0;
   /** Records written into / moved out of the overflow during this backlog (orders the pending list). */
   private ovIn = 0;
@@ -167,7 +168,10 @@ export class Slot {
 
   private wrote(st: RingStatusCode, toOverflow: boolean): boolean {
     if (st !== RingStatus.OK) return false;
-    if (toOverflow) this.ovIn++;
+    if (toOverflow) {
+      this.ovIn++;
+      this.overflowed++; // an Open or Drain counts as a record through the overflow, as a message does
+    }
     return true;
   }
 

@@ -407,3 +407,17 @@ test('backlog: an accepted upgrade whose Open finds ring and overflow full is cl
   await within('the disconnects', sink.until((l) => l.filter((s) => s.startsWith('disconnect:')).length === 7));
   assert.equal(sink.labels.filter((s) => s.startsWith('connect:')).length, 7);
 });
+
+test('backlog: stats().workers[i].overflowed counts every record that went through the overflow, an Open too', async (t) => {
+  const { release, gate, sink, used, url, k, backlogBehindUpgrade } = await startBacklog(t);
+  const b = await Client.open(url);
+  const { x } = await backlogBehindUpgrade(b);
+  assert.equal(used().overflowed, 1);
+  release(0); // the hook accepts; X's Open goes into the overflow behind B's message
+  await x.opened;
+  assert.equal(used().overflowed, 2, 'the message and the Open');
+  await until('HOLD waiting', () => Atomics.load(gate, 3) === 1);
+  release(2);
+  await within('X connected', sink.until((l) => l.filter((s) => s.startsWith('connect:')).length === 3));
+  await Promise.all([k.close(), b.close(), x.close()]);
+});
