@@ -885,6 +885,11 @@ export class RedisBus {
       return false;
     }
     this.#forget(room, memberKey, null);
+    // Members leaving in one turn (a match ends, every player leaves): each HDEL went out while the
+    // others were still owed, so none was `last`. Whichever is acknowledged when this node has no
+    // entry of the room left takes the room out of the index; a later write of the room goes out
+    // after this SREM (commands run in order) and indexes it again.
+    if (!last && !this.#presence.has(room)) void this.#op(() => this.#pub.srem(this.#roomsKey, room));
     return true;
   }
 

@@ -970,3 +970,24 @@ test('presence writes refused while Redis stays connected (maxQueue reached) rea
   assert.deepEqual(a.bus.presenceRooms(), ['lobby']);
   assert.equal(a.bus.stats().reconnects, 0);
 });
+
+test('a room whose members on this node all leave at once (a match ends) is taken out of the room index too', async (t) => {
+  const cleanups = withCleanups(t);
+  const redis = await redisFor(t, (stop) => { cleanups.push(stop); });
+  if (redis === null) return;
+  const raw = new Redis(redis.url);
+  cleanups.push(async () => { raw.disconnect(); });
+  const a = await node(cleanups, { url: redis.url, nodeId: 'node-a', prefix: 'ix2' });
+  assert.equal(await a.bus.presenceAdd('stay', 'ann', '{"uid":"ann"}'), true);
+  for (let i = 0; i < 20; i++) {
+    const room = `match-${i}`;
+    for (const p of ['ann', 'bob', 'cid']) assert.equal(await a.bus.presenceAdd(room, p, `{"uid":"${p}"}`), true);
+    // The leaves go out in one turn, as sessions.ts sends them (none awaited): each HDEL is issued
+    // while the others are still owed, so none of them is "the last entry" when it is issued.
+    assert.deepEqual(await Promise.all(['ann', 'bob', 'cid'].map((p) => a.bus.presenceRemove(room, p))), [true, true, true]);
+  }
+  assert.deepEqual((await raw.keys('ix2:presence:*')).sort(), ['ix2:presence:stay']);
+  const index = await raw.keys('ix2:rooms:*');
+  assert.equal(index.length, 1, String(index));
+  assert.deepEqual(await raw.smembers(index[0]!), ['stay']);
+});
