@@ -39,18 +39,18 @@ import { WorkerCounter, type DescribeResult, type ModuleDescriptor, type ServeTa
 const WORKER_FILE = new URL('../workers/runtime.js', import.meta.url).href;
 /** The close message uWS gives (with 1006) when it cuts a frame over its maxPayloadLength. */
 const UWS_TOO_BIG = Buffer.from('Received too big message');
-/** Headers copied into the Upgrade record: at most this many, each value capped. */
-/**
- * Request headers an upgrade may carry (they travel to the worker in its Upgrade record): past
- * either bound it is refused with 431, as Node's HTTP server does past its 16 KiB default; a
- * value cut short (a cookie or token) would reach the auth hook looking valid but wrong.
- */
 /** A connector's path without any query it carried: `url` is the path alone, as uWS's getUrl() gives it. */
 function pathOnly(path: string): string {
   const q = path.indexOf('?');
   return q < 0 ? path : path.slice(0, q);
 }
 
+/**
+ * Request headers an upgrade may carry (they travel to the worker in its Upgrade record): past
+ * either bound it is refused with 431, as Node's HTTP server does past its 16 KiB default; a
+ * value cut short (a cookie or token) would reach the auth hook looking valid but wrong. uWS
+ * closes a request head over 4 KiB that arrives in more than one read before this is reached.
+ */
 const MAX_HEADERS = 100;
 const MAX_HEADER_BYTES = 16_384;
 const HEADERS_TOO_LARGE = JSON.stringify({

@@ -187,7 +187,10 @@ export interface UpgradeContext {
   readonly url: string;
   readonly query: string;
   readonly params: Readonly<Record<string, string>>;
-  /** Request headers, lower-case names, as sent (an upgrade with more than 100, or more than 16 KiB of them, was refused with 431). */
+  /**
+   * Request headers, lower-case names, as sent (an upgrade with more than 100, or more than 16 KiB of them, was refused with 431;
+   * uWS closes a WebSocket request head over 4 KiB that arrives in more than one TCP read before any hook runs).
+   */
   readonly headers: Readonly<Record<string, string>>;
   readonly remoteAddress: string;
   /** Filled by the hooks: global first, then the module's. Returning an object from a hook merges it in. */
