@@ -21,6 +21,8 @@ export interface Sock {
   unsubscribe(topic: string): boolean;
   publish(topic: string, message: Uint8Array, isBinary?: boolean): boolean;
   getBufferedAmount(): number;
+  /** uWS sockets only: a ping (its pong confirms a resumed session, see SessionManager.confirm). */
+  ping?(message?: Uint8Array): number;
 }
 
 /** Type check: a uWS socket is a Sock. */

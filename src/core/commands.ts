@@ -46,6 +46,8 @@ export interface SocketData {
   session: Session | null;
   /** Resume upgrade: the session this socket takes over when it opens. */
   resumeOf: Session | null;
+  /** A resumed socket whose client has not shown it is there yet (SessionManager.confirm). */
+  unconfirmed: boolean;
 }
 
 export interface PendingUpgrade {
@@ -427,7 +429,7 @@ export class CommandExecutor {
       fd: this.alloc.fdOf(handle), handle, slot: p.slot, slotGen: p.slotGen, module: p.module, closed: false,
       tokens: this.rateBurst, refilledAt: 0, shedTokens: this.shedBurst, shedAt: 0,
       remoteAddress: p.remoteAddress, url: p.url, connectedAt: Date.now(), handshakeMs: performance.now() - p.startedAt,
-      transport: p.client === null ? 'websocket' : '', uid: null, rooms: null, session: null, resumeOf: p.resume,
+      transport: p.client === null ? 'websocket' : '', uid: null, rooms: null, session: null, resumeOf: p.resume, unconfirmed: false,
     };
     this.counters.upgradesAccepted++;
     if (p.client !== null) {

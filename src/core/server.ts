@@ -147,6 +147,7 @@ export class Server {
       c.drop('inboundFull', ud.handle);
       return;
     }
+    if (ud.unconfirmed) this.sessions.confirm(ud);
     if (msg.byteLength > this.payloadLimits[ud.module]!) {
       // Enforced here rather than by uWS, which drops the TCP connection (1006) instead of closing with 1009.
       c.drop('tooBig', ud.handle);
@@ -209,6 +210,12 @@ export class Server {
       setImmediate(this.ringDoorbells);
     }
   }
+
+  /** A resumed socket's pong (SessionManager.attach pings after the session frame) confirms it. */
+  private readonly onPong = (ws: WebSocket<SocketData>): void => {
+    const ud = ws.getUserData();
+    if (ud.unconfirmed && !ud.closed) this.sessions.confirm(ud);
+  };
 
   private readonly onDrain = (ws: WebSocket<SocketData>): void => {
     if (ws.getUserData().closed) return;
@@ -415,6 +422,7 @@ export class Server {
         open: this.onOpen,
         message: this.onMessage,
         drain: this.onDrain,
+        pong: this.onPong,
         close: this.onClose,
       };
       // uWS types this as a number; it is a boolean flag.
@@ -688,7 +696,7 @@ export class Server {
       refusePending(p, 503, 'server busy', 'RW_ERR_WORKER_UNAVAILABLE');
       return;
     }
-    if (p.resume !== null) this.sessions.beginResume(p.resume);
+    if (p.resume !== null) this.sessions.beginResume(p.resume, token!);
     this.pending.set(fd, p);
     if (this.syncAccept[p.module]) {
       // No hook can refuse or add userData: upgrade now, as raw uWS would. The Upgrade record

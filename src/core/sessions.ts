@@ -70,6 +70,14 @@ export interface ClusterLink {
 export interface Session {
   /** Single use: each resume replaces it (see attach). */
   token: string;
+  /**
+   * The token the last resume presented, still accepted until the client shows it is on the resumed
+   * socket (its first message, or a WebSocket's pong to the ping sent after the session frame; see
+   * confirm): a socket that drops before the new token reached the client does not lose the session.
+   */
+  spent: string | null;
+  /** The token the resume under way presented (beginResume). */
+  presented: string;
   readonly fd: number;
   readonly handle: number;
   readonly opts: ResumeOptions;
@@ -319,7 +327,7 @@ export class SessionManager {
   /** A connection opened on a module with `resume`: create its session and send the token. */
   opened(sock: Sock, ud: SocketData, opts: ResumeOptions): void {
     const s: Session = {
-      token: newToken(), fd: ud.fd, handle: ud.handle, opts, ud, topics: new Set(), detached: false, resuming: false,
+      token: newToken(), spent: null, presented: '', fd: ud.fd, handle: ud.handle, opts, ud, topics: new Set(), detached: false, resuming: false,
       deadline: 0, timer: null, buffer: [], bufBytes: 0, overflowed: false, seq: 0, firstSeq: 0,
     };
     ud.session = s;
@@ -409,6 +417,7 @@ export class SessionManager {
       // A resume upgrade in flight must not take over the fd released below (handleOpen ends it).
       this.setResuming(ud.session, false);
       this.byToken.delete(ud.session.token);
+      if (ud.session.spent !== null) this.byToken.delete(ud.session.spent);
       ud.session = null;
     }
   }
@@ -445,8 +454,9 @@ export class SessionManager {
    * session while the resume's hooks run is buffered and replayed, instead of going into a socket
    * the client no longer reads while the resume frame said `recovered: true`.
    */
-  beginResume(s: Session): void {
+  beginResume(s: Session, token: string): void {
     this.setResuming(s, true);
+    s.presented = token;
     if (s.timer !== null) {
       clearTimeout(s.timer);
       s.timer = null;
@@ -474,9 +484,8 @@ export class SessionManager {
   attach(sock: Sock, ud: SocketData, s: Session): void {
     const tempHandle = ud.handle;
     this.host.alloc.release(ud.fd);
-    // The client came back before its old socket was seen to die (half-open TCP): retire that one.
-    if (!s.detached) this.host.retire(s.ud, CloseCode.GOING_AWAY, 'session resumed on another socket');
-    else this.undetach(s);
+    // Detached: by its socket's drop, or by beginResume (a half-open socket retired there).
+    this.undetach(s);
     this.setResuming(s, false);
     const old = s.ud;
     ud.fd = s.fd;
@@ -501,9 +510,16 @@ export class SessionManager {
     // The token is single use: it travelled in a URL (proxy logs, history), so the one a resume
     // presented is retired and the session frame carries the next. A copied token is worthless
     // once its owner has resumed, and a thief who resumed first leaves the owner a 410 to notice.
+    // Until the client shows it is on this socket (confirm), the presented token still resumes:
+    // a drop before the session frame arrived would otherwise leave it only spent tokens. Any other
+    // (a new token it never received) is retired now.
     this.byToken.delete(s.token);
+    if (s.spent !== null) this.byToken.delete(s.spent);
+    s.spent = s.presented;
+    this.byToken.set(s.spent, s);
     s.token = newToken();
     this.byToken.set(s.token, s);
+    ud.unconfirmed = true;
     const recovered = !s.overflowed;
     const replayed = s.buffer.length;
     const f = this.frame(ud.module, 'session', {
@@ -518,6 +534,8 @@ export class SessionManager {
         if (sock.send(buf[i]!.data, buf[i]!.binary) === 2) this.host.counters.drop('backpressure', s.handle);
         else sent++;
       }
+      // Its pong comes after the frames above have reached the client's WebSocket (confirm).
+      if (sock.ping !== undefined) sock.ping();
     });
     this.host.counters.messagesOut += sent;
     this.host.counters.resumes++;
@@ -525,6 +543,18 @@ export class SessionManager {
     s.bufBytes = 0;
     s.overflowed = false;
     this.notify(ud, NoticeOp.Resume, 0, 0, s.handle, enc.encode(JSON.stringify({ tempHandle, recovered, replayed })));
+  }
+
+  /**
+   * The client of a resumed socket has shown it is there (a message, or a pong to the ping sent
+   * after the session frame): the token that resume presented is spent for good.
+   */
+  confirm(ud: SocketData): void {
+    ud.unconfirmed = false;
+    const s = ud.session;
+    if (s === null || s.spent === null) return;
+    this.byToken.delete(s.spent);
+    s.spent = null;
   }
 
   /** Every detached session of a dead worker (or all, at shutdown) ends now. */

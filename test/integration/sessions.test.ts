@@ -311,7 +311,9 @@ test('resume tokens are single use: each resume frame carries a new token, and t
   const token2 = s2['token'] as string;
   assert.equal(typeof token2, 'string');
   assert.notEqual(token2, token, 'the resume frame carries a new token');
-  // The copied first token (a proxy log, say) cannot take the live session over.
+  // Once a2 has shown it is there (a message), the copied first token (a proxy log, say) cannot
+  // take the live session over.
+  assert.equal((await a2.call('BIND', { uid: 'alice' })).data['handle'], handle);
   const stolen = await refused(`${url}?rw_resume=${token}`);
   assert.equal(stolen.status, 410);
   assert.equal(JSON.parse(stolen.body).code, 'RW_ERR_RESUME_TOKEN');
@@ -327,6 +329,46 @@ test('resume tokens are single use: each resume frame carries a new token, and t
   assert.equal(server.stats().resumes, 2);
   await a3.c.close();
   await b.c.close();
+});
+
+test('a resumed socket that drops before its client showed it is there (no message yet) leaves the presented token valid: the session is not lost with a new token that never arrived', async (t) => {
+  const sink = new LabelSink('rooms');
+  const tcp = new TcpConnector({ port: 0, heartbeatMs: 30_000 });
+  const { server } = await start({ connectors: [tcp] });
+  t.after(async () => { sink.close(); await server.close(); });
+  const a = new TcpJson();
+  await a.t.connect('127.0.0.1', tcp.port);
+  await a.t.handshake('/rooms');
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('BIND', { uid: 'alice' })).data['handle'] as number;
+  a.t.socket.destroy();
+  await sink.until((l) => l.filter((x) => x === 'away:alice').length === 1);
+  // The resume succeeds, but its socket dies before the client sent anything (it may never have
+  // read the new token): the token it presented still resumes.
+  const a2 = new TcpJson();
+  await a2.t.connect('127.0.0.1', tcp.port);
+  assert.equal((await a2.t.handshake('/rooms', `rw_resume=${token}`)).code, 200);
+  const unread = (await a2.next('session')).data['token'] as string;
+  a2.t.socket.destroy();
+  await sink.until((l) => l.filter((x) => x === 'away:alice').length === 2);
+  const a3 = new TcpJson();
+  await a3.t.connect('127.0.0.1', tcp.port);
+  const hs3 = await a3.t.handshake('/rooms', `rw_resume=${token}`);
+  assert.equal(hs3.code, 200);
+  assert.equal((hs3 as { session: { handle: number } }).session.handle, handle, 'the same session');
+  const s3 = (await a3.next('session')).data;
+  assert.equal(s3['resumed'], true);
+  // The new token it never received is retired; once a3 sends, the presented one is spent too.
+  assert.equal((await a3.call('BIND', { uid: 'alice' })).data['handle'], handle);
+  for (const spent of [unread, token]) {
+    const c = new TcpJson();
+    await c.t.connect('127.0.0.1', tcp.port);
+    const r = await c.t.handshake('/rooms', `rw_resume=${spent}`);
+    assert.equal(r.code, 410);
+    c.t.end();
+  }
+  assert.equal(server.stats().resumes, 2);
+  a3.t.end();
 });
 
 test('a detached session that ends without a resume (its uid kicked) counts the messages left in its buffer in drops.sessionEnded', async (t) => {
