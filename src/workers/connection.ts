@@ -99,10 +99,11 @@ export class Conn implements Context, UpgradeContext {
    * One answer per message: a client correlates answers by `ref`, and a second frame with it would be
    * taken for the answer to nothing (or, ref 0, to a message never sent). A refused reply is not sent,
    * not thrown either (it may come from a timer, where a throw would end the worker): it is reported
-   * to onError (RW_ERR_ALREADY_REPLIED) and counted (duplicateReplies).
+   * to onError (RW_ERR_ALREADY_REPLIED) and counted (duplicateReplies). The raw codec carries no
+   * ref, so nothing can be taken for the wrong answer there: a raw handler may reply in pieces.
    */
   reply(payload: unknown): void {
-    if (this.replied) {
+    if (this.replied && this.module.codec.name !== 'raw') {
       replyRefused(this, this.event, this.ref);
       return;
     }
@@ -118,7 +119,8 @@ export class Conn implements Context, UpgradeContext {
    * a later call is refused as a second reply() is.
    */
   deferReply(): (payload: unknown) => void {
-    if (this.replied) {
+    const once = this.module.codec.name !== 'raw';
+    if (this.replied && once) {
       throw new RingwireError(ErrorCodes.RW_ERR_ALREADY_REPLIED,
         `deferReply(): the message ${JSON.stringify(this.event)} (ref ${this.ref}) was already answered or deferred`);
     }
@@ -129,7 +131,7 @@ export class Conn implements Context, UpgradeContext {
     const state: { sent: boolean } = { sent: false };
     this.deferred = state;
     return (payload: unknown) => {
-      if (state.sent) {
+      if (state.sent && once) {
         replyRefused(this, event, ref);
         return;
       }

@@ -260,7 +260,7 @@ test('close from a handler with a long reason: the client gets the code and the 
 });
 
 test('json and raw codecs', async () => {
-  const server = createServer({ modules: [fixture('json.module'), fixture('raw.module')], workers: 1 });
+  const server = createServer({ modules: [fixture('json.module'), fixture('raw.module'), fixture('raw-pieces.module')], workers: 1 });
   const port = await server.listen(0, '127.0.0.1');
   try {
     const j = await Client.open(`ws://127.0.0.1:${port}/json`);
@@ -279,7 +279,13 @@ test('json and raw codecs', async () => {
     const r = await Client.open(`ws://127.0.0.1:${port}/raw`);
     r.ws.send(Buffer.from([1, 2, 3]));
     assert.deepEqual([...(await r.nextRaw()).data], [3, 2, 1]);
-    await Promise.all([j.close(), r.close()]);
+    // Raw frames carry no ref: a handler may answer in pieces (one answer per message is for refs).
+    const p = await Client.open(`ws://127.0.0.1:${port}/raw-pieces`);
+    p.ws.send(Buffer.from([1, 2]));
+    assert.deepEqual([...(await p.nextRaw()).data], [1, 2]);
+    assert.deepEqual([...(await p.nextRaw()).data], [2, 1]);
+    assert.equal(server.stats().workers[0]!.duplicateReplies, 0);
+    await Promise.all([j.close(), r.close(), p.close()]);
   } finally {
     await server.close();
   }
