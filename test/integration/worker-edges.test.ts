@@ -29,6 +29,22 @@ async function workerStats(url: string): Promise<Stats> {
   return s;
 }
 
+/**
+ * Once `waiting` is labelled, 300 KiB through the 64 KiB ring from `b` (every echo back: the worker
+ * took all of it, so the ring bytes of the waiting message were reused); then, also on failure, the
+ * waiting hook is released (it would hold close()).
+ */
+async function wrapRingWhileWaiting(sink: LabelSink, go: BroadcastChannel, b: Client, waiting: string): Promise<void> {
+  try {
+    await sink.until((l) => l.includes(waiting));
+    const chunk = 'B'.repeat(1024);
+    for (let i = 0; i < 300; i++) b.emit('ECHO', chunk, i);
+    for (let i = 0; i < 300; i++) assert.equal((await b.next()).text, chunk);
+  } finally {
+    go.postMessage('go');
+  }
+}
+
 test('ctx.data after an await is still the message\'s own bytes while other traffic wraps the ring', async () => {
   const sink = new LabelSink('rw-test-labels');
   const go = new BroadcastChannel('rw-test-edges-go');
@@ -37,16 +53,7 @@ test('ctx.data after an await is still the message\'s own bytes while other traf
       const a = await Client.open(`${url}/a`);
       const b = await Client.open(`${url}/b`);
       a.emit('AWAIT_DATA', 'A'.repeat(64), 1);
-      try {
-        await sink.until((l) => l.includes('/e await-data waiting'));
-        // 300 KiB through the 64 KiB ring while a's preHandler waits: once every echo is back,
-        // the worker has taken all of it, so the ring bytes that held a's message were reused.
-        const chunk = 'B'.repeat(1024);
-        for (let i = 0; i < 300; i++) b.emit('ECHO', chunk, i);
-        for (let i = 0; i < 300; i++) assert.equal((await b.next()).text, chunk);
-      } finally {
-        go.postMessage('go'); // also on failure: a waiting preHandler would hold close()
-      }
+      await wrapRingWhileWaiting(sink, go, b, '/e await-data waiting');
       const r = await a.next();
       assert.equal(r.ref, 1);
       assert.equal(r.text, 'A'.repeat(64));
@@ -67,15 +74,7 @@ test('a preHandler may modify the message (Basalt middleware): the handler gets 
       const b = await Client.open(`${url}/b`);
       assert.equal((await a.call('PARSE', 'one two three', 1)).text, '3', 'the handler got the parsed value');
       a.emit('STRIP_AWAIT', 'HDR:' + 'A'.repeat(64), 2);
-      try {
-        await sink.until((l) => l.includes('/e strip-await waiting'));
-        // 300 KiB through the 64 KiB ring while a's second preHandler waits (as in the test above).
-        const chunk = 'B'.repeat(1024);
-        for (let i = 0; i < 300; i++) b.emit('ECHO', chunk, i);
-        for (let i = 0; i < 300; i++) assert.equal((await b.next()).text, chunk);
-      } finally {
-        go.postMessage('go');
-      }
+      await wrapRingWhileWaiting(sink, go, b, '/e strip-await waiting');
       const r = await a.next();
       assert.equal(r.ref, 2);
       assert.equal(r.text, 'A'.repeat(64), 'the stripped message, not ring bytes reused since');
