@@ -12,7 +12,7 @@ import * as flatbuffers from 'flatbuffers';
 import { FencedByteBuffer, OutOfFrame, prng } from '../support/fuzz.js';
 import { fb } from '../../src/shared/records.js';
 import { BadFrameError } from '../../src/shared/errors.js';
-import { binaryCodec, createDecodedFrame, encodeFrame, jsonCodec } from '../../src/shared/wire.js';
+import { binaryCodec, createDecodedFrame, decodeFrame, encodeFrame, jsonCodec } from '../../src/shared/wire.js';
 
 const CASES = 150_000;
 const SEED = Number(process.env.FUZZ_SEED ?? 0xf00dcafe) >>> 0;
@@ -149,6 +149,63 @@ test(`fuzz: ${CASES} random and mutated binary frames through binaryCodec.decode
   t.diagnostic(`passed verification: ${passed}, rejected: ${rejected}`);
   assert.ok(passed > CASES * 0.05, `only ${passed} cases passed verification`);
   assert.ok(rejected > CASES * 0.2, `only ${rejected} cases were rejected`);
+});
+
+// binaryCodec.decode reads frames laid out as encodeFrame lays them out (at a 4-aligned offset of a
+// 4-aligned buffer, as in the worker's ring) at fixed positions, verifying as it reads; every other
+// frame goes through verifyWireFrame and the vtable reader, which decodeFrame always uses. Both must
+// accept the same frames and read the same fields: mutations of encodeFrame's layout (lengths,
+// offsets, the NUL, truncation, extension) at aligned offsets, surrounded by canary, zero or random
+// bytes, each decoded both ways.
+test(`fuzz: ${CASES} mutated encodeFrame frames: the fixed-layout read of binaryCodec.decode agrees with verifyWireFrame + the vtable reader (seed ${SEED})`, { timeout: 300_000 }, (t) => {
+  const rand = prng(SEED ^ 0x5bd1e995);
+  const events = ['', 'ECHO', 'chat.send', 'évènement', 'x'.repeat(40)];
+  const corpus: Uint8Array[] = [];
+  for (let i = 0; i < 40; i++) {
+    corpus.push(encodeFrame({ event: events[i % events.length]!, eventId: i % 4 === 0 ? i : 0, ref: Math.floor(rand() * 2 ** 32), payload: randomBytes(rand, 48) }).slice());
+  }
+  const host = new Uint8Array(PAD + 4096 + PAD);
+  const noise = new Uint8Array(host.length).map(() => Math.floor(rand() * 256));
+  const hot = createDecodedFrame();
+  let agreedPass = 0;
+  let agreedReject = 0;
+  let hotLayout = 0;
+  for (let i = 0; i < CASES; i++) {
+    const src = corpus[Math.floor(rand() * corpus.length)]!;
+    const bytes = rand() < 0.1 ? src : mutate(rand, src, 2);
+    const off = PAD + 4 * Math.floor(rand() * 4);
+    surround(host, i, noise);
+    host.set(bytes, off);
+    const frame = host.subarray(off, off + bytes.length);
+    if (bytes.length >= 24 && Buffer.from(bytes.subarray(0, 24)).equals(Buffer.from(src.subarray(0, 24)))) hotLayout++;
+    let hotErr: unknown = null;
+    try {
+      binaryCodec.decode(host, off, bytes.length, true, hot);
+    } catch (err) {
+      hotErr = err;
+    }
+    let ref: ReturnType<typeof decodeFrame> | null = null;
+    let refErr: unknown = null;
+    try {
+      ref = decodeFrame(frame);
+    } catch (err) {
+      refErr = err;
+    }
+    if (hotErr !== null || refErr !== null) {
+      if (!(hotErr instanceof BadFrameError && refErr instanceof BadFrameError)) {
+        assert.fail(`case ${i} (seed ${SEED}): binaryCodec.decode ${hotErr === null ? 'accepted' : `threw ${String(hotErr)}`}, verifyWireFrame + reader ${refErr === null ? 'accepted' : `threw ${String(refErr)}`}: ${hex(bytes)}`);
+      }
+      agreedReject++;
+      continue;
+    }
+    agreedPass++;
+    assert.deepEqual(
+      [hot.event, hot.eventId, hot.ref, hot.payload.byteOffset, hot.payload.length, hot.data === hot.payload],
+      [ref!.event, ref!.eventId, ref!.ref, ref!.payload.byteOffset, ref!.payload.length, true],
+      `case ${i} (seed ${SEED}): ${hex(bytes)}`);
+  }
+  t.diagnostic(`accepted by both: ${agreedPass}, rejected by both: ${agreedReject}, encodeFrame's header kept: ${hotLayout}`);
+  assert.ok(agreedPass > CASES * 0.3 && agreedReject > CASES * 0.1 && hotLayout > CASES * 0.3, 'the mutations exercise both outcomes on the fixed layout');
 });
 
 function jsonCorpus(rand: () => number): Uint8Array[] {
