@@ -8,12 +8,13 @@
  */
 import type { WebSocket } from 'uWebSockets.js';
 import type { ConnectorClient } from './connector.js';
-import type { SocketData } from './commands.js';
+import type { SocketData, SocketHolder } from './commands.js';
 import type { Counters } from './stats.js';
 
 /** The subset of a uWS WebSocket the core calls. */
 export interface Sock {
-  getUserData(): SocketData;
+  /** Its SocketData is `.rw` (see SocketHolder for why it is not the user data itself). */
+  getUserData(): SocketHolder;
   send(message: Uint8Array, isBinary?: boolean): number;
   cork(cb: () => void): unknown;
   end(code?: number, shortMessage?: string): void;
@@ -26,7 +27,7 @@ export interface Sock {
 }
 
 /** Type check: a uWS socket is a Sock. */
-export function asSock(ws: WebSocket<SocketData>): Sock {
+export function asSock(ws: WebSocket<SocketHolder>): Sock {
   return ws as unknown as Sock;
 }
 
@@ -122,6 +123,7 @@ const ABNORMAL = 1006;
 export class ClientSock implements Sock {
   readonly client: ConnectorClient;
   readonly ud: SocketData;
+  private readonly holder: SocketHolder;
   readonly topics = new Set<string>();
   private readonly host: ClientSockHost;
   private readonly limits: BackpressureLimits;
@@ -139,6 +141,7 @@ export class ClientSock implements Sock {
   constructor(client: ConnectorClient, ud: SocketData, host: ClientSockHost, limits: BackpressureLimits = NO_LIMITS) {
     this.client = client;
     this.ud = ud;
+    this.holder = { rw: ud };
     this.host = host;
     this.limits = limits;
     setImmediate(this.activate);
@@ -191,8 +194,9 @@ export class ClientSock implements Sock {
     if (!this.ud.closed) this.end(ABNORMAL, '');
   };
 
-  getUserData(): SocketData {
-    return this.ud;
+  /** The same face as a uWS socket's: the connection's SocketData is `.rw`. */
+  getUserData(): SocketHolder {
+    return this.holder;
   }
 
   /** A send its caller counts in messagesOut unless it returns DROPPED. */

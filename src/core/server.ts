@@ -17,7 +17,7 @@ import { loadUws } from './uws.js';
 import { resolveOptions, type ClusterOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Slot } from './slot.js';
 import { CorkCarrier } from './cork-carrier.js';
-import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData } from './commands.js';
+import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData, type SocketHolder } from './commands.js';
 import { ClientSock, TopicRegistry, asSock, type BackpressureLimits, type Sock } from './client-sock.js';
 import { RESUME_IN_PROGRESS, SessionManager, type ClusterLink, type ResumeOptions } from './sessions.js';
 import type { PresenceMember, RoomSummary } from '../workers/define.js';
@@ -133,13 +133,13 @@ export class Server {
   private startClosed = false;
 
   // uWS handlers bound once (no closure per connection or message).
-  private readonly onMessage = (ws: WebSocket<SocketData>, msg: ArrayBuffer, isBinary: boolean): void => {
+  private readonly onMessage = (ws: WebSocket<SocketHolder>, msg: ArrayBuffer, isBinary: boolean): void => {
     this.inbound(asSock(ws), new Uint8Array(msg), isBinary);
   };
 
   /** One client message, from any transport. */
   private inbound(ws: Sock, msg: Uint8Array, isBinary: boolean): void {
-    const ud = ws.getUserData();
+    const ud = ws.getUserData().rw;
     const c = this.counters;
     c.messagesIn++;
     if (ud.closed) {
@@ -212,22 +212,22 @@ export class Server {
   }
 
   /** A resumed socket's pong (SessionManager.attach pings after the session frame) confirms it. */
-  private readonly onPong = (ws: WebSocket<SocketData>): void => {
-    const ud = ws.getUserData();
+  private readonly onPong = (ws: WebSocket<SocketHolder>): void => {
+    const ud = ws.getUserData().rw;
     if (ud.unconfirmed && !ud.closed) this.sessions.confirm(ud);
   };
 
-  private readonly onDrain = (ws: WebSocket<SocketData>): void => {
-    if (ws.getUserData().closed) return;
-    const ud = ws.getUserData();
+  private readonly onDrain = (ws: WebSocket<SocketHolder>): void => {
+    if (ws.getUserData().rw.closed) return;
+    const ud = ws.getUserData().rw;
     // Never dropped: with ring and overflow full it waits in the slot's pending list.
     this.slots[ud.slot]!.drain(ud.handle, ws.getBufferedAmount());
   };
-  private readonly onClose = (ws: WebSocket<SocketData>, code: number, message: ArrayBuffer): void => {
+  private readonly onClose = (ws: WebSocket<SocketHolder>, code: number, message: ArrayBuffer): void => {
     // A frame over uWS's own cap (above) is cut by uWS itself, which reports it only as this
     // close: count it with the 1009s so it is not dropped silently.
     if (code === 1006 && message.byteLength === UWS_TOO_BIG.length && Buffer.from(message).equals(UWS_TOO_BIG)) {
-      this.counters.drop('tooBig', ws.getUserData().handle);
+      this.counters.drop('tooBig', ws.getUserData().rw.handle);
     }
     this.handleClose(asSock(ws), code, message.byteLength === 0 ? EMPTY : new Uint8Array(message));
   };
@@ -406,7 +406,7 @@ export class Server {
       const maxBackpressure = socketOption(o, m.path, 'maxBackpressure', Defaults.maxBackpressure, 0, 0x7fffffff);
       const closeOnBackpressureLimit = o['closeOnBackpressureLimit'] === true;
       this.backpressureLimits[id] = { maxBackpressure, closeOnBackpressureLimit };
-      const behavior: WebSocketBehavior<SocketData> = {
+      const behavior: WebSocketBehavior<SocketHolder> = {
         compression: this.uws.DISABLED,
         // uWS's own cap: anything above our per-module limit but within it gets a proper 1009
         // close; only larger frames are cut by uWS (1006, counted in onClose). It is the ring's
@@ -561,7 +561,7 @@ export class Server {
     // Deliver what the worker produced before it died, then close exactly its connections.
     this.exec.drain(slot);
     for (const ws of this.sockets.values()) {
-      const ud = ws.getUserData();
+      const ud = ws.getUserData().rw;
       if (ud.slot === slot.index && ud.slotGen === slot.generation) ws.end(CloseCode.INTERNAL, 'worker died');
     }
     this.refusePendingUpgrades((p) => p.slot === slot.index, 'workerUnavailable', 'worker died', ErrorCodes.RW_ERR_WORKER_DIED);
@@ -806,10 +806,10 @@ export class Server {
     this.orphanPending(p, fd);
   };
 
-  private readonly onOpen = (ws: WebSocket<SocketData>): void => this.handleOpen(asSock(ws));
+  private readonly onOpen = (ws: WebSocket<SocketHolder>): void => this.handleOpen(asSock(ws));
 
   private handleOpen(ws: Sock): void {
-    const ud = ws.getUserData();
+    const ud = ws.getUserData().rw;
     const slot = this.slots[ud.slot]!;
     const resume = ud.resumeOf;
     ud.resumeOf = null;
@@ -840,7 +840,7 @@ export class Server {
   }
 
   private handleClose(ws: Sock, code: number, reason: Uint8Array): void {
-    const ud = ws.getUserData();
+    const ud = ws.getUserData().rw;
     if (ud.closed) return;
     ud.closed = true;
     this.sockets.delete(ud.fd);
@@ -888,7 +888,7 @@ export class Server {
 
   /** @internal ClientSockHost: publish on behalf of a connector client (it does not receive its own message). */
   publishFrom(from: Sock, topic: string, data: Uint8Array, binary: boolean): void {
-    this.exec.publish(topic, data, binary, from.getUserData().handle);
+    this.exec.publish(topic, data, binary, from.getUserData().rw.handle);
   }
 
   // ------------------------------------------------------------------ connectors
@@ -1009,7 +1009,7 @@ export class Server {
     },
     drain: (client) => {
       const s = this.clientSocks.get(client);
-      if (s !== undefined) this.onDrain(s as unknown as WebSocket<SocketData>); // onDrain uses only the Sock part
+      if (s !== undefined) this.onDrain(s as unknown as WebSocket<SocketHolder>); // onDrain uses only the Sock part
     },
     routes: (path) => {
       const m = this.matchPath(path);
@@ -1304,14 +1304,14 @@ export class Server {
   /** The open connections, as records (a snapshot; iterate freely). */
   connections(): ConnectionInfo[] {
     const out: ConnectionInfo[] = [];
-    for (const ws of this.sockets.values()) out.push(this.record(ws.getUserData(), ws));
+    for (const ws of this.sockets.values()) out.push(this.record(ws.getUserData().rw, ws));
     return out;
   }
 
   /** The record of one connection (live or detached), or null; handlers get it with `await ctx.connection(handle)`. */
   connection(handle: number): ConnectionInfo | null {
     const ws = this.sessions.sockOf(handle);
-    if (ws !== undefined) return this.record(ws.getUserData(), ws);
+    if (ws !== undefined) return this.record(ws.getUserData().rw, ws);
     const d = this.sessions.detachedOf(handle);
     return d === undefined ? null : this.record(d.ud, null);
   }

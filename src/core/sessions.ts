@@ -899,7 +899,7 @@ export class SessionManager {
   }
 
   private udOf(handle: number): SocketData | undefined {
-    return this.sockOf(handle)?.getUserData() ?? this.detachedOf(handle)?.ud;
+    return this.sockOf(handle)?.getUserData().rw ?? this.detachedOf(handle)?.ud;
   }
 
   /**
@@ -1078,7 +1078,7 @@ export class SessionManager {
         break;
       }
       const sock = next.value;
-      const ud = sock.getUserData();
+      const ud = sock.getUserData().rw;
       if (ud.closed || job.except.has(ud.handle) || (job.module >= 0 && ud.module !== job.module)) continue;
       if (sock.send(job.data, job.binary) === 2) c.drop('backpressure', ud.handle);
       else c.messagesOut++;
