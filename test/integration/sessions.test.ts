@@ -371,6 +371,28 @@ test('a resumed socket that drops before its client showed it is there (no messa
   a3.t.end();
 });
 
+test('a WebSocket resume is confirmed by the pong to the ping sent after the session frame: with no message sent, the presented token is spent once that pong is in', async (t) => {
+  const { server, url } = await startWithSink(t);
+  const { a, token, handle } = await pair(url, 'pong', 'alice', null);
+  a.c.ws.terminate();
+  await until('a detached', () => server.stats().detached === 1);
+  // The client answers pings itself here, so nothing confirms the resume before it says so.
+  const b = new J(new Client(`${url}?rw_resume=${token}`, { autoPong: false }));
+  const pinged = new Promise<void>((resolve) => b.c.ws.once('ping', () => resolve()));
+  await b.c.opened;
+  assert.equal((await b.next('session')).data['resumed'], true);
+  await within('the ping after the session frame', pinged);
+  b.c.ws.pong();
+  // The server answers our own ping after it has read the pong sent before it (one socket, in order).
+  const ponged = new Promise<void>((resolve) => b.c.ws.once('pong', () => resolve()));
+  b.c.ws.ping();
+  await within('the pong to our ping', ponged);
+  const stolen = await refused(`${url}?rw_resume=${token}`);
+  assert.equal(stolen.status, 410, 'the presented token is spent once the pong came back');
+  assert.equal((await b.call('BIND', { uid: 'alice' })).data['handle'], handle, 'b still holds the session');
+  await b.c.close();
+});
+
 test('a detached session that ends without a resume (its uid kicked) counts the messages left in its buffer in drops.sessionEnded', async (t) => {
   const { server, url, sink } = await startWithSink(t);
   const { a, b } = await pair(url, 'g3', 'alice', 'bob');
