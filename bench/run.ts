@@ -149,17 +149,25 @@ export function summaryTable(results: readonly Pick<ScenarioResult, 'name' | 'su
   return mdTable(['scenario', 'metric', 'ringwire>', 'raw uWS>', 'ws>', 'socket.io>', 'ringwire/raw-uWS>', 'ringwire/ws>'], rows);
 }
 
-interface SummaryEntry {
+export interface SummaryEntry {
   name: string; title: string; mode: Mode; date: string; summary: Summary; json: string; svg: string | null;
   /** Why the run that measured it failed (absent: it passed). */
   failures?: string[];
+  /**
+   * A later run of the scenario produced no figures (it threw): when, and why. The figures above are
+   * still the older run's, so a reader is not shown them as current.
+   */
+  laterRunFailed?: { date: string; failures: string[] };
 }
 
 /**
  * summary.json keeps one entry per scenario across runs: a run of some scenarios replaces
  * their entries and keeps the others (each entry says when and in which mode it was measured).
+ * `thrown`: scenarios of this run that produced no figures; their kept entries are marked
+ * (laterRunFailed) instead of standing as if nothing had happened since.
  */
-function writeSummary(file: string, lastRun: Record<string, unknown>, entries: SummaryEntry[]): void {
+export function writeSummary(file: string, lastRun: Record<string, unknown>, entries: SummaryEntry[],
+  thrown: ReadonlyMap<string, string[]> = new Map(), date = ''): void {
   let kept: SummaryEntry[] = [];
   if (existsSync(file)) {
     try {
@@ -170,6 +178,10 @@ function writeSummary(file: string, lastRun: Record<string, unknown>, entries: S
     }
   }
   const byName = new Map(kept.map((e) => [e.name, e]));
+  for (const [name, failures] of thrown) {
+    const old = byName.get(name);
+    if (old !== undefined) byName.set(name, { ...old, laterRunFailed: { date, failures } });
+  }
   for (const e of entries) byName.set(e.name, e);
   const order = SCENARIOS.map((s) => s.name);
   const scenarios = [...byName.values()].filter((e) => order.includes(e.name)).sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
@@ -258,7 +270,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     name: r.name, title: r.title, mode: args.mode, date: machine.date, summary: r.summary,
     json: `${r.name}.json`, svg: r.chart !== null ? `${r.name}.svg` : null,
     ...(failuresOf.has(r.name) ? { failures: failuresOf.get(r.name)! } : {}),
-  })));
+  })), new Map([...failuresOf].filter(([name]) => !results.some((r) => r.name === name))), machine.date);
   return failed.length > 0 ? 1 : 0;
 }
 

@@ -13,7 +13,7 @@ import { CpuSampler, launchServer } from '../../bench/servers/launch.js';
 import { median, medianItem, medianOrNull } from '../../bench/report/stats.js';
 import { SOCKETIO, RINGWIRE, UWS, WS, type Peer } from '../../bench/suite/peers.js';
 import { checkLoad, echoTable, limitOf, runPeers, type PeerRow } from '../../bench/suite/measure.js';
-import { parseRunArgs, runScenario, summaryTable, TIMING } from '../../bench/run.js';
+import { parseRunArgs, runScenario, summaryTable, TIMING, writeSummary, type SummaryEntry } from '../../bench/run.js';
 import { summaryOf, type ScenarioDef, type ScenarioResult, type SuiteContext } from '../../bench/suite/context.js';
 import { MICRO_SCENARIOS, microPlan } from '../../bench/suite/scenarios/micro.js';
 import { idleMemoryScenario } from '../../bench/suite/scenarios/memory.js';
@@ -306,4 +306,26 @@ test('idle memory: a connection the server dropped while held fails the scenario
   const ok = await idleMemoryScenario([4, 8]).run({ ...testCtx(clean), peers: [WS] });
   assert.equal((ok.data as { rows: { lostWhileHeld: number }[] }).rows[0]!.lostWhileHeld, 0);
   assert.deepStrictEqual(clean, []);
+});
+
+test('summary.json: a scenario whose later run threw keeps its older figures marked laterRunFailed, not as current; a passing run replaces the mark', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rw-summary-'));
+  try {
+    const file = join(dir, 'summary.json');
+    const entry = (date: string): SummaryEntry => ({
+      name: 'echo-32b', title: 'echo 32 B', mode: 'quick', date, summary: { headline: 'x' } as unknown as SummaryEntry['summary'], json: 'echo-32b.json', svg: null,
+    });
+    writeSummary(file, {}, [entry('d1')]);
+    writeSummary(file, {}, [], new Map([['echo-32b', ['server did not start']]]), 'd2');
+    const marked = (JSON.parse(readFileSync(file, 'utf8')) as { scenarios: SummaryEntry[] }).scenarios;
+    assert.equal(marked.length, 1);
+    assert.equal(marked[0]!.date, 'd1', 'the figures are still the older run\'s');
+    assert.deepEqual(marked[0]!.laterRunFailed, { date: 'd2', failures: ['server did not start'] });
+    writeSummary(file, {}, [entry('d3')]);
+    const fresh = (JSON.parse(readFileSync(file, 'utf8')) as { scenarios: SummaryEntry[] }).scenarios;
+    assert.equal(fresh[0]!.date, 'd3');
+    assert.equal(fresh[0]!.laterRunFailed, undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
