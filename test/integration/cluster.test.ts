@@ -65,15 +65,26 @@ function stop(n: Node): Promise<void> {
   });
 }
 
+/**
+ * A redis-server of the test's own and two nodes on it (`<name>-a`, `<name>-b`), stopped after the
+ * test; null when redis-server is missing (the test then skips, see redisFor).
+ */
+async function twoNodes(t: TestContext, name: string, nodeTtlMs?: number): Promise<{ redis: NonNullable<Awaited<ReturnType<typeof redisFor>>>; A: Node; B: Node } | null> {
+  const redis = await redisFor(t);
+  if (redis === null) return null;
+  const A = await startNode(redis.url, `${name}-a`, nodeTtlMs);
+  const B = await startNode(redis.url, `${name}-b`, nodeTtlMs);
+  t.after(async () => { await stop(A); await stop(B); });
+  return { redis, A, B };
+}
+
 const uids = (m: { data: Record<string, unknown> }, key = 'members'): string[] =>
   (m.data[key] as { uid: string }[]).map((x) => x.uid).sort();
 
 test('cluster: publish, presence and sendToUid cross nodes; Redis down → local delivery goes on, drops counted; recovery after restart', async (t) => {
-  const redis = await redisFor(t);
-  if (redis === null) return;
-  const A = await startNode(redis.url, 'node-a');
-  const B = await startNode(redis.url, 'node-b');
-  t.after(async () => { await stop(A); await stop(B); });
+  const nodes = await twoNodes(t, 'node');
+  if (nodes === null) return;
+  const { redis, A, B } = nodes;
   assert.equal(A.nodeId, 'node-a');
 
   const alice = await JsonClient.open(A.url);
@@ -134,11 +145,9 @@ test('cluster: publish, presence and sendToUid cross nodes; Redis down → local
 });
 
 test('cluster: a node killed with SIGKILL leaves no ghost members: the others see its members leave within nodeTtlMs', async (t) => {
-  const redis = await redisFor(t);
-  if (redis === null) return;
-  const A = await startNode(redis.url, 'ghost-a', 300);
-  const B = await startNode(redis.url, 'ghost-b', 300);
-  t.after(async () => { await stop(A); await stop(B); });
+  const nodes = await twoNodes(t, 'ghost', 300);
+  if (nodes === null) return;
+  const { A, B } = nodes;
 
   const alice = await JsonClient.open(A.url);
   const bob = await JsonClient.open(B.url);
@@ -262,11 +271,9 @@ async function member(n: Node, uid: string, room?: string): Promise<JsonClient> 
 }
 
 test('cluster: members who joined or left on a node while it was cut off from Redis are announced to the other nodes once it is back', async (t) => {
-  const redis = await redisFor(t);
-  if (redis === null) return;
-  const A = await startNode(redis.url, 'cut-a');
-  const B = await startNode(redis.url, 'cut-b');
-  t.after(async () => { await stop(A); await stop(B); });
+  const nodes = await twoNodes(t, 'cut');
+  if (nodes === null) return;
+  const { redis, A, B } = nodes;
   const alice = await member(A, 'alice', 'hall');
   const carl = await member(A, 'carl', 'hall');
   const bob = await member(B, 'bob', 'hall');
@@ -290,11 +297,9 @@ test('cluster: members who joined or left on a node while it was cut off from Re
 });
 
 test('cluster: a node cut off from Redis missed the other nodes\' joins and leaves; once back, its clients are shown them (also those who joined meanwhile)', async (t) => {
-  const redis = await redisFor(t);
-  if (redis === null) return;
-  const A = await startNode(redis.url, 'miss-a');
-  const B = await startNode(redis.url, 'miss-b');
-  t.after(async () => { await stop(A); await stop(B); });
+  const nodes = await twoNodes(t, 'miss');
+  if (nodes === null) return;
+  const { redis, A, B } = nodes;
   const alice = await member(A, 'alice', 'hall');
   const bob = await member(B, 'bob', 'hall');
   const bert = await member(B, 'bert', 'hall');
@@ -368,11 +373,9 @@ test('cluster: after Redis restarts empty, a node back before another does not s
 });
 
 test('cluster: a node cut off from Redis, once back, shows at once the leave of another node\'s last member of a room (that node is live: nothing is held back)', async (t) => {
-  const redis = await redisFor(t);
-  if (redis === null) return;
-  const A = await startNode(redis.url, 'last-a');
-  const B = await startNode(redis.url, 'last-b');
-  t.after(async () => { await stop(A); await stop(B); });
+  const nodes = await twoNodes(t, 'last');
+  if (nodes === null) return;
+  const { redis, A, B } = nodes;
   const alice = await member(A, 'alice', 'den');
   const bert = await member(B, 'bert', 'den');
   await member(B, 'bob', 'hall'); // B stays live in Redis with a member elsewhere
