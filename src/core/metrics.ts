@@ -63,7 +63,8 @@ export function prometheusText(s: ServerStats): string {
       .sample('ringwire_worker_errors_total', x.unknownEvents, { slot: x.slot, kind: 'unknown_event' })
       .sample('ringwire_worker_errors_total', x.asyncTimeouts, { slot: x.slot, kind: 'async_timeout' })
       .sample('ringwire_worker_errors_total', x.unhandledRejections, { slot: x.slot, kind: 'unhandled_rejection' })
-      .sample('ringwire_worker_errors_total', x.duplicateReplies, { slot: x.slot, kind: 'duplicate_reply' });
+      .sample('ringwire_worker_errors_total', x.duplicateReplies, { slot: x.slot, kind: 'duplicate_reply' })
+      .sample('ringwire_worker_errors_total', x.strayReplies, { slot: x.slot, kind: 'stray_reply' });
   }
   w.family('ringwire_resumes_total', 'counter', 'Sessions resumed on a new socket.').sample('ringwire_resumes_total', s.resumes);
   w.family('ringwire_detached', 'gauge', 'Connections whose socket dropped, waiting for a resume.').sample('ringwire_detached', s.detached);

@@ -1371,6 +1371,7 @@ export class Server {
         messages: k[0]!, handlerErrors: k[1]!, badFrames: k[2]!, unknownEvents: k[3]!,
         outboundFullWaits: k[4]!, hookErrors: k[6]!, asyncTimeouts: k[WorkerCounter.asyncTimeouts]!, discarded: k[WorkerCounter.discarded]!,
         unhandledRejections: k[WorkerCounter.unhandledRejections]!, duplicateReplies: k[WorkerCounter.duplicateReplies]!,
+        strayReplies: k[WorkerCounter.strayReplies]!,
       };
     });
     return {

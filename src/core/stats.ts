@@ -91,6 +91,12 @@ export interface WorkerStats {
    * after `deferReply()`, a `deferReply()` function called again); each is reported to `onError`.
    */
   duplicateReplies: number;
+  /**
+   * Replies not sent because no message was being handled for them: a `ctx.reply()` in a
+   * non-message hook (`onConnect`, `onResume`, ...) or from a timer or callback that ran after its
+   * message's chain ended; each is reported to `onError` (`RW_ERR_NO_MESSAGE`).
+   */
+  strayReplies: number;
 }
 
 export interface ServerStats {

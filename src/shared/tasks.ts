@@ -91,5 +91,11 @@ export const WorkerCounter = {
    * deferReply(), a deferReply() function called again): one answer per message.
    */
   duplicateReplies: 14,
-  count: 15,
+  /**
+   * Replies refused because no chain of their message was running: a ctx.reply() (or deferReply())
+   * in onConnect/onResume/onAway/onDrain, or from a timer or callback whose message's chain had
+   * ended (another message's chain may be running: it is not that message's answer).
+   */
+  strayReplies: 15,
+  count: 16,
 } as const;

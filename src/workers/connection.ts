@@ -10,7 +10,7 @@ import { RequestOp } from '../shared/records.js';
 import { ErrorCodes, RingwireError } from '../shared/errors.js';
 import type { ModuleRt } from './loader.js';
 import type { Outbox } from './outbox.js';
-import { replyRefused } from './pipeline.js';
+import { inOwnChain, replyRefused, replyStray, strayMessage } from './pipeline.js';
 import { CloseCode, cutCloseReason } from '../shared/constants.js';
 
 const EMPTY = new Uint8Array(0);
@@ -44,6 +44,12 @@ export class Conn implements Context, UpgradeContext {
   payload: Uint8Array = EMPTY;
   data: unknown = undefined;
   replied = false;
+  /**
+   * The identity of the message chain running for this connection (unique in the worker), 0 when
+   * none runs: set when a message's hooks start, cleared when they end (sync return, or the async
+   * chain's settlement or abandonment). reply() and deferReply() need it to be the caller's own.
+   */
+  chainSeq = 0;
   /** The current message's deferReply() state (null when none was taken): `sent` once it answered. */
   deferred: { sent: boolean } | null = null;
   /** close() was called by a handler: the rest of the chain is skipped. */
@@ -96,6 +102,14 @@ export class Conn implements Context, UpgradeContext {
 
   // ---- messages ----
   /**
+   * Answers the message whose chain the caller belongs to, and only while that chain runs: `ctx` is
+   * one object per connection, so a reply from a hook that handles no message (onConnect, ...) or
+   * from a timer or callback that outlived its chain would otherwise go out with whatever message
+   * the connection had last (ref 0 before any), or answer the message handled by then, which the
+   * client takes for that message's answer. Such a reply is refused: reported to onError
+   * (RW_ERR_NO_MESSAGE) and counted (strayReplies). Raw included: no ref to confuse there, but a
+   * piece in the middle of another message's answer is no better; send() is the call outside a chain.
+   *
    * One answer per message: a client correlates answers by `ref`, and a second frame with it would be
    * taken for the answer to nothing (or, ref 0, to a message never sent). A refused reply is not sent,
    * not thrown either (it may come from a timer, where a throw would end the worker): it is reported
@@ -103,6 +117,10 @@ export class Conn implements Context, UpgradeContext {
    * ref, so nothing can be taken for the wrong answer there: a raw handler may reply in pieces.
    */
   reply(payload: unknown): void {
+    if (!inOwnChain(this)) {
+      replyStray(this);
+      return;
+    }
     if (this.replied && this.module.codec.name !== 'raw') {
       replyRefused(this, this.event, this.ref);
       return;
@@ -115,10 +133,13 @@ export class Conn implements Context, UpgradeContext {
 
   /**
    * Takes the answer of the current message: throws RW_ERR_ALREADY_REPLIED when it was answered or
-   * deferred already (a second function would answer the same ref twice). The function answers once;
+   * deferred already (a second function would answer the same ref twice), RW_ERR_NO_MESSAGE when no
+   * chain of the caller's message is running (as reply() is refused: it would bind another message's
+   * ref, or none). The function answers once, at any time (it keeps its message's event and ref);
    * a later call is refused as a second reply() is.
    */
   deferReply(): (payload: unknown) => void {
+    if (!inOwnChain(this)) throw new RingwireError(ErrorCodes.RW_ERR_NO_MESSAGE, strayMessage('ctx.deferReply()'));
     const once = this.module.codec.name !== 'raw';
     if (this.replied && once) {
       throw new RingwireError(ErrorCodes.RW_ERR_ALREADY_REPLIED,

@@ -64,21 +64,26 @@ export interface Context {
   /** True once the current message was answered (`reply()`, `deferReply()` or an error reply). */
   readonly replied: boolean;
   /**
-   * Answer the current message (its event and `ref`). `ctx` is one object per connection, so call
-   * it before the handler (or the promise it returns) settles: a reply from a timer or callback the
-   * handler did not await answers whatever message the connection is handling by then. To answer
-   * later, await the work in the handler (the connection's next message waits for it), or take
-   * a `deferReply()`. One answer per message: a reply for a message answered already is not sent; it
-   * goes to onError (RW_ERR_ALREADY_REPLIED) and is counted (`duplicateReplies`).
+   * Answer the current message (its event and `ref`), while its chain runs: in its hooks and
+   * handler, synchronously or before the promise they return settles (a timer or callback the chain
+   * started counts while the chain is pending). To answer later, await the work in the handler (the
+   * connection's next message waits for it), or take a `deferReply()`. A reply made where no chain
+   * of its message runs (onConnect and the other hooks that handle no message, a timer or callback
+   * that outlived its chain, even while a later message runs) is not sent: it goes to onError
+   * (RW_ERR_NO_MESSAGE) and is counted (`strayReplies`); use send() to push. One answer per message
+   * (raw codec: any number of pieces): a reply for a message answered already is not sent; it goes
+   * to onError (RW_ERR_ALREADY_REPLIED) and is counted (`duplicateReplies`).
    */
   reply(payload: unknown): void;
   /**
    * A reply function bound to the current message (its event and `ref`), for an answer given
    * after the handler has returned (a callback API, say) while the connection's next messages go
    * on. Marks the message as answered, as reply() does. Sent to a connection closed meanwhile, it
-   * is dropped and counted (`drops.staleHandle`). Throws RW_ERR_ALREADY_REPLIED when the message was
-   * answered or deferred already; the function answers once (a later call is refused as a second
-   * reply() is), and not at all when the handler failed first (its error reply was the answer).
+   * is dropped and counted (`drops.staleHandle`). Take it while the message's chain runs (it throws
+   * RW_ERR_NO_MESSAGE elsewhere, where reply() is refused); the function may be called at any time
+   * after. Throws RW_ERR_ALREADY_REPLIED when the message was answered or deferred already; the
+   * function answers once (a later call is refused as a second reply() is), and not at all when the
+   * handler failed first (its error reply was the answer).
    */
   deferReply(): (payload: unknown) => void;
   send(payload: unknown, options?: SendOptions): void;

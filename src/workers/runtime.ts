@@ -23,7 +23,7 @@ import { Conn, ConnState, ownerOf } from './connection.js';
 import { describeModule, loadAll, type Loaded, type RouteRt } from './loader.js';
 import { Outbox, readU32 } from './outbox.js';
 import {
-  abandon, errorReply, frameFailed, mergeInto, reportUnhandled, runConnect, runDrain, runDisconnect, runMessage, runSession, runUpgrade, setPipelineHost, type PipelineHost,
+  abandon, errorReply, frameFailed, mergeInto, reportUnhandled, runConnect, runDrain, runDisconnect, runSession, runUpgrade, setPipelineHost, startMessage, type PipelineHost,
 } from './pipeline.js';
 
 const utf8d = new TextDecoder();
@@ -100,6 +100,7 @@ class Serve implements PipelineHost {
 
   private release(conn: Conn): void {
     conn.busy = false;
+    conn.chainSeq = 0; // a late reply() of the chain (or a timer it left) answers nothing now
     // The chain is over: its message (a detached copy by now) is not the connection's any more.
     conn.payload = EMPTY_REC;
     conn.data = undefined;
@@ -377,7 +378,7 @@ function onMessage(s: Serve, conn: Conn, data: Uint8Array, binary: boolean, star
     conn.data = undefined;
     return;
   }
-  const p = runMessage(conn, route.chain, 0);
+  const p = startMessage(conn, route.chain);
   if (p !== undefined) s.startAsync(conn, p, 'message');
   else {
     // Done: the views must not outlive this batch (a timer or a later hook would read reused memory).

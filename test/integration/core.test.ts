@@ -262,6 +262,7 @@ test('close from a handler with a long reason: the client gets the code and the 
 test('json and raw codecs', async () => {
   const server = createServer({ modules: [fixture('json.module'), fixture('raw.module'), fixture('raw-pieces.module')], workers: 1 });
   const port = await server.listen(0, '127.0.0.1');
+  const sink = new LabelSink('rw-test-labels');
   try {
     const j = await Client.open(`ws://127.0.0.1:${port}/json`);
     j.ws.send(JSON.stringify({ cmd: 'ADD', data: { a: 2, b: 40 }, ref: 5 }));
@@ -285,8 +286,17 @@ test('json and raw codecs', async () => {
     assert.deepEqual([...(await p.nextRaw()).data], [1, 2]);
     assert.deepEqual([...(await p.nextRaw()).data], [2, 1]);
     assert.equal(server.stats().workers[0]!.duplicateReplies, 0);
+    // Pieces, but only during the message's chain: a reply from a timer after it is refused (raw too).
+    p.ws.send(Buffer.from([0]));
+    assert.deepEqual([...(await p.nextRaw()).data], [0]);
+    await sink.until((l) => l.includes('/raw-pieces stray tried'));
+    p.ws.send(Buffer.from([1, 2]));
+    assert.deepEqual([...(await p.nextRaw()).data], [1, 2], 'the late piece was not sent');
+    assert.deepEqual([...(await p.nextRaw()).data], [2, 1]);
+    assert.equal(server.stats().workers[0]!.strayReplies, 1);
     await Promise.all([j.close(), r.close(), p.close()]);
   } finally {
+    sink.close();
     await server.close();
   }
 });

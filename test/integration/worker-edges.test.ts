@@ -148,6 +148,84 @@ test('one answer per message: a second deferReply() throws RW_ERR_ALREADY_REPLIE
   }
 });
 
+test('ctx.reply() outside a message chain (onConnect): refused with RW_ERR_NO_MESSAGE, counted, nothing sent', async () => {
+  await withServer({}, async (url, server) => {
+    const c = await Client.open(`${url}/replyconnect`);
+    // The first frame the client gets is its own message's answer: onConnect's reply went nowhere
+    // (before, it went out with ref 0, an answer to a message never sent).
+    const e = await c.call('ECHO', 'x', 3);
+    assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 3, 'x']);
+    const w = server.stats().workers[0]!;
+    assert.equal(w.strayReplies, 1);
+    assert.equal(w.duplicateReplies, 0);
+    assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+    await c.close();
+  });
+});
+
+test('a timer left by message A cannot answer message B: while B\'s async chain is pending, A\'s late ctx.reply() is refused (RW_ERR_NO_MESSAGE) and B gets its own answer', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({}, async (url, server) => {
+      const a = await Client.open(`${url}/a`);
+      const armed = await a.call('STRAY_ARM', '', 1);
+      assert.deepEqual([armed.event, armed.ref, armed.text], ['STRAY_ARM', 1, 'armed']);
+      // B fires A's timer, then waits for 'go': the timer runs while B's chain is pending.
+      a.emit('STRAY_FIRE', '', 2);
+      try {
+        await sink.until((l) => l.includes('/e stray tried'));
+      } finally {
+        go.postMessage('go');
+      }
+      // Before, A's 'late' went out as B's answer (B's event and ref) and B's own reply was refused.
+      const b = await a.next();
+      assert.deepEqual([b.event, b.ref, b.text], ['STRAY_FIRE', 2, 'own']);
+      const e = await a.call('ECHO', 'next', 3);
+      assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 3, 'next'], 'nothing else was sent');
+      const w = server.stats().workers[0]!;
+      assert.equal(w.strayReplies, 1);
+      assert.equal(w.duplicateReplies, 0);
+      assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+      await a.close();
+    });
+  } finally {
+    go.close();
+    sink.close();
+  }
+});
+
+test('deferReply() answers with its own ref after its chain ended; a plain ctx.reply() beside it is refused as RW_ERR_NO_MESSAGE, not as a duplicate', async () => {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({}, async (url, server) => {
+      const a = await Client.open(`${url}/a`);
+      a.emit('DEFER_STRAY', '', 10);
+      try {
+        // A later message answered in between: the connection's last message was answered.
+        const e = await a.call('ECHO', 'between', 11);
+        assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 11, 'between']);
+      } finally {
+        go.postMessage('go');
+      }
+      const d = await a.next();
+      assert.deepEqual([d.event, d.ref, d.text], ['DEFER_STRAY', 10, 'deferred']);
+      await sink.until((l) => l.includes('/e defer-stray done'));
+      const e = await a.call('ECHO', 'after', 12);
+      assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 12, 'after'], 'the stray reply was not sent');
+      const w = server.stats().workers[0]!;
+      assert.equal(w.strayReplies, 1);
+      assert.equal(w.duplicateReplies, 0, 'before, it was refused as a duplicate of ECHO 11');
+      assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+      await a.close();
+    });
+  } finally {
+    go.close();
+    sink.close();
+  }
+});
+
 test('a full handler backlog: 1013, queued messages discarded and counted, onDisconnect runs exactly once', async () => {
   const sink = new LabelSink('rw-test-labels');
   try {
