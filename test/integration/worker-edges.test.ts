@@ -332,8 +332,10 @@ test('sendAll is bounded: past 64 MiB of payloads waiting for their pages, a sen
     const observer = await Client.open(`ws://127.0.0.1:${port}/all`);
     const size = 1024 * 1024 - 1024;
     assert.equal((await sender.call('SPAM_ALL', `100,${size}`)).text, '100');
+    // 36 when all 100 reach the I/O thread in one drain (the usual case); fewer when a drain pass
+    // ran between them and pages already went out (seen under heavy load): never more, never none.
     const refused = server.stats().drops.sendAllOverflow;
-    assert.equal(refused, 36, 'the 65th and later do not fit 64 MiB');
+    assert.ok(refused >= 1 && refused <= 36, `the 65th and later do not fit 64 MiB: ${refused} refused`);
     for (let i = 0; i < 100 - refused; i++) {
       const f = await observer.next();
       assert.equal(f.payload.length, size);
