@@ -36,4 +36,5 @@ export type {
   Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions, Stage,
   SendOptions, UpgradeHook, ConnectHook, MessageHook, DisconnectHook, ErrorHook, MaybePromise,
   AwayHook, ResumeHook, SubscribeHook, DrainHook, PresenceMember, ResumeInfo, ConnectionRecord, RoomSummary,
+  PageOptions, RoomListPage, MemberPage,
 } from './workers/define.js';

@@ -11,6 +11,7 @@ export type {
   Context, UpgradeContext, ModuleDefinition, HooksDefinition, EventDefinition, ModuleSocketOptions,
   Stage, SendOptions, CodecName, UpgradeHook, ConnectHook, MessageHook, DisconnectHook, ErrorHook, MaybePromise,
   AwayHook, ResumeHook, SubscribeHook, DrainHook, PresenceMember, ResumeInfo, ConnectionRecord, RoomSummary,
+  PageOptions, RoomListPage, MemberPage,
 } from './workers/define.js';
 export { encodeFrame, decodeFrame } from './shared/wire.js';
 export { CloseCode } from './shared/constants.js';

@@ -20,7 +20,8 @@ import { CorkCarrier } from './cork-carrier.js';
 import { CommandExecutor, refusePending, statusLine, type PendingUpgrade, type SocketData, type SocketHolder } from './commands.js';
 import { ClientSock, TopicRegistry, asSock, type BackpressureLimits, type Sock } from './client-sock.js';
 import { RESUME_IN_PROGRESS, SessionManager, type ClusterLink, type ResumeOptions } from './sessions.js';
-import type { PresenceMember, RoomSummary } from '../workers/define.js';
+import type { MemberPage, PageOptions, PresenceMember, RoomListPage, RoomSummary } from '../workers/define.js';
+import { checkPageOptions } from '../shared/paging.js';
 import { RedisBus, type BusMessage } from './cluster.js';
 import type { AddClientResult, ClientManager, ClientRequest, Connector, ConnectorClient, RouteTable } from './connector.js';
 import { dropChannel } from '../shared/diagnostics.js';
@@ -1332,13 +1333,28 @@ export class Server {
   }
 
   /** Members of a room on this node (see ctx.join), or null when nobody joined it. */
-  roomMembers(room: string): PresenceMember[] | null {
-    return this.sessions.roomInfo(room).members;
+  roomMembers(room: string): PresenceMember[] | null;
+  /**
+   * One page of a room's members on this node, by handle, as `ctx.room(topic, options)` pages them
+   * (no ring here, so a page is cut at `limit` only). Pass `next` back as `after` until it is null.
+   */
+  roomMembers(room: string, page: PageOptions): MemberPage;
+  roomMembers(room: string, page?: PageOptions): PresenceMember[] | null | MemberPage {
+    const members = this.sessions.roomInfo(room).members;
+    if (page === undefined) return members;
+    return this.sessions.memberPage(members, checkPageOptions(page, 'server.roomMembers()', true)).page;
   }
 
   /** The rooms with members on this node, with their member counts (detached sessions included); handlers: `await ctx.listRooms()`. */
-  listRooms(): RoomSummary[] {
-    return this.sessions.roomList();
+  listRooms(): RoomSummary[];
+  /**
+   * One page of the room list, by room name, as `ctx.listRooms(options)` pages it (no ring here, so
+   * a page is cut at `limit` only). Pass `next` back as `after` until it is null.
+   */
+  listRooms(page: PageOptions): RoomListPage;
+  listRooms(page?: PageOptions): RoomSummary[] | RoomListPage {
+    if (page === undefined) return this.sessions.roomList();
+    return this.sessions.roomPage(checkPageOptions(page, 'server.listRooms()', false)).page;
   }
 
   /** Handles bound to a uid on this node (live or detached). */

@@ -37,7 +37,10 @@ import { ClientSock, type Sock } from './client-sock.js';
 import type { Slot } from './slot.js';
 // PresenceMember is the public type (define.ts, exported by both entries), so what
 // server.roomMembers() returns is a type users can name.
-import type { PresenceMember, RoomSummary } from '../workers/define.js';
+import type { MemberPage, PresenceMember, RoomListPage, RoomSummary } from '../workers/define.js';
+import {
+  PAGE_DEFAULT_LIMIT, PAGE_MAX_LIMIT, cutPage, firstAfter, memberCursor, membersAfter, type PageRequest,
+} from '../shared/paging.js';
 
 export interface ResumeOptions {
   /** How long a dropped connection keeps its session, in ms. */
@@ -123,6 +126,8 @@ const EMPTY = new Uint8Array(0);
 const PAGE = 1024;
 /** Bytes of sendAll payloads waiting for their pages; past it a sendAll is refused (drops.sendAllOverflow). */
 const MAX_PAGED_BYTES = 64 * 1024 * 1024;
+/** Bytes of a paged reply besides its entries: the field names, subscribers, total, brackets (next is counted apart). */
+const PAGE_FIXED_BYTES = 96;
 /** Rooms healRemote() reads from Redis at once (each wave answered before the next; within the bus's maxQueue). */
 const HEAL_WAVE = 256;
 /** First wait before a room's failed first read of the other nodes' members is retried (doubling; see retryFirstRead). */
@@ -188,6 +193,8 @@ export class SessionManager {
   readonly uids = new Map<string, Set<number>>();
   /** room → handle → member. */
   readonly rooms = new Map<string, Map<number, PresenceMember>>();
+  /** The room names in page order (paged room lists); null when a room came or went since they were sorted. */
+  private roomNames: string[] | null = null;
   /** Cluster joiners waiting for the other nodes' members, by room and handle: the diffs of the room meanwhile. */
   private readonly syncing = new Map<string, Map<number, PresenceDiff[]>>();
   /**
@@ -633,6 +640,7 @@ export class SessionManager {
     if (members === undefined) {
       members = new Map();
       this.rooms.set(room, members);
+      this.roomNames = null;
       if (this.host.cluster !== null) this.remote.set(room, new Map());
     }
     const me: PresenceMember = { handle: ud.handle, uid: ud.uid, meta: meta ?? null, node: this.host.cluster?.nodeId ?? '' };
@@ -865,6 +873,7 @@ export class SessionManager {
     this.host.cluster?.presence(room, 'leave', me);
     if (members.size === 0) {
       this.rooms.delete(room);
+      this.roomNames = null;
       const view = this.remote.get(room);
       if (view !== undefined) this.firstReadDone(room, view);
       this.remote.delete(room);
@@ -915,6 +924,36 @@ export class SessionManager {
   roomInfo(topic: string): { members: PresenceMember[] | null } {
     const m = this.rooms.get(topic);
     return { members: m === undefined ? null : [...m.values()] };
+  }
+
+  /**
+   * A page of roomList(), by room name (see shared/paging.ts), its entries at most `maxBytes` of
+   * JSON with the page's other fields (Infinity: no byte limit, the server's own call). `json`: the
+   * entries' JSON, measured to cut the page (empty without a byte limit), which the reply is made of.
+   */
+  roomPage(req: PageRequest, maxBytes = Infinity): { page: RoomListPage; json: string[] } {
+    // Sorted once for a whole walk while no room comes or goes (a 100k-room sort is tens of ms
+    // on the I/O thread): each page is then a binary search and a slice.
+    const names = this.roomNames ??= [...this.rooms.keys()].sort();
+    const from = firstAfter(names, req.after);
+    const entries: RoomSummary[] = [];
+    for (let i = from; i < Math.min(names.length, from + req.limit); i++) {
+      entries.push({ room: names[i]!, members: this.rooms.get(names[i]!)!.size });
+    }
+    const cut = cutPage(entries, 0, req.limit, maxBytes, PAGE_FIXED_BYTES, (e) => e.room);
+    const rooms = entries.length === cut.count ? entries : entries.slice(0, cut.count);
+    const next = from + rooms.length < names.length && rooms.length > 0 ? rooms[rooms.length - 1]!.room : null;
+    return { page: { rooms, next, total: names.length }, json: cut.json };
+  }
+
+  /** A page of `members` (a room's, all nodes' in a cluster; null: no such room), as roomPage. */
+  memberPage(members: readonly PresenceMember[] | null, req: PageRequest, maxBytes = Infinity): { page: MemberPage; json: string[] } {
+    if (members === null) return { page: { members: null, next: null, total: 0 }, json: [] };
+    const { rest, total } = membersAfter(members, req.after);
+    const cut = cutPage(rest, 0, req.limit, maxBytes, PAGE_FIXED_BYTES, memberCursor);
+    const page = rest.slice(0, cut.count);
+    const next = page.length < rest.length && page.length > 0 ? memberCursor(page[page.length - 1]!) : null;
+    return { page: { members: page, next, total }, json: cut.json };
   }
 
   // ------------------------------------------------------------------ requests from workers
@@ -1011,19 +1050,35 @@ export class SessionManager {
       }
       case RequestOp.RoomInfo: {
         const t = r.text() ?? '';
+        const req = pageRequest(r.dataArray());
         const local = this.roomInfo(t).members;
+        const answer = (members: PresenceMember[] | null): void => {
+          if (req === null) {
+            return this.ok(slot, id, handle, { subscribers: subscribers(t), members },
+              'page the members with ctx.room(topic, { limit, after }), or raise ringBytes');
+          }
+          const { page, json } = this.memberPage(members, req, slot.replyBytes);
+          const list = page.members === null ? 'null' : `[${json.join(',')}]`;
+          this.okJson(slot, id, handle,
+            `{"subscribers":${subscribers(t)},"members":${list},"next":${JSON.stringify(page.next)},"total":${page.total}}`);
+        };
         const cluster = this.host.cluster;
-        if (cluster === null) return this.ok(slot, id, handle, { subscribers: subscribers(t), members: local });
+        if (cluster === null) return answer(local);
         void cluster.remoteMembers(t).then((remote) => {
-          const members = remote === null || remote.length === 0 ? local : [...(local ?? []), ...remote];
-          if (slot.generation === gen) this.ok(slot, id, handle, { subscribers: subscribers(t), members });
+          if (slot.generation === gen) answer(remote === null || remote.length === 0 ? local : [...(local ?? []), ...remote]);
         });
         return;
       }
       case RequestOp.ConnInfo:
         return this.ok(slot, id, handle, this.host.connection(handle));
-      case RequestOp.RoomList:
-        return this.ok(slot, id, handle, this.roomList());
+      case RequestOp.RoomList: {
+        const req = pageRequest(r.dataArray());
+        // Unpaged, the answer is what it always was (every room, in creation order), or, when it
+        // does not fit the ring, an error that names the paging that does.
+        if (req === null) return this.ok(slot, id, handle, this.roomList(), 'page the list with ctx.listRooms({ limit, after }), or raise ringBytes');
+        const { page, json } = this.roomPage(req, slot.replyBytes);
+        return this.okJson(slot, id, handle, `{"rooms":[${json.join(',')}],"next":${JSON.stringify(page.next)},"total":${page.total}}`);
+      }
       case RequestOp.SendAll: {
         const except = new Set<number>();
         for (let i = 0; i < r.handlesLength(); i++) except.add(r.handles(i)!);
@@ -1043,8 +1098,13 @@ export class SessionManager {
     }
   }
 
-  private ok(slot: Slot, id: number, handle: number, value: unknown): void {
-    if (id !== 0) slot.notice(NoticeOp.Reply, id, 0, handle, enc.encode(JSON.stringify(value ?? null)));
+  /** `remedy`: what the worker's error says to do when the reply does not fit its ring (see Slot.notice). */
+  private ok(slot: Slot, id: number, handle: number, value: unknown, remedy?: string): void {
+    if (id !== 0) slot.notice(NoticeOp.Reply, id, 0, handle, enc.encode(JSON.stringify(value ?? null)), remedy);
+  }
+
+  private okJson(slot: Slot, id: number, handle: number, json: string): void {
+    if (id !== 0) slot.notice(NoticeOp.Reply, id, 0, handle, enc.encode(json));
   }
 
   private fail(slot: Slot, id: number, handle: number, code: string, message: string): void {
@@ -1094,6 +1154,17 @@ export class SessionManager {
 function sendFrame(sock: Sock, f: { data: Uint8Array; binary: boolean }): void {
   if (sock instanceof ClientSock) sock.sendUncounted(f.data, f.binary);
   else sock.send(f.data, f.binary);
+}
+
+/**
+ * A paged request's { limit, after } (checked by the worker's ctx method); null for an unpaged
+ * one (no data), which keeps its old answer.
+ */
+function pageRequest(b: Uint8Array | null): PageRequest | null {
+  if (b === null || b.length === 0) return null;
+  const o = parseJson(b) as { limit?: unknown; after?: unknown } | null;
+  const limit = typeof o?.limit === 'number' && Number.isInteger(o.limit) ? Math.min(Math.max(o.limit, 1), PAGE_MAX_LIMIT) : PAGE_DEFAULT_LIMIT;
+  return { limit, after: typeof o?.after === 'string' ? o.after : null };
 }
 
 function parseJson(b: Uint8Array | null): unknown {

@@ -196,6 +196,11 @@ export class Slot {
     this.pending.push({ kind: 0, after: this.ovIn, handle, code, reason: reason.slice() });
   }
 
+  /** Most data bytes a notice (a request's reply) can carry: what a paged reply is cut to. */
+  get replyBytes(): number {
+    return this.inbound.maxRecord - NOTICE_OVERHEAD;
+  }
+
   /** Called for a notice that can never fit the ring (the server counts drops.noticeTooLarge). */
   onTooLarge: () => void = () => undefined;
 
@@ -204,15 +209,16 @@ export class Slot {
    * one exception: a record larger than the ring can ever hold (a room listing thousands of
    * members, say). A reply then becomes an RW_ERR_RECORD_TOO_LARGE failure, so the worker's
    * request rejects instead of waiting for ever and the ring does not jam behind it; counted.
+   * `remedy` ends that error's message (what the caller can do instead; default: raise ringBytes).
    */
-  notice(op: number, id: number, status: number, handle: number, data: Uint8Array): void {
-    if (data.length + NOTICE_OVERHEAD > this.inbound.maxRecord) {
+  notice(op: number, id: number, status: number, handle: number, data: Uint8Array, remedy = 'raise ringBytes'): void {
+    if (data.length > this.replyBytes) {
       this.onTooLarge();
       if (op !== NoticeOp.Reply || id === 0) return;
       status = 1;
       data = utf8.encode(JSON.stringify({
         code: ErrorCodes.RW_ERR_RECORD_TOO_LARGE,
-        message: `reply of ${data.length} bytes does not fit the worker's ring (raise ringBytes)`,
+        message: `reply of ${data.length} bytes does not fit the worker's ring (${remedy})`,
       }));
     }
     if (!this.backlog && this.pending.length === 0) {

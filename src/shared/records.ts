@@ -100,13 +100,19 @@ export const RequestOp = {
   Join: 4,
   /** text = room. */
   Leave: 5,
-  /** text = topic; replies { subscribers, members? }. */
+  /**
+   * text = topic; replies { subscribers, members }. With data = JSON { limit, after } (ctx.room(topic,
+   * options)), one page: { subscribers, members, next, total } (src/shared/paging.ts).
+   */
   RoomInfo: 6,
   /** Paged send to every connection of module `handle` (-1: all modules) except `handles`; data = message. */
   SendAll: 7,
   /** `handle`'s connection record (server.connection()); replies with it or null. */
   ConnInfo: 8,
-  /** Replies with this node's rooms: [{ room, members }] (server.listRooms()). */
+  /**
+   * Replies with this node's rooms: [{ room, members }] (server.listRooms()). With data = JSON
+   * { limit, after } (ctx.listRooms(options)), one page: { rooms, next, total }.
+   */
   RoomList: 9,
 } as const;
 

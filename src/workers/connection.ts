@@ -5,7 +5,10 @@
  * payload, data) are overwritten for each message; messages of one connection run one at
  * a time, so that is safe even with async handlers.
  */
-import type { ConnectionRecord, Context, PresenceMember, RoomSummary, SendOptions, UpgradeContext } from './define.js';
+import type {
+  ConnectionRecord, Context, MemberPage, PageOptions, PresenceMember, RoomListPage, RoomSummary, SendOptions, UpgradeContext,
+} from './define.js';
+import { checkPageOptions } from '../shared/paging.js';
 import { RequestOp } from '../shared/records.js';
 import { ErrorCodes, RingwireError } from '../shared/errors.js';
 import type { ModuleRt } from './loader.js';
@@ -303,20 +306,22 @@ export class Conn implements Context, UpgradeContext {
     this.outbox.request(RequestOp.Leave, this.handle, room, null, false, null, false);
   }
 
-  async room(topic: string): Promise<{ subscribers: number; members: PresenceMember[] | null }> {
+  room(topic: string): Promise<{ subscribers: number; members: PresenceMember[] | null }>;
+  room(topic: string, page: PageOptions): Promise<MemberPage & { readonly subscribers: number }>;
+  async room(topic: string, page?: PageOptions): Promise<unknown> {
     try {
       checkTopic(topic);
-      return await this.outbox.request(RequestOp.RoomInfo, this.handle, topic, null, false, null, true) as {
-        subscribers: number; members: PresenceMember[] | null;
-      };
+      return await this.outbox.request(RequestOp.RoomInfo, this.handle, topic, null, false, pageData(page, 'room()', true), true);
     } catch (err) {
       throw owned(this, err);
     }
   }
 
-  async listRooms(): Promise<RoomSummary[]> {
+  listRooms(): Promise<RoomSummary[]>;
+  listRooms(page: PageOptions): Promise<RoomListPage>;
+  async listRooms(page?: PageOptions): Promise<unknown> {
     try {
-      return await this.outbox.request(RequestOp.RoomList, this.handle, '', null, false, null, true) as RoomSummary[];
+      return await this.outbox.request(RequestOp.RoomList, this.handle, '', null, false, pageData(page, 'listRooms()', false), true);
     } catch (err) {
       throw owned(this, err);
     }
@@ -383,6 +388,16 @@ function checkHeaders(headers: Record<string, string>): Record<string, string> {
 
 function sendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && (code < 1004 || code > 1006)) || (code >= 3000 && code <= 4999);
+}
+
+/**
+ * A paged request's data (JSON { limit, after }, checked here so the caller gets the TypeError or
+ * RangeError); null for the unpaged form, whose answer keeps its old shape. `undefined` alone is
+ * unpaged: `listRooms({})` is the first page.
+ */
+function pageData(page: PageOptions | undefined, where: string, members: boolean): Uint8Array | null {
+  if (page === undefined) return null;
+  return utf8.encode(JSON.stringify(checkPageOptions(page, where, members)));
 }
 
 /** Longest topic or room name, in UTF-8 bytes: what the cluster's bus envelope and presence keys carry. */

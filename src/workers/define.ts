@@ -131,13 +131,62 @@ export interface Context {
    */
   join(room: string, meta?: unknown): Promise<PresenceMember[]>;
   leave(room: string): void;
-  /** Subscribers of a topic on this node, and its presence members when it is a room. */
+  /**
+   * Subscribers of a topic on this node, and its presence members when it is a room (every node's in
+   * a cluster). The answer is one ring record: a room whose member list outgrows it (about half of
+   * `ringBytes`) rejects with RW_ERR_RECORD_TOO_LARGE; page such a room with the options form.
+   */
   room(topic: string): Promise<{ subscribers: number; members: PresenceMember[] | null }>;
   /**
+   * One page of the room's members, ordered by node, then handle: at most `limit` (default 100, at
+   * most 10,000), and never more than fit one ring record (so a page may be shorter with more to
+   * come). Pass `next` back as `after` until it is null. `members` is null when nobody joined the room.
+   */
+  room(topic: string, page: PageOptions): Promise<MemberPage & { readonly subscribers: number }>;
+  /**
    * The rooms with members on this node and their member counts (a lobby's list of tables), detached
-   * sessions included. Not cluster-wide: each node lists its own, as `broadcast()` stays on its node.
+   * sessions included, in the order they were created. Not cluster-wide: each node lists its own, as
+   * `broadcast()` stays on its node. The answer is one ring record: when very many rooms outgrow it
+   * (about half of `ringBytes`), this rejects with RW_ERR_RECORD_TOO_LARGE; use the options form.
    */
   listRooms(): Promise<RoomSummary[]>;
+  /**
+   * One page of the room list, ordered by room name (UTF-16 order, as `<` compares strings): at most
+   * `limit` rooms (default 100, at most 10,000), and never more than fit one ring record (so a page may
+   * be shorter with more to come). Pass `next` back as `after` until it is null.
+   */
+  listRooms(page: PageOptions): Promise<RoomListPage>;
+}
+
+/**
+ * Paging of `ctx.listRooms()`, `ctx.room()`, `server.listRooms()` and `server.roomMembers()`.
+ * Pages follow a cursor, not an offset: an entry that exists during a whole walk is listed exactly
+ * once, whatever is added or removed meanwhile.
+ */
+export interface PageOptions {
+  /** Most entries on the page (1 to 10,000; default 100). A worker's page may hold fewer, to fit its ring. */
+  readonly limit?: number;
+  /** The previous page's `next`; left out for the first page. */
+  readonly after?: string;
+}
+
+/** A page of the room list (`ctx.listRooms(options)`, `server.listRooms(options)`). */
+export interface RoomListPage {
+  readonly rooms: RoomSummary[];
+  /** The cursor of the next page (the last room's name), or null when this is the last page. */
+  readonly next: string | null;
+  /** Rooms on this node in all. */
+  readonly total: number;
+}
+
+/** A page of a room's members (`ctx.room(topic, options)`, `server.roomMembers(room, options)`). */
+export interface MemberPage {
+  /** null when nobody joined the room. */
+  readonly members: PresenceMember[] | null;
+  /** The cursor of the next page (the last member's handle, `node:handle` in a cluster), or null when this is the last page. */
+  readonly next: string | null;
+  /** Members in all. */
+  readonly total: number;
 }
 
 /** A room as `ctx.listRooms()` and `server.listRooms()` list it. */

@@ -144,6 +144,41 @@ test('cluster: publish, presence and sendToUid cross nodes; Redis down → local
   assert.equal((await bob.next('direct')).data as unknown, 'back');
 });
 
+test('cluster: ctx.room(topic, { limit, after }) pages the members of every node, by node then handle; a cursor is `node:handle`, so equal handles on two nodes are both listed, once', async (t) => {
+  const nodes = await twoNodes(t, 'page');
+  if (nodes === null) return;
+  const { A, B } = nodes;
+  const clients: JsonClient[] = [];
+  for (const n of [B, A, B, A, B, A]) {
+    const c = await JsonClient.open(n.url);
+    clients.push(c);
+    await c.call('JOIN', { room: 'hall' });
+  }
+  const asker = clients[0]!;
+  const members = async (): Promise<{ node: string; handle: number }[]> =>
+    ((await asker.call('LIST', { room: 'hall' })).data['ok'] as { members: { node: string; handle: number }[] }).members;
+  // The first joiner sees the five others join (a node writes the member to Redis before its diff goes out).
+  for (let joins = 0; joins < 5;) joins += ((await asker.next('presence_diff')).data['joins'] as unknown[]).length;
+  const expected = (await members()).slice().sort((x, y) => (x.node === y.node ? x.handle - y.handle : x.node < y.node ? -1 : 1));
+  // Two fresh nodes hand out the same handles: only node and handle together name a member.
+  assert.deepEqual(expected.filter((m) => m.node === 'page-a').map((m) => m.handle), expected.filter((m) => m.node === 'page-b').map((m) => m.handle));
+
+  const walked: unknown[] = [];
+  const cursors: (string | null)[] = [];
+  let after: string | null = null;
+  do {
+    const r = await asker.call('LIST', { room: 'hall', page: after === null ? { limit: 2 } : { limit: 2, after } });
+    const p = r.data['ok'] as { members: unknown[]; next: string | null; total: number; subscribers: number };
+    assert.equal(p.total, 6);
+    assert.equal(p.subscribers, 3, 'subscribers stay this node\'s');
+    walked.push(...p.members);
+    cursors.push(p.next);
+    after = p.next;
+  } while (after !== null && cursors.length < 10);
+  assert.deepEqual(walked, expected);
+  assert.deepEqual(cursors, [`page-a:${expected[1]!.handle}`, `page-b:${expected[3]!.handle}`, null]);
+});
+
 test('cluster: a node killed with SIGKILL leaves no ghost members: the others see its members leave within nodeTtlMs', async (t) => {
   const nodes = await twoNodes(t, 'ghost', 300);
   if (nodes === null) return;

@@ -567,6 +567,165 @@ test('a room reply too large for the worker\'s ring: the join fails with RW_ERR_
   assert.equal((await fresh.call('JOIN', { room: 'small' })).cmd, 'JOIN');
 });
 
+/** LIST's answer: the call's result, or its rejection's { name, code, message }. */
+async function list(c: J, data: Record<string, unknown>): Promise<{ ok?: unknown; failed?: { name: string; code: string | null; message: string } }> {
+  const r = await c.call('LIST', data);
+  assert.equal(r.cmd, 'LIST', JSON.stringify(r.data));
+  return r.data as { ok?: unknown; failed?: { name: string; code: string | null; message: string } };
+}
+
+/** Every page of a walk with `page` options (after added from each next), and the entries in walk order. */
+async function walk<T>(c: J, key: 'rooms' | 'members', data: Record<string, unknown>, page: Record<string, unknown>): Promise<{ entries: T[]; sizes: number[]; totals: number[] }> {
+  const entries: T[] = [];
+  const sizes: number[] = [];
+  const totals: number[] = [];
+  let after: string | null = null;
+  do {
+    const r = await list(c, { ...data, page: after === null ? page : { ...page, after } });
+    assert.equal(r.failed, undefined, JSON.stringify(r.failed));
+    const p = r.ok as { next: string | null; total: number } & Record<string, T[]>;
+    sizes.push(p[key]!.length);
+    totals.push(p.total);
+    entries.push(...p[key]!);
+    after = p.next;
+  } while (after !== null && sizes.length < 1000);
+  return { entries, sizes, totals };
+}
+
+test('room list paging: with more rooms than one ring record holds, ctx.listRooms() rejects naming the paging option; ctx.listRooms({ limit, after }) walks every room exactly once, by name; server.listRooms() pages alike', { timeout: 30_000 }, async (t) => {
+  // 4 KiB rings: a reply holds at most ~1.9 KB, so 150 rooms (~50 bytes of JSON each) do not fit one.
+  const { server, url } = await start({ workers: 1, ringBytes: 4096 });
+  t.after(() => server.close());
+  const c = await J.open(url);
+  // Created out of name order (and with names that sort by UTF-16 units, not by locale), so the
+  // walk's order is the names', not the creation's.
+  const names: string[] = [];
+  for (let i = 0; i < 150; i++) names.push(`${['t', 'T', 'é', '_'][i % 4]}-${String((i * 37) % 150).padStart(3, '0')}`);
+  for (const room of names) assert.equal((await c.call('JOIN', { room })).cmd, 'JOIN');
+  const sorted = names.slice().sort();
+  const expected = sorted.map((room) => ({ room, members: 1 }));
+
+  const plain = await list(c, {});
+  assert.equal(plain.failed?.code, 'RW_ERR_RECORD_TOO_LARGE');
+  assert.match(plain.failed?.message ?? '', /page the list with ctx\.listRooms\(\{ limit, after \}\)/);
+  assert.equal(server.stats().drops.noticeTooLarge, 1);
+
+  // limit 7: every page full but the last; the walk is the sorted list, nothing skipped or repeated.
+  const seven = await walk<{ room: string; members: number }>(c, 'rooms', {}, { limit: 7 });
+  assert.deepEqual(seven.entries, expected);
+  assert.deepEqual(seven.sizes, [...Array<number>(21).fill(7), 3]);
+  assert.ok(seven.totals.every((n) => n === 150));
+  // The default limit (100) is more than one record holds here: pages are cut to fit the ring, never
+  // rejected, and the walk is still exact.
+  const dflt = await walk<{ room: string; members: number }>(c, 'rooms', {}, {});
+  assert.deepEqual(dflt.entries, expected);
+  assert.ok(dflt.sizes.length > 2 && dflt.sizes.every((n) => n > 0 && n < 100), dflt.sizes.join(' '));
+  assert.equal(server.stats().drops.noticeTooLarge, 1, 'no page was too large');
+  // A cursor is a room name: one that does not exist starts after where it would sort.
+  const mid = await list(c, { page: { limit: 2, after: sorted[9]!.slice(0, -1) + '~' } });
+  assert.deepEqual((mid.ok as { rooms: unknown }).rooms, expected.slice(10, 12));
+  // Past the end: an empty last page.
+  assert.deepEqual((await list(c, { page: { after: '\uffff' } })).ok, { rooms: [], next: null, total: 150 });
+
+  // The I/O thread's list pages the same way (cut at limit only: no ring in between).
+  const io: unknown[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const p = server.listRooms(after === undefined ? { limit: 40 } : { limit: 40, after });
+    io.push(...p.rooms);
+    if (p.next === null) break;
+    after = p.next;
+  }
+  assert.deepEqual(io, expected);
+  assert.deepEqual(server.listRooms().map((r) => r.room), names, 'unpaged: every room, in creation order, as before');
+
+  // A room that goes between two pages does not shift the rest of the walk (a cursor, not an offset).
+  const first = await list(c, { page: { limit: 5 } });
+  assert.equal((await c.call('LEAVE', { room: sorted[2] })).cmd, 'LEAVE');
+  const second = await list(c, { page: { limit: 5, after: (first.ok as { next: string }).next } });
+  assert.deepEqual((second.ok as { rooms: unknown }).rooms, expected.slice(5, 10));
+});
+
+test('member paging: ctx.room(topic) of a room too large for one record rejects naming the paging option; ctx.room(topic, { limit, after }) walks every member exactly once, by handle', { timeout: 30_000 }, async (t) => {
+  const { server, url } = await start({ workers: 1, ringBytes: 4096 });
+  const clients: J[] = [];
+  t.after(async () => {
+    for (const c of clients) c.c.ws.terminate();
+    await server.close();
+  });
+  // 40 members with 60 bytes of meta each (~130 bytes of JSON a member): more than a reply holds.
+  // The joins past that size reject as before (their answer, the member list, does not fit either:
+  // see the test above), but the member joined.
+  for (let i = 0; i < 40; i++) {
+    const c = await J.open(url);
+    clients.push(c);
+    const r = await c.call('JOIN', { room: 'big', meta: 'm'.repeat(60) });
+    assert.ok(r.cmd === 'JOIN' || r.data['code'] === 'RW_ERR_RECORD_TOO_LARGE', JSON.stringify(r.data));
+  }
+  await until('40 members', () => server.roomMembers('big')?.length === 40);
+  const all = server.roomMembers('big')!.slice().sort((a, b) => a.handle - b.handle);
+  const c = clients[0]!;
+  const before = server.stats().drops.noticeTooLarge;
+
+  const plain = await list(c, { room: 'big' });
+  assert.equal(plain.failed?.code, 'RW_ERR_RECORD_TOO_LARGE');
+  assert.match(plain.failed?.message ?? '', /page the members with ctx\.room\(topic, \{ limit, after \}\)/);
+  assert.equal(server.stats().drops.noticeTooLarge, before + 1);
+
+  const six = await walk<{ handle: number }>(c, 'members', { room: 'big' }, { limit: 6 });
+  assert.deepEqual(six.entries, all);
+  assert.deepEqual(six.sizes, [6, 6, 6, 6, 6, 6, 4]);
+  assert.ok(six.totals.every((n) => n === 40));
+  const dflt = await walk<{ handle: number }>(c, 'members', { room: 'big' }, {});
+  assert.deepEqual(dflt.entries, all);
+  assert.ok(dflt.sizes.length > 1 && dflt.sizes.every((n) => n > 0), dflt.sizes.join(' '));
+  assert.equal(server.stats().drops.noticeTooLarge, before + 1, 'no page was too large');
+  // The page carries the topic's subscribers as the unpaged answer does; a room nobody joined has no members.
+  assert.equal(((await list(c, { room: 'big', page: { limit: 1 } })).ok as { subscribers: number }).subscribers, 40);
+  assert.deepEqual((await list(c, { room: 'nobody', page: {} })).ok, { subscribers: 0, members: null, next: null, total: 0 });
+
+  // The I/O thread's member list pages the same way; the cursor is the last handle.
+  const p1 = server.roomMembers('big', { limit: 30 });
+  assert.equal(p1.next, String(all[29]!.handle));
+  const p2 = server.roomMembers('big', { limit: 30, after: p1.next! });
+  assert.deepEqual([...p1.members!, ...p2.members!], all);
+  assert.equal(p2.next, null);
+});
+
+test('paging options are checked in the handler: an unknown key (with the closest name), a wrong type, a limit out of range or a bad member cursor reject with TypeError or RangeError naming the option; small sets answer unpaged exactly as before', async (t) => {
+  const { server, url } = await startWithSink(t);
+  const c = await J.open(url);
+  await c.call('JOIN', { room: 'b-room', meta: { seat: 1 } });
+  await c.call('JOIN', { room: 'a-room' });
+  const failed = async (data: Record<string, unknown>): Promise<string> => {
+    const r = await list(c, data);
+    assert.ok(r.failed !== undefined, JSON.stringify(r.ok));
+    return `${r.failed.name}: ${r.failed.message}`;
+  };
+  assert.equal(await failed({ page: { limt: 5 } }), 'TypeError: listRooms() options.limt is not an option (did you mean limit?)');
+  assert.equal(await failed({ page: { afterr: 'x' } }), 'TypeError: listRooms() options.afterr is not an option (did you mean after?)');
+  assert.equal(await failed({ page: { limit: '5' } }), 'TypeError: listRooms() options.limit must be an integer between 1 and 10000');
+  assert.equal(await failed({ page: { limit: 2.5 } }), 'TypeError: listRooms() options.limit must be an integer between 1 and 10000');
+  assert.equal(await failed({ page: { limit: 0 } }), 'RangeError: listRooms() options.limit must be an integer between 1 and 10000, got 0');
+  assert.equal(await failed({ page: { limit: 10_001 } }), 'RangeError: listRooms() options.limit must be an integer between 1 and 10000, got 10001');
+  assert.equal(await failed({ page: { after: null } }), 'TypeError: listRooms() options.after must be a string (a page\'s next; left out for the first page)');
+  assert.equal(await failed({ page: 5 }), 'TypeError: listRooms() options must be an object { limit?, after? }');
+  assert.equal(await failed({ room: 'b-room', page: { after: 'b-room' } }),
+    'RangeError: room() options.after must be a member cursor (a page\'s next: "handle" or "node:handle"), got "b-room"');
+  assert.equal(await failed({ room: 'b-room', page: { lmit: 1 } }), 'TypeError: room() options.lmit is not an option (did you mean limit?)');
+  assert.throws(() => server.listRooms({ limit: -1 }), { name: 'RangeError', message: 'server.listRooms() options.limit must be an integer between 1 and 10000, got -1' });
+  assert.throws(() => server.roomMembers('b-room', { after: 'x' } as never), RangeError);
+
+  // Unpaged, small: the old answers, keys and order (creation order) unchanged.
+  assert.deepEqual((await list(c, {})).ok, [{ room: 'b-room', members: 1 }, { room: 'a-room', members: 1 }]);
+  const h = (await c.call('WHO', {})).data['handle'] as number;
+  assert.deepEqual((await list(c, { room: 'b-room' })).ok, { subscribers: 1, members: [{ handle: h, uid: null, meta: { seat: 1 }, node: '' }] });
+  // Paged, small: one page, no cursor; `{}` is the first page with the default limit.
+  assert.deepEqual((await list(c, { page: {} })).ok,
+    { rooms: [{ room: 'a-room', members: 1 }, { room: 'b-room', members: 1 }], next: null, total: 2 });
+  assert.deepEqual((await list(c, { page: { limit: 1 } })).ok, { rooms: [{ room: 'a-room', members: 1 }], next: 'a-room', total: 2 });
+});
+
 test('resume during a worker backlog: onResume runs before the resumed socket\'s first message', async (t) => {
   // One worker with a 4 KiB ring. The resume upgrade's hook holds the worker while another
   // client fills the ring (backlog: records go to the overflow); the Resume notice is then

@@ -5,6 +5,7 @@ import type { ModuleRt } from '../../src/workers/loader.js';
 import type { Outbox } from '../../src/workers/outbox.js';
 import { jsonCodec } from '../../src/shared/wire.js';
 import { defineHooks, defineModule } from '../../src/workers/define.js';
+import { memberCursor, parseMemberCursor } from '../../src/shared/paging.js';
 
 // Argument checks that run before anything is queued: no outbox or module is reached.
 const conn = (): Conn => new Conn(1, 1, {} as ModuleRt, {} as Outbox, '/x', '', '127.0.0.1', {}, {});
@@ -85,4 +86,16 @@ test('reject() headers: what goes out is what was checked, whatever the caller d
   g.reject(403, 'no', { get 'x-g'() { return ++reads === 1 ? 'fine' : 'a\r\nSet-Cookie: evil=1'; } });
   assert.deepEqual({ ...c.rejectHeaders }, { 'x-why': 'checked' });
   assert.deepEqual(Object.values(g.rejectHeaders!), ['fine']);
+});
+
+test('paging options are checked before anything is queued; a member cursor is "handle" or "node:handle" (a node id may hold ":")', async () => {
+  await assert.rejects(conn().listRooms({ limt: 5 } as never), { name: 'TypeError', message: 'listRooms() options.limt is not an option (did you mean limit?)' });
+  await assert.rejects(conn().room('r', { limit: 0 }), { name: 'RangeError', message: 'room() options.limit must be an integer between 1 and 10000, got 0' });
+  await assert.rejects(conn().room('r', { after: '12a' }), RangeError);
+  await assert.rejects(conn().listRooms({ after: 'x'.repeat(65_536) }), RangeError);
+  assert.deepEqual(parseMemberCursor('16777217'), { node: '', handle: 16777217 });
+  assert.deepEqual(parseMemberCursor('eu:west-1:42'), { node: 'eu:west-1', handle: 42 });
+  assert.equal(parseMemberCursor('node:'), null);
+  assert.equal(parseMemberCursor('99999999999999999'), null);
+  assert.equal(memberCursor({ handle: 42, uid: null, meta: null, node: 'eu:west-1' }), 'eu:west-1:42');
 });

@@ -1,0 +1,149 @@
+/**
+ * Paged room lists and member lists: `ctx.listRooms({ limit, after })`, `ctx.room(topic, { limit, after })`
+ * (workers) and `server.listRooms()` / `server.roomMembers()` with the same options (I/O thread).
+ *
+ * Shared leaf module. A worker's answer travels as one Notice record, which holds at most about half
+ * the ring (512 KiB by default): an unpaged list of every room, or of a huge room's members, can
+ * outgrow it. A page is keyset-paged (a cursor, not an offset): entries are ordered by a key that
+ * never changes while the entry exists (a room's name; a member's node, then handle), and `next` is
+ * the key of the page's last entry. So an entry present during a whole walk is listed exactly once,
+ * whatever is added or removed meanwhile; an unchanged set is listed exactly, in order.
+ *
+ * A worker's page is also cut to fit its ring, so it may hold fewer than `limit` entries with more to
+ * come: only `next === null` ends a walk. It always holds at least one entry when any remains (an
+ * empty page with a cursor would make a loop spin).
+ */
+import { nearestName } from './errors.js';
+import type { PresenceMember } from '../workers/define.js';
+
+/** Entries per page when `limit` is left out. */
+export const PAGE_DEFAULT_LIMIT = 100;
+/** Largest `limit`. */
+export const PAGE_MAX_LIMIT = 10_000;
+/** Longest `after`, in UTF-16 units (a room name is at most 65535 UTF-8 bytes; a member cursor is short). */
+const MAX_CURSOR_LENGTH = 0xffff;
+
+const PAGE_OPTIONS: readonly string[] = ['limit', 'after'];
+
+/** Checked paging options. `after` null: from the start. */
+export interface PageRequest {
+  readonly limit: number;
+  readonly after: string | null;
+}
+
+/**
+ * Checks `{ limit?, after? }` as given to `where` (`listRooms()`, `room()`, `server.roomMembers()`):
+ * TypeError for a wrong type or an unknown key (with the closest name), RangeError for a value out
+ * of range. `members`: `after` must be a member cursor (see memberCursor).
+ */
+export function checkPageOptions(options: unknown, where: string, members: boolean): PageRequest {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${where} options must be an object { limit?, after? }`);
+  }
+  for (const k of Object.keys(options)) {
+    if (PAGE_OPTIONS.includes(k)) continue;
+    const near = nearestName(k, PAGE_OPTIONS);
+    throw new TypeError(`${where} options.${k} is not an option${near !== undefined ? ` (did you mean ${near}?)` : ''}`);
+  }
+  const o = options as { limit?: unknown; after?: unknown };
+  let limit = PAGE_DEFAULT_LIMIT;
+  if (o.limit !== undefined) {
+    if (typeof o.limit !== 'number' || !Number.isInteger(o.limit)) {
+      throw new TypeError(`${where} options.limit must be an integer between 1 and ${PAGE_MAX_LIMIT}`);
+    }
+    if (o.limit < 1 || o.limit > PAGE_MAX_LIMIT) {
+      throw new RangeError(`${where} options.limit must be an integer between 1 and ${PAGE_MAX_LIMIT}, got ${o.limit}`);
+    }
+    limit = o.limit;
+  }
+  let after: string | null = null;
+  if (o.after !== undefined) {
+    // null is refused rather than taken for "from the start": a loop that passes a last page's
+    // `next` (null) back would start over for ever.
+    if (typeof o.after !== 'string') {
+      throw new TypeError(`${where} options.after must be a string (a page's next; left out for the first page)`);
+    }
+    if (o.after.length > MAX_CURSOR_LENGTH) throw new RangeError(`${where} options.after is longer than any ${members ? 'cursor' : 'room name'}`);
+    if (members && parseMemberCursor(o.after) === null) {
+      throw new RangeError(`${where} options.after must be a member cursor (a page's next: "handle" or "node:handle"), got ${JSON.stringify(o.after.slice(0, 80))}`);
+    }
+    after = o.after;
+  }
+  return { limit, after };
+}
+
+/** A member's cursor: its handle, prefixed with `node:` in a cluster (the documented `${nodeId}:${handle}` identity). */
+export function memberCursor(m: PresenceMember): string {
+  return m.node === '' ? String(m.handle) : `${m.node}:${m.handle}`;
+}
+
+/** The (node, handle) of a member cursor; null when it is not one. The handle is the digits after the last ':'. */
+export function parseMemberCursor(s: string): { node: string; handle: number } | null {
+  const i = s.lastIndexOf(':');
+  const digits = s.slice(i + 1);
+  if (!/^\d{1,16}$/.test(digits)) return null;
+  const handle = Number(digits);
+  if (!Number.isSafeInteger(handle)) return null;
+  return { node: i < 0 ? '' : s.slice(0, i), handle };
+}
+
+/** Member order: node, then handle (UTF-16 order for the node, as `<` compares). */
+export function compareMembers(a: { node: string; handle: number }, b: { node: string; handle: number }): number {
+  if (a.node !== b.node) return a.node < b.node ? -1 : 1;
+  return a.handle - b.handle;
+}
+
+/**
+ * The members after `after` in member order, one entry per member (a member listed twice, by this
+ * node and Redis say, once), and how many distinct members there are in all. Only those after the
+ * cursor are sorted: a walk's later pages sort less.
+ */
+export function membersAfter(members: readonly PresenceMember[], after: string | null): { rest: PresenceMember[]; total: number } {
+  const from = after === null ? null : parseMemberCursor(after);
+  const rest = from === null ? members.slice() : members.filter((m) => compareMembers(m, from) > 0);
+  rest.sort(compareMembers);
+  let n = 0;
+  for (let i = 0; i < rest.length; i++) if (n === 0 || compareMembers(rest[n - 1]!, rest[i]!) !== 0) rest[n++] = rest[i]!;
+  rest.length = n;
+  // One node's members are keyed by handle (no repeats); several nodes' come partly from Redis.
+  const clustered = members.length > 0 && members[0]!.node !== '';
+  const total = clustered ? new Set(members.map(memberCursor)).size : members.length;
+  return { rest, total };
+}
+
+/** Index of the first name in `sorted` (ascending, UTF-16 order) that sorts after `after`. */
+export function firstAfter(sorted: readonly string[], after: string | null): number {
+  if (after === null) return 0;
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * How many of `entries` (from `from`) go on a page: at most `limit` and, unless `maxBytes` is
+ * Infinity, no more than fit `maxBytes` of JSON together with `fixedBytes` (the page's other fields)
+ * and the cursor of its last entry. At least one when any remains (it then fails as too large,
+ * rather than leaving a walk stuck on an empty page). Returns the count and each entry's JSON.
+ */
+export function cutPage<T>(entries: readonly T[], from: number, limit: number, maxBytes: number, fixedBytes: number,
+  cursorOf: (e: T) => string): { count: number; json: string[] } {
+  const json: string[] = [];
+  const end = Math.min(entries.length, from + limit);
+  if (maxBytes === Infinity) return { count: end - from, json };
+  let used = fixedBytes;
+  for (let i = from; i < end; i++) {
+    const s = JSON.stringify(entries[i]);
+    const bytes = Buffer.byteLength(s) + 1;
+    // The page's next: this entry's cursor if the page ends here and more follow (else null, 4 bytes).
+    const next = Math.max(4, Buffer.byteLength(JSON.stringify(cursorOf(entries[i]!))));
+    if (json.length > 0 && used + bytes + next > maxBytes) break;
+    json.push(s);
+    used += bytes;
+  }
+  return { count: json.length, json };
+}
