@@ -11,7 +11,7 @@ import {
   writeCloseConn, writeAccept, writeReject, writeRequest, type RequestFields,
 } from '../shared/records.js';
 import { ControlKind } from '../shared/constants.js';
-import { RecordTooLargeError, RingwireError, type ErrorCode } from '../shared/errors.js';
+import { ErrorCodes, RecordTooLargeError, RingwireError, type ErrorCode } from '../shared/errors.js';
 import { WorkerCounter } from '../shared/tasks.js';
 
 export class Outbox {
@@ -158,7 +158,10 @@ export class Outbox {
     if (status === 0) w.resolve(v);
     else {
       const e = (v ?? {}) as { code?: string; message?: string };
-      w.reject(new RingwireError((e.code ?? 'RW_ERR_HANDLER') as ErrorCode, e.message ?? 'request failed'));
+      // A reply too large for the ring is the documented RecordTooLargeError, as a command too
+      // large to write is (`err instanceof RecordTooLargeError` holds for both).
+      w.reject(e.code === ErrorCodes.RW_ERR_RECORD_TOO_LARGE ? new RecordTooLargeError(e.message ?? 'reply too large')
+        : new RingwireError((e.code ?? 'RW_ERR_HANDLER') as ErrorCode, e.message ?? 'request failed'));
     }
   }
 

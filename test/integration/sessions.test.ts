@@ -607,6 +607,7 @@ test('room list paging: with more rooms than one ring record holds, ctx.listRoom
 
   const plain = await list(c, {});
   assert.equal(plain.failed?.code, 'RW_ERR_RECORD_TOO_LARGE');
+  assert.equal(plain.failed?.name, 'RecordTooLargeError', 'the class the README error table names');
   assert.match(plain.failed?.message ?? '', /page the list with ctx\.listRooms\(\{ limit, after \}\)/);
   assert.equal(server.stats().drops.noticeTooLarge, 1);
 
