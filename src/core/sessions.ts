@@ -124,6 +124,12 @@ const dec = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 /** Connections per turn of the event loop for paged sends (SendAll). */
 const PAGE = 1024;
+/**
+ * A join's reply lists the room's members; too many for one record, the join has still taken place
+ * (the client got its presence state): the error says so and names the paged listing.
+ */
+const JOIN_TOO_LARGE = 'the join itself took place; list the members with ctx.room(room, { limit, after }), or raise ringBytes';
+
 /** Bytes of sendAll payloads waiting for their pages; past it a sendAll is refused (drops.sendAllOverflow). */
 const MAX_PAGED_BYTES = 64 * 1024 * 1024;
 /** Bytes of a paged reply besides its entries: the field names, subscribers, total, brackets (next is counted apart). */
@@ -993,7 +999,7 @@ export class SessionManager {
         const cluster = this.host.cluster;
         if (cluster === null) {
           this.sendState(ud, room, local);
-          return this.ok(slot, id, handle, { members: local });
+          return this.ok(slot, id, handle, { members: local }, JOIN_TOO_LARGE);
         }
         // Presence spans nodes: the snapshot adds the other nodes' members (while Redis is away,
         // those this room's members here were shown: healRemote() corrects them all together once
@@ -1039,7 +1045,7 @@ export class SessionManager {
             }
           }
           if (ud.rooms?.has(room) === true) this.sendState(ud, room, members);
-          if (slot.generation === gen) this.ok(slot, id, handle, { members });
+          if (slot.generation === gen) this.ok(slot, id, handle, { members }, JOIN_TOO_LARGE);
         });
         return;
       }
