@@ -955,10 +955,10 @@ export class SessionManager {
   /** A page of `members` (a room's, all nodes' in a cluster; null: no such room), as roomPage. */
   memberPage(members: readonly PresenceMember[] | null, req: PageRequest, maxBytes = Infinity): { page: MemberPage; json: string[] } {
     if (members === null) return { page: { members: null, next: null, total: 0 }, json: [] };
-    const { rest, total } = membersAfter(members, req.after);
+    const { rest, more, total } = membersAfter(members, req.after, req.limit);
     const cut = cutPage(rest, 0, req.limit, maxBytes, PAGE_FIXED_BYTES, memberCursor);
     const page = rest.slice(0, cut.count);
-    const next = page.length < rest.length && page.length > 0 ? memberCursor(page[page.length - 1]!) : null;
+    const next = (page.length < rest.length || more) && page.length > 0 ? memberCursor(page[page.length - 1]!) : null;
     return { page: { members: page, next, total }, json: cut.json };
   }
 

@@ -94,21 +94,69 @@ export function compareMembers(a: { node: string; handle: number }, b: { node: s
 }
 
 /**
- * The members after `after` in member order, one entry per member (a member listed twice, by this
- * node and Redis say, once), and how many distinct members there are in all. Only those after the
- * cursor are sorted: a walk's later pages sort less.
+ * The first `limit` members after `after` in member order, one entry per member (a member listed
+ * twice, by this node and Redis say, once), whether any member follows them, and how many distinct
+ * members there are in all. A page is selected, not sorted out of the whole room: a bounded
+ * max-heap of `limit` + 1 keeps the smallest, so a page of a 100k-member room costs one pass and
+ * O(n log limit) comparisons on the I/O thread, not a sort of every member after the cursor.
  */
-export function membersAfter(members: readonly PresenceMember[], after: string | null): { rest: PresenceMember[]; total: number } {
+export function membersAfter(members: readonly PresenceMember[], after: string | null, limit: number): { rest: PresenceMember[]; more: boolean; total: number } {
   const from = after === null ? null : parseMemberCursor(after);
-  const rest = from === null ? members.slice() : members.filter((m) => compareMembers(m, from) > 0);
-  rest.sort(compareMembers);
+  const cap = limit + 1;
+  const heap: PresenceMember[] = [];
+  for (let i = 0; i < members.length; i++) {
+    const m = members[i]!;
+    if (from !== null && compareMembers(m, from) <= 0) continue;
+    if (heap.length < cap) heapPush(heap, m);
+    else if (compareMembers(m, heap[0]!) < 0) heapReplaceTop(heap, m);
+  }
+  heap.sort(compareMembers);
   let n = 0;
-  for (let i = 0; i < rest.length; i++) if (n === 0 || compareMembers(rest[n - 1]!, rest[i]!) !== 0) rest[n++] = rest[i]!;
-  rest.length = n;
+  for (let i = 0; i < heap.length; i++) if (n === 0 || compareMembers(heap[n - 1]!, heap[i]!) !== 0) heap[n++] = heap[i]!;
+  heap.length = n;
+  // A heap that filled holds at most `limit` + 1 distinct members, or fewer with repeats among them:
+  // then some of the room may follow the last one kept, and the walk goes on (a later page may be empty).
+  const more = n > limit || (n > 0 && n < cap && countAfter(members, heap[n - 1]!) > 0);
+  if (n > limit) heap.length = limit;
   // One node's members are keyed by handle (no repeats); several nodes' come partly from Redis.
   const clustered = members.length > 0 && members[0]!.node !== '';
   const total = clustered ? new Set(members.map(memberCursor)).size : members.length;
-  return { rest, total };
+  return { rest: heap, more, total };
+}
+
+/** Whether any member sorts after `last` (only asked when the heap dropped repeats). */
+function countAfter(members: readonly PresenceMember[], last: PresenceMember): number {
+  let k = 0;
+  for (let i = 0; i < members.length; i++) if (compareMembers(members[i]!, last) > 0) k++;
+  return k;
+}
+
+/** Max-heap by member order (the largest kept on top, the first to go when a smaller one comes). */
+function heapPush(h: PresenceMember[], m: PresenceMember): void {
+  let i = h.length;
+  h.push(m);
+  while (i > 0) {
+    const p = (i - 1) >> 1;
+    if (compareMembers(h[p]!, m) >= 0) break;
+    h[i] = h[p]!;
+    i = p;
+  }
+  h[i] = m;
+}
+
+function heapReplaceTop(h: PresenceMember[], m: PresenceMember): void {
+  const n = h.length;
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= n) break;
+    const r = l + 1;
+    const c = r < n && compareMembers(h[r]!, h[l]!) > 0 ? r : l;
+    if (compareMembers(h[c]!, m) <= 0) break;
+    h[i] = h[c]!;
+    i = c;
+  }
+  h[i] = m;
 }
 
 /** Index of the first name in `sorted` (ascending, UTF-16 order) that sorts after `after`. */
