@@ -561,11 +561,12 @@ export class Server {
     }
     // Deliver what the worker produced before it died, then close exactly its connections.
     this.exec.drain(slot);
+    // Upgrades first: a socket held for a resume refused here goes back to the map (endHold) and is closed below.
+    this.refusePendingUpgrades((p) => p.slot === slot.index, 'workerUnavailable', 'worker died', ErrorCodes.RW_ERR_WORKER_DIED);
     for (const ws of this.sockets.values()) {
       const ud = ws.getUserData().rw;
       if (ud.slot === slot.index && ud.slotGen === slot.generation) ws.end(CloseCode.INTERNAL, 'worker died');
     }
-    this.refusePendingUpgrades((p) => p.slot === slot.index, 'workerUnavailable', 'worker died', ErrorCodes.RW_ERR_WORKER_DIED);
     // Detached sessions lived in that worker: they end now (their disconnect hooks died with it).
     this.sessions.expireAll(slot.index, 'worker died');
     for (const w of slot.barrierWaiters.values()) w();
@@ -777,6 +778,9 @@ export class Server {
    * going away cannot start hooks without bound.
    */
   private orphanPending(p: PendingUpgrade, fd: number): void {
+    // A resume that will not open: a socket held for it takes its session back now (the session
+    // stays `resuming` until the hook answers, below).
+    if (p.resume !== null) this.sessions.endHold(p.resume);
     this.pending.delete(fd);
     this.alloc.release(fd);
     // A connector client is answered now (408/499): its removeClient must find nothing pending.
@@ -869,12 +873,15 @@ export class Server {
     if (slot.alive && slot.generation === ud.slotGen) slot.close(ud.handle, code, utf8e.encode(reason));
   }
 
-  /** @internal SessionHost: close a socket whose connection lives on on another socket (a resume replaced it). */
-  retire(ud: SocketData, code: number, reason: string): void {
-    const sock = this.sockets.get(ud.fd);
-    if (sock === undefined || ud.closed) return;
+  /**
+   * @internal SessionHost: close a socket whose connection lives on on another socket (a resume
+   * replaced it) or has just been ended (a session held for a resume, expired).
+   */
+  retire(sock: Sock, code: number, reason: string): void {
+    const ud = sock.getUserData().rw;
+    if (ud.closed) return;
     ud.closed = true;
-    this.sockets.delete(ud.fd);
+    if (this.sockets.get(ud.fd) === sock) this.sockets.delete(ud.fd);
     this.counters.connections--;
     const slot = this.slots[ud.slot]!;
     if (slot.alive && slot.generation === ud.slotGen) slot.connections--;
@@ -1306,6 +1313,8 @@ export class Server {
   connections(): ConnectionInfo[] {
     const out: ConnectionInfo[] = [];
     for (const ws of this.sockets.values()) out.push(this.record(ws.getUserData().rw, ws));
+    // Sockets held for a resume in its hooks are still open (see SessionManager.beginResume).
+    if (this.sessions.heldCount > 0) for (const d of this.sessions.detached.values()) if (d.held !== null) out.push(this.record(d.ud, d.held));
     return out;
   }
 
@@ -1314,7 +1323,7 @@ export class Server {
     const ws = this.sessions.sockOf(handle);
     if (ws !== undefined) return this.record(ws.getUserData().rw, ws);
     const d = this.sessions.detachedOf(handle);
-    return d === undefined ? null : this.record(d.ud, null);
+    return d === undefined ? null : this.record(d.ud, d.held);
   }
 
   private record(ud: SocketData, ws: Sock | null): ConnectionInfo {
@@ -1394,7 +1403,7 @@ export class Server {
       connections: c.connections, liveFds: this.alloc.live, orphanedUpgrades: this.exec.orphanedUpgrades.size, upgradesAccepted: c.upgradesAccepted, upgradesRejected: c.upgradesRejected,
       messagesIn: c.messagesIn, messagesOut: c.messagesOut, publishes: c.publishes,
       drops: { ...c.drops, workerShutdown }, workerRestarts: c.workerRestarts, workers,
-      resumes: c.resumes, workerBackoffs: c.workerBackoffs, detached: this.sessions.detached.size, connectorErrors: { ...c.connectorErrors },
+      resumes: c.resumes, workerBackoffs: c.workerBackoffs, detached: this.sessions.detached.size - this.sessions.heldCount, connectorErrors: { ...c.connectorErrors },
       cluster: this.clusterStats(),
     };
   }

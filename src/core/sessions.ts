@@ -89,6 +89,12 @@ export interface Session {
   /** Topics the connection subscribed (rooms included), re-subscribed on resume. */
   readonly topics: Set<string>;
   detached: boolean;
+  /**
+   * The socket still open while a resume of the session runs its upgrade hooks (see beginResume):
+   * the session is routed as detached (what is addressed to it is buffered) but this socket is
+   * neither closed nor forgotten until the resume is accepted; null otherwise.
+   */
+  held: Sock | null;
   /** A resume upgrade is in progress for it. */
   resuming: boolean;
   deadline: number;
@@ -111,8 +117,8 @@ export interface SessionHost {
   readonly moduleDescriptors: readonly ModuleDescriptor[];
   /** Release an fd and do the server-side close bookkeeping of a connection that is gone for good. */
   finishClose(ud: SocketData, code: number, reason: string): void;
-  /** Close a socket whose connection lives on on another socket (no close bookkeeping, fd kept). */
-  retire(ud: SocketData, code: number, reason: string): void;
+  /** Close a socket whose connection lives on, or ends, without it (no close bookkeeping, fd kept). */
+  retire(sock: Sock, code: number, reason: string): void;
   /** Set when the server runs in a cluster. */
   readonly cluster: ClusterLink | null;
   /** A connection's record (ConnectionInfo), or null. */
@@ -340,7 +346,7 @@ export class SessionManager {
   /** A connection opened on a module with `resume`: create its session and send the token. */
   opened(sock: Sock, ud: SocketData, opts: ResumeOptions): void {
     const s: Session = {
-      token: newToken(), spent: null, presented: '', fd: ud.fd, handle: ud.handle, opts, ud, topics: new Set(), detached: false, resuming: false,
+      token: newToken(), spent: null, presented: '', fd: ud.fd, handle: ud.handle, opts, ud, topics: new Set(), detached: false, held: null, resuming: false,
       deadline: 0, timer: null, buffer: [], bufBytes: 0, overflowed: false, seq: 0, firstSeq: 0,
     };
     ud.session = s;
@@ -357,7 +363,21 @@ export class SessionManager {
    */
   closing(ud: SocketData, code: number, serverShutdown: boolean): boolean {
     const s = ud.session;
-    if (s !== null && !serverShutdown && code === CloseCode.ABNORMAL) {
+    if (s !== null && s.held !== null && s.held.getUserData().rw === ud) {
+      // The socket held for a resume in its hooks closed: already routed as detached. A drop
+      // (1006) makes it the plain detached case (onAway; the grace starts, its timer armed if
+      // the resume fails); any other close ends the session now, as without a resume (what
+      // waited for it is counted), and the resume, if accepted, is closed 1011 'session lost'.
+      s.held = null;
+      this.heldCount--;
+      if (!serverShutdown && code === CloseCode.ABNORMAL) {
+        s.deadline = Date.now() + s.opts.graceMs;
+        this.notify(s.ud, NoticeOp.Detach, 0, 0, s.handle, EMPTY);
+        return true;
+      }
+      this.dropBuffer(s);
+      this.undetach(s);
+    } else if (s !== null && !serverShutdown && code === CloseCode.ABNORMAL) {
       this.detach(s);
       return true;
     }
@@ -366,8 +386,15 @@ export class SessionManager {
   }
 
   private detach(s: Session): void {
-    s.detached = true;
     s.deadline = Date.now() + s.opts.graceMs;
+    this.route(s);
+    if (!s.resuming) this.arm(s);
+    this.notify(s.ud, NoticeOp.Detach, 0, 0, s.handle, EMPTY);
+  }
+
+  /** Route what is addressed to the session into its buffer (its socket gone, or held). */
+  private route(s: Session): void {
+    s.detached = true;
     this.detached.set(s.fd, s);
     for (const t of s.topics) {
       let set = this.detachedTopics.get(t);
@@ -377,8 +404,6 @@ export class SessionManager {
       }
       set.add(s);
     }
-    if (!s.resuming) this.arm(s);
-    this.notify(s.ud, NoticeOp.Detach, 0, 0, s.handle, EMPTY);
   }
 
   private arm(s: Session): void {
@@ -392,18 +417,31 @@ export class SessionManager {
     if (s.detached && !s.resuming) this.expire(s, 'session expired');
   };
 
-  /** End a detached session for good: the worker runs the disconnect hooks (with `code`), rooms see the leave. */
+  /**
+   * End a detached session for good: the worker runs the disconnect hooks (with `code`), rooms
+   * see the leave. A socket held for a resume in its hooks is closed with `code` (1001 for a 1006,
+   * which is never sent).
+   */
   expire(s: Session, reason: string, code: number = CloseCode.ABNORMAL): void {
-    // What waited in its buffer will never be delivered: counted, not dropped silently.
-    if (s.buffer.length > 0) {
-      this.host.counters.drops.sessionEnded += s.buffer.length - 1;
-      this.host.counters.drop('sessionEnded', s.handle);
-      s.buffer = [];
-      s.bufBytes = 0;
+    this.dropBuffer(s);
+    const held = s.held;
+    if (held !== null) {
+      s.held = null;
+      this.heldCount--;
     }
     this.undetach(s);
     this.release(s.ud);
+    if (held !== null) this.host.retire(held, code === CloseCode.ABNORMAL ? CloseCode.GOING_AWAY : code, reason);
     this.host.finishClose(s.ud, code, reason);
+  }
+
+  /** What waited in the buffer of a session that ends will never be delivered: counted, not dropped silently. */
+  private dropBuffer(s: Session): void {
+    if (s.buffer.length === 0) return;
+    this.host.counters.drops.sessionEnded += s.buffer.length - 1;
+    this.host.counters.drop('sessionEnded', s.handle);
+    s.buffer = [];
+    s.bufBytes = 0;
   }
 
   private undetach(s: Session): void {
@@ -460,12 +498,18 @@ export class SessionManager {
     s.resuming = on;
   }
 
+  /** Sessions whose socket is held for a resume in its hooks (counted as live, not detached). */
+  heldCount = 0;
+
   /**
    * A resume upgrade for `s` is under way (its hooks run): the grace timer stops meanwhile.
    * A session whose socket still looks alive (half-open: the client gave up on it, the server has
-   * not seen it die) is detached now, its socket retired with 1001: what is addressed to the
-   * session while the resume's hooks run is buffered and replayed, instead of going into a socket
-   * the client no longer reads while the resume frame said `recovered: true`.
+   * not seen it die) is *held*: what is addressed to the session while the resume's hooks run is
+   * buffered (to be replayed if they accept), instead of going into a socket the client may no
+   * longer read while the resume frame says `recovered: true`. The socket itself stays open and
+   * its messages are served as before (their replies are buffered with the rest): the resume may
+   * still be refused (a copied token, failed auth), and then the session goes back to it with
+   * nothing lost (endHold). It is retired with 1001 only once the resume opens (attach).
    */
   beginResume(s: Session, token: string): void {
     this.setResuming(s, true);
@@ -475,13 +519,52 @@ export class SessionManager {
       s.timer = null;
     }
     if (!s.detached) {
-      this.host.retire(s.ud, CloseCode.GOING_AWAY, 'session resumed on another socket');
-      this.detach(s);
+      const sock = this.sockOf(s.handle);
+      if (sock === undefined) return;
+      s.held = sock;
+      this.heldCount++;
+      // Out of the fd → socket map (every send by handle then finds the session's buffer), and
+      // out of its topics (uWS would publish into it): route() buffers publishes instead.
+      this.host.sockets.delete(s.fd);
+      for (const t of s.topics) sock.unsubscribe(t);
+      this.route(s);
     }
   }
 
-  /** The resume upgrade failed (rejected, aborted, timed out): the grace period goes on. */
+  /**
+   * The resume of `s` will not open (refused, aborted, timed out, its worker gone): a socket held
+   * for it takes the session back, and gets what was buffered meanwhile, in order, before
+   * anything sent after. Called as soon as that is known, while the session may stay `resuming`
+   * until an orphaned hook answers (see Server.orphanPending).
+   */
+  endHold(s: Session): void {
+    const sock = s.held;
+    if (sock === null) return;
+    s.held = null;
+    this.heldCount--;
+    this.undetach(s);
+    this.host.sockets.set(s.fd, sock);
+    for (const t of s.topics) sock.subscribe(t);
+    // Messages past the buffer's bound were counted in drops.resumeOverflow as they came.
+    const buf = s.buffer;
+    let sent = 0;
+    if (buf.length > 0) {
+      sock.cork(() => {
+        for (let i = 0; i < buf.length; i++) {
+          if (sock.send(buf[i]!.data, buf[i]!.binary) === 2) this.host.counters.drop('backpressure', s.handle);
+          else sent++;
+        }
+      });
+    }
+    this.host.counters.messagesOut += sent;
+    s.buffer = [];
+    s.bufBytes = 0;
+    s.overflowed = false;
+  }
+
+  /** The resume upgrade failed (rejected, aborted, timed out): back to a held socket, or the grace period goes on. */
   abortResume(s: Session): void {
+    this.endHold(s);
     this.setResuming(s, false);
     if (s.detached) {
       if (Date.now() >= s.deadline) this.expire(s, 'session expired');
@@ -497,7 +580,16 @@ export class SessionManager {
   attach(sock: Sock, ud: SocketData, s: Session): void {
     const tempHandle = ud.handle;
     this.host.alloc.release(ud.fd);
-    // Detached: by its socket's drop, or by beginResume (a half-open socket retired there).
+    const held = s.held;
+    if (held !== null) {
+      // The resume is accepted: the socket held for it (half-open) is retired now, and the worker
+      // runs onAway before onResume, as for a dropped socket.
+      s.held = null;
+      this.heldCount--;
+      this.host.retire(held, CloseCode.GOING_AWAY, 'session resumed on another socket');
+      this.notify(s.ud, NoticeOp.Detach, 0, 0, s.handle, EMPTY);
+    }
+    // Detached: by its socket's drop, or held by beginResume (a half-open socket, retired above).
     this.undetach(s);
     this.setResuming(s, false);
     const old = s.ud;
@@ -573,7 +665,10 @@ export class SessionManager {
   /** Every detached session of a dead worker (or all, at shutdown) ends now. */
   expireAll(slot: number | null, reason: string): void {
     for (const s of [...this.detached.values()]) {
-      if (slot === null || s.ud.slot === slot) this.expire(s, reason);
+      if (slot !== null && s.ud.slot !== slot) continue;
+      // A held socket (its resume's hooks still running) is closed as a live one would be.
+      if (s.held !== null) this.expire(s, reason, slot === null ? CloseCode.GOING_AWAY : CloseCode.INTERNAL);
+      else this.expire(s, reason);
     }
   }
 

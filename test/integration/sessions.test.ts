@@ -816,7 +816,69 @@ test('a resume upgrade in flight when its session ends (kicked by another bind) 
   assert.equal(server.stats().liveFds, 4);
 });
 
-test('a resume sent while the old socket still lives retires that socket at once (1001): what is addressed to the session while the resume\'s hook runs is buffered and replayed, per-worker counts stay true', async (t) => {
+/** `c`'s next message, or how it closed: a socket closed under a pending call fails the test instead of hanging it. */
+function nextOrClose(c: J, cmd: string): Promise<{ cmd: string; data: Record<string, unknown>; ref?: number } | { closed: { code: number; reason: string } }> {
+  return Promise.race([c.next(cmd), c.c.closed.then((closed) => ({ closed }))]);
+}
+
+test('a resume refused by its upgrade hook leaves the live session alone: its socket stays open and keeps answering, onAway never runs', async (t) => {
+  const { server, url, sink } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  // Someone holding a copy of the token tries to resume while the owner's socket is alive.
+  await assert.rejects(Client.open(`${url}?rw_resume=${token}`, { headers: { 'x-deny': '1' } }), (e: { statusCode?: number }) => e.statusCode === 403);
+  a.send('PROBE', null);
+  const r = await nextOrClose(a, 'PROBE');
+  assert.ok(!('closed' in r), `the live socket was closed by a refused resume: ${JSON.stringify(r)}`);
+  assert.equal(r.data['handle'], handle);
+  const st = server.stats();
+  assert.deepEqual([st.connections, st.detached, st.resumes, st.upgradesRejected], [1, 0, 0, 1]);
+  assert.ok(!sink.labels.some((l) => l === `away:${handle}` || l.startsWith(`disconnect:${handle}:`)), sink.labels.join(' '));
+  // The token was not spent by the refused attempt: the owner can still resume with it.
+  a.c.ws.terminate();
+  await until('the session detached', () => server.stats().detached === 1);
+  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  assert.equal((await a2.next('session')).data['resumed'], true);
+  assert.equal((await a2.call('PROBE', null)).data['handle'], handle);
+  await a2.c.close();
+});
+
+test('while a resume\'s hook runs, what is addressed to the live session is held back; when the hook refuses, the old socket gets it all in order (its own replies too) and goes on both ways, nothing counted as dropped', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const b = await J.open(url);
+  const r = new Client(`${url}?rw_resume=${token}&wait=1`, { headers: { 'x-deny': '1' } });
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  await b.call('SEND_TO', { to: handle, n: 3, size: 10 });
+  // The owner's own message on its old socket meanwhile is served (its reply waits with the rest).
+  const seen = server.stats().messagesIn;
+  a.send('SEND_TO', { to: handle, n: 1, size: 1 }, 9);
+  await until('the old socket\'s message in the server', () => server.stats().messagesIn > seen);
+  await b.call('PROBE', null); // one worker, in order: its answer comes after the old socket's message was handled
+  go(); // the hook refuses: the session goes back to its old socket
+  await assert.rejects(r.opened, (e: { statusCode?: number }) => e.statusCode === 403);
+  const got: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const m = await a.c.nextJson() as { cmd: string; data: Record<string, unknown>; ref?: number };
+    got.push(m.cmd === 'bulk' ? `bulk:${String(m.data['i'])}:${String(m.data['body']).length}` : `${m.cmd}:${String(m.ref)}`);
+  }
+  assert.deepEqual(got, ['bulk:0:10', 'bulk:1:10', 'bulk:2:10', 'bulk:0:1', 'SEND_TO:9']);
+  // Both ways, live again: a message from it is answered, a send to it arrives directly.
+  await b.call('SEND_TO', { to: handle, n: 1, size: 2 });
+  assert.equal(String((await a.next('bulk')).data['body']).length, 2);
+  assert.equal((await a.call('PROBE', null)).data['handle'], handle);
+  const st = server.stats();
+  assert.deepEqual([st.connections, st.detached, st.resumes], [2, 0, 0]);
+  assert.deepEqual([st.drops.resumeOverflow, st.drops.sessionEnded, st.drops.backpressure, st.drops.staleHandle], [0, 0, 0, 0]);
+  assert.ok(!sink.labels.some((l) => l === `away:${handle}` || l.startsWith(`disconnect:${handle}:`)), sink.labels.join(' '));
+  await a.c.close();
+  await b.c.close();
+});
+
+test('a resume sent while the old socket still lives: that socket stays open while the resume\'s hook runs and is retired (1001) once the resume is accepted; what is addressed to the session meanwhile (its old socket\'s replies too) is replayed in order, per-worker counts stay true', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
   const a = await J.open(url);
   const token = (await a.next('session')).data['token'] as string;
@@ -825,21 +887,150 @@ test('a resume sent while the old socket still lives retires that socket at once
   // The client resumes before its old socket is gone (it thinks that one dropped)...
   const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
   await sink.until((l) => l.includes('waiting:upgrade'));
-  // ...the server retires the old one now rather than keep writing into it while the hook runs.
-  assert.equal((await a.c.closed).code, 1001);
   await b.call('SEND_TO', { to: handle, n: 3, size: 10 });
+  const seen = server.stats().messagesIn;
+  a.send('SEND_TO', { to: handle, n: 1, size: 1 }, 9);
+  await until('the old socket\'s message in the server', () => server.stats().messagesIn > seen);
+  await b.call('PROBE', null); // one worker, in order: its answer comes after the old socket's message was handled
   go();
+  // ...and once it is accepted the old socket is retired, without a message of the meantime.
+  assert.equal((await a.c.closed).code, 1001);
+  assert.equal(a.pending('bulk').length + a.pending('SEND_TO').length, 0);
   const s = (await r.next('session')).data;
-  assert.deepEqual([s['resumed'], s['recovered'], s['replayed']], [true, true, 3]);
-  for (let i = 0; i < 3; i++) assert.equal((await r.next('bulk')).data['i'], i);
+  assert.deepEqual([s['resumed'], s['recovered'], s['replayed']], [true, true, 5]);
+  const got: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const m = await r.c.nextJson() as { cmd: string; data: Record<string, unknown>; ref?: number };
+    got.push(m.cmd === 'bulk' ? `bulk:${String(m.data['i'])}:${String(m.data['body']).length}` : `${m.cmd}:${String(m.ref)}`);
+  }
+  assert.deepEqual(got, ['bulk:0:10', 'bulk:1:10', 'bulk:2:10', 'bulk:0:1', 'SEND_TO:9']);
   assert.equal((await r.call('PROBE', null)).data['handle'], handle);
   const st = server.stats();
   assert.equal(st.connections, 2);
   assert.equal(st.liveFds, 2);
   assert.equal(st.detached, 0);
   assert.equal(st.workers[0]!.connections, 2, 'the retired socket is uncounted on its worker once');
-  assert.ok(!sink.labels.some((l) => l.startsWith(`disconnect:${handle}:`)), 'the session never ended');
+  // onAway then onResume, as for a dropped socket; the session never ended.
+  assert.deepEqual(sink.labels.filter((l) => l.endsWith(`:${handle}`) || l.startsWith(`resume:${handle}:`) || l.startsWith(`disconnect:${handle}:`)),
+    [`away:${handle}`, `resume:${handle}:true:5`]);
   await r.c.close();
+  await b.c.close();
+});
+
+test('the old socket drops (1006) while a resume of its session is in its hook: the session is detached as for any drop (onAway, the grace goes on) and the resume replays what came meanwhile', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const b = await J.open(url);
+  // Refused first: the session, detached by the drop, waits for the next resume.
+  const r1 = new Client(`${url}?rw_resume=${token}&wait=1`, { headers: { 'x-deny': '1' } });
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  await b.call('SEND_TO', { to: handle, n: 2, size: 10 });
+  a.c.ws.terminate();
+  await sink.until((l) => l.includes(`away:${handle}`));
+  assert.equal(server.stats().detached, 1);
+  await b.call('SEND_TO', { to: handle, n: 1, size: 3 });
+  go();
+  await assert.rejects(r1.opened, (e: { statusCode?: number }) => e.statusCode === 403);
+  assert.equal(server.stats().detached, 1);
+  const r = await J.open(`${url}?rw_resume=${token}`);
+  const s = (await r.next('session')).data;
+  assert.deepEqual([s['resumed'], s['recovered'], s['replayed']], [true, true, 3]);
+  const sizes: number[] = [];
+  for (let i = 0; i < 3; i++) sizes.push(String((await r.next('bulk')).data['body']).length);
+  assert.deepEqual(sizes, [10, 10, 3]);
+  const st = server.stats();
+  assert.deepEqual([st.connections, st.liveFds, st.detached, st.workers[0]!.connections], [2, 2, 0, 2]);
+  assert.equal(sink.labels.filter((l) => l === `away:${handle}`).length, 1);
+  assert.ok(!sink.labels.some((l) => l.startsWith(`disconnect:${handle}:`)));
+  await r.c.close();
+  await b.c.close();
+});
+
+test('the old socket closed normally (1000) while a resume of its session is in its hook ends the session at once, as without a resume: what waited for it is counted in drops.sessionEnded and the resume is closed 1011 session lost', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const b = await J.open(url);
+  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  await b.call('SEND_TO', { to: handle, n: 2, size: 10 });
+  a.c.ws.close(1000);
+  await a.c.closed;
+  await sink.until((l) => l.includes(`disconnect:${handle}:1000`));
+  assert.equal(server.stats().drops.sessionEnded, 2);
+  go();
+  assert.deepEqual(await r.c.closed, { code: 1011, reason: 'session lost' });
+  await assert.rejects(Client.open(`${url}?rw_resume=${token}`), (e: { statusCode?: number }) => e.statusCode === 410);
+  assert.ok(!sink.labels.includes(`away:${handle}`));
+  const st = server.stats();
+  assert.deepEqual([st.connections, st.liveFds, st.detached, st.workers[0]!.connections], [1, 1, 0, 1]);
+  await b.c.close();
+});
+
+test('a session whose resume is in its hook, ended meanwhile (its uid kicked), closes its still-open old socket with the kick code', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('BIND', { uid: 'u' })).data['handle'] as number;
+  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  const k = await J.open(url);
+  await k.call('BIND', { uid: 'u', policy: 'kick' });
+  assert.equal((await a.c.closed).code, 4001);
+  await sink.until((l) => l.includes(`disconnect:${handle}:4001`));
+  go();
+  assert.deepEqual(await r.c.closed, { code: 1011, reason: 'session lost' });
+  const st = server.stats();
+  assert.deepEqual([st.connections, st.liveFds, st.detached, st.workers[0]!.connections], [1, 1, 0, 1]);
+  await k.c.close();
+});
+
+test('a worker that dies while a resume of its live session is in its hook: the old socket gets what waited for it, then 1011 like every socket of that worker; the resume gets 503', async (t) => {
+  const { server, url, sink } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const b = await J.open(url);
+  const r = new Client(`${url}?rw_resume=${token}&wait=1`);
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  await b.call('SEND_TO', { to: handle, n: 2, size: 10 });
+  b.send('CRASH', null);
+  await assert.rejects(r.opened, (e: { statusCode?: number }) => e.statusCode === 503);
+  assert.deepEqual(await a.c.closed, { code: 1011, reason: 'worker died' });
+  assert.deepEqual([(await a.next('bulk')).data['i'], (await a.next('bulk')).data['i']], [0, 1]);
+  assert.equal((await b.c.closed).code, 1011);
+  await until('every socket closed', () => server.stats().connections === 0);
+  const st = server.stats();
+  assert.deepEqual([st.liveFds, st.detached, st.drops.sessionEnded, st.drops.resumeOverflow], [0, 0, 0, 0]);
+});
+
+test('a TCP session whose resume is refused by its hook after publishes to its topic: the old TCP client gets each once, in order, and stays subscribed', async (t) => {
+  const tcp = new TcpConnector({ port: 0, heartbeatMs: 30_000 });
+  const { server, url, sink, go } = await startEdges(t, { connectors: [tcp] });
+  const a = new TcpJson();
+  await a.t.connect('127.0.0.1', tcp.port);
+  assert.equal((await a.t.handshake('/resume-order')).code, 200);
+  const token = (await a.next('session')).data['token'] as string;
+  await a.call('SUB', { sub: ['news'] });
+  const b = await J.open(url);
+  const r = new TcpClient();
+  await r.connect('127.0.0.1', tcp.port);
+  const hs = r.handshake('/resume-order', `rw_resume=${token}&wait=1`, { 'x-deny': '1' });
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  await b.call('PUB', { topic: 'news', msg: 1 });
+  go();
+  assert.equal((await hs).code, 403);
+  await b.call('PUB', { topic: 'news', msg: 2 });
+  assert.deepEqual([(await a.next('msg')).data, (await a.next('msg')).data], [1, 2]);
+  assert.equal((await a.call('PROBE', null)).data['resumed'], false);
+  assert.equal(a.pending('msg'), 0, 'no publish arrived twice');
+  const st = server.stats();
+  assert.deepEqual([st.connections, st.detached, st.resumes, st.drops.resumeOverflow, st.drops.sessionEnded], [2, 0, 0, 0, 0]);
+  r.end();
+  a.t.end();
   await b.c.close();
 });
 
