@@ -286,6 +286,14 @@ function finishUpgrade(conn: Conn): void {
  * `closing` (or a closed state) and stop.
  */
 export function abandon(conn: Conn, stage: Stage, ms: number): void {
+  // A message's timeout is reported as its chain's failure is, as that chain (its chainSeq is
+  // still set: release() clears it after this): an onError hook answering the message in its own
+  // format replies to the message that timed out, not a stray reply refused (RW_ERR_NO_MESSAGE).
+  if (stage === 'message' && conn.chainSeq !== 0) chainStore.run(conn.chainSeq, abandonNow, conn, stage, ms);
+  else abandonNow(conn, stage, ms);
+}
+
+function abandonNow(conn: Conn, stage: Stage, ms: number): void {
   conn.epoch++; // the abandoned chain's late steps do nothing
   host.counters[WorkerCounter.asyncTimeouts]! += 1;
   const err = new HandlerTimeoutError(stage, ms);

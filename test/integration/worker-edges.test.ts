@@ -302,6 +302,22 @@ test('a handler abandoned after asyncTimeoutMs that rejects later: onError ran o
   }
 });
 
+test('an onError hook that answers a message abandoned after asyncTimeoutMs with its own error format: its reply is that message\'s answer (not refused as stray), no default error reply', async () => {
+  await withServer({ asyncTimeoutMs: 100 }, async (url, server) => {
+    const c = await Client.open(`${url}/fmt`);
+    c.emit('LATE', '', 7);
+    const r = await c.next();
+    assert.deepEqual([r.event, r.ref, r.text], ['LATE', 7, 'fmt RW_ERR_HANDLER_TIMEOUT']);
+    assert.equal((await c.closed).code, CloseCode.INTERNAL);
+    const w = server.stats().workers[0]!;
+    assert.equal(w.strayReplies, 0);
+    assert.equal(w.asyncTimeouts, 1);
+    const s = await workerStats(url);
+    assert.deepEqual(s.errors, ['message:RW_ERR_HANDLER_TIMEOUT']);
+    assert.equal((s as unknown as { fmtReplies: number }).fmtReplies, 1);
+  });
+});
+
 test('onError for an unknown event sees that frame\'s payload; ctx.payload read after the handler returned is empty', async () => {
   const sink = new LabelSink('rw-test-labels');
   try {
