@@ -131,10 +131,29 @@ function takeAnswer(conn: Conn): boolean {
   return true;
 }
 
+/**
+ * A refused reply is being reported to onError: one that hook makes meanwhile is counted, not
+ * reported again. A hook that answers failed messages in its own format (`stage === 'message' &&
+ * !ctx.replied`) replies to the report of a stray reply too (nothing was answered), which is
+ * refused again, reported again: without this it recursed until the stack overflowed (thousands
+ * of strayReplies counted for one).
+ */
+let reportingRefusal = false;
+
+function reportRefusal(conn: Conn, err: RingwireError): void {
+  if (reportingRefusal) return;
+  reportingRefusal = true;
+  try {
+    reportError(conn, err, 'message');
+  } finally {
+    reportingRefusal = false;
+  }
+}
+
 /** A reply with no chain of its message running (see Conn.reply): not sent; reported and counted. */
 export function replyStray(conn: Conn): void {
   host.counters[WorkerCounter.strayReplies]! += 1;
-  reportError(conn, new RingwireError(ErrorCodes.RW_ERR_NO_MESSAGE, strayMessage('ctx.reply()')), 'message');
+  reportRefusal(conn, new RingwireError(ErrorCodes.RW_ERR_NO_MESSAGE, strayMessage('ctx.reply()')));
 }
 
 export function strayMessage(what: string): string {
@@ -146,8 +165,8 @@ export function strayMessage(what: string): string {
 /** A reply for a message answered already (see Conn.reply): not sent; reported and counted. */
 export function replyRefused(conn: Conn, event: string, ref: number): void {
   host.counters[WorkerCounter.duplicateReplies]! += 1;
-  reportError(conn, new RingwireError(ErrorCodes.RW_ERR_ALREADY_REPLIED,
-    `the message ${JSON.stringify(event)} (ref ${ref}) was already answered: one reply per message`), 'message');
+  reportRefusal(conn, new RingwireError(ErrorCodes.RW_ERR_ALREADY_REPLIED,
+    `the message ${JSON.stringify(event)} (ref ${ref}) was already answered: one reply per message`));
 }
 
 export function frameFailed(conn: Conn, err: unknown, stage: Stage): void {

@@ -318,6 +318,23 @@ test('an onError hook that answers a message abandoned after asyncTimeoutMs with
   });
 });
 
+test('an onError hook that answers failed messages in its own format, given a stray reply (onConnect\'s): its own reply is refused and counted once, not reported back to it in a loop', async () => {
+  await withServer({}, async (url, server) => {
+    const c = await Client.open(`${url}/fmtconnect`);
+    const e = await c.call('ECHO', 'x', 3);
+    assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 3, 'x'], 'nothing was sent before the answer');
+    const w = server.stats().workers[0]!;
+    // Before: the hook's reply was refused, reported to the hook, which replied again... until the
+    // stack overflowed (6,163 strayReplies counted, one hookError).
+    assert.equal(w.strayReplies, 2, 'onConnect\'s reply and the hook\'s');
+    assert.equal(w.hookErrors, 0);
+    const s = await workerStats(url);
+    assert.deepEqual(s.errors, ['message:RW_ERR_NO_MESSAGE']);
+    assert.equal((s as unknown as { fmtReplies: number }).fmtReplies, 1);
+    await c.close();
+  });
+});
+
 test('onError for an unknown event sees that frame\'s payload; ctx.payload read after the handler returned is empty', async () => {
   const sink = new LabelSink('rw-test-labels');
   try {
