@@ -17,7 +17,7 @@
  */
 
 import { BadFrameError } from './errors.js';
-import { utf8Length, wireFrameSize, writeWireFrameAt } from './records.js';
+import { eventLength, wireFrameSize, writeWireFrameAt } from './records.js';
 import { verifyWireFrame } from './verify.js';
 
 export interface DecodedFrame {
@@ -127,7 +127,7 @@ let poolWords = new Uint32Array(pool);
 let poolUsed = 0;
 
 function encodeWire(event: string, eventId: number, ref: number, payload: Uint8Array): Uint8Array {
-  const eb = utf8Length(event);
+  const eb = eventLength(event);
   const size = wireFrameSize(eb, payload.length);
   if (size > POOL_MAX) {
     const buf = new ArrayBuffer((size + 3) & ~3);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as flatbuffers from 'flatbuffers';
 import { Ring, RingStatus } from '../../src/shared/ring.js';
-import { RecordReader, Slot, fb, vectorLength, vectorStart, writeMessage, writeSendFrame } from '../../src/shared/records.js';
+import { RecordReader, Slot, fb, vectorLength, vectorStart, wireFrameSize, writeMessage, writeSendFrame, writeWireFrameAt } from '../../src/shared/records.js';
 import { verifyRecord, verifyWireFrame } from '../../src/shared/verify.js';
 import {
   binaryCodec, codecByName, createDecodedFrame, decodeFrame, encodeFrame, jsonCodec, rawCodec,
@@ -229,5 +229,34 @@ test('pooled encodes never overlap or alias one another', () => {
     assert.equal(d.payload.length, (i * 733) % 5000);
     assert.ok(d.payload.every((x) => x === (i & 255)), `frame ${i} was overwritten`);
     assert.equal(f.byteOffset % 8, 0);
+  }
+});
+
+test('a frame whose event name repeats the last one written is laid out exactly as a fresh one', () => {
+  // writeWireFrameAt keeps the last event name's words (bytes, NUL, padding) and copies them into
+  // the next frame with that name: each frame must read back its own name, with zero padding, over
+  // a buffer full of garbage, whatever name came before (same, longer, shorter, non-ASCII, uncached).
+  const names = ['ECHO', 'ECHO', 'A', 'ECHO', '', '', 'évè \u{1F600}', 'évè \u{1F600}', 'x'.repeat(59), 'x'.repeat(59),
+    'x'.repeat(60), 'x'.repeat(60), 'ECHO', 'ECHP', 'ECH', 'ECHO\u0000', 'ECHO', 'y'.repeat(200), 'ECHO'];
+  const buf = new ArrayBuffer(512);
+  const bytes = new Uint8Array(buf);
+  const words = new Uint32Array(buf);
+  for (const [i, name] of names.entries()) {
+    bytes.fill(0xa5);
+    const payload = new Uint8Array([i, 1, 2]);
+    const eb = te.encode(name).length;
+    writeWireFrameAt(bytes, words, 8, name, eb, 0, i, payload, 0, payload.length);
+    const size = wireFrameSize(eb, payload.length);
+    const frame = bytes.subarray(8, 8 + size);
+    verifyWireFrame(frame, 0, frame.length);
+    const f = fb.WireFrame.getRootAsWireFrame(new flatbuffers.ByteBuffer(frame));
+    assert.equal(f.event(), name, `frame ${i}`);
+    assert.equal(f.ref(), i);
+    assert.deepEqual([...f.payloadArray()!], [i, 1, 2]);
+    // From the NUL after the name to the payload's length word: zeros, nothing of an earlier frame.
+    const lenAt = size - payload.length - 4;
+    assert.ok(frame.subarray(40 + eb, lenAt).every((x) => x === 0), `padding of frame ${i}`);
+    // And the same bytes as encodeFrame, the client's writer.
+    assert.deepEqual([...frame], [...encodeFrame({ event: name, ref: i, payload })], `frame ${i} vs encodeFrame`);
   }
 });
