@@ -260,3 +260,30 @@ test('a frame whose event name repeats the last one written is laid out exactly 
     assert.deepEqual([...frame], [...encodeFrame({ event: name, ref: i, payload })], `frame ${i} vs encodeFrame`);
   }
 });
+
+test('binaryCodec.decode reads short event names by their bytes only, whatever follows them', () => {
+  // Names of 1 to 8 ASCII bytes are cached by their bytes as two words: what follows the name (its
+  // NUL, then padding a client may fill with anything) must not change what is read, names that
+  // differ in one byte or in length must not meet, and more names than the cache holds still decode.
+  const sab = new SharedArrayBuffer(4096);
+  const ring = new Uint8Array(sab, 64, 2048);
+  const out = createDecodedFrame();
+  const names: string[] = [];
+  for (let len = 1; len <= 9; len++) for (let i = 0; i < 70; i++) names.push(String.fromCharCode(...Array.from({ length: len }, (_, k) => 33 + ((i * 7 + k * 13) % 90))));
+  names.push('a\u0000', 'a', 'a\u0000b', 'a\u0000c', 'é', 'éa', 'ab\u007f');
+  for (let round = 0; round < 2; round++) {
+    for (const [i, name] of names.entries()) {
+      const frame = encodeFrame({ event: name, ref: i, payload: new Uint8Array([1, 2, 3]) });
+      ring.fill(0);
+      ring.set(frame, 8);
+      const eb = te.encode(name).length;
+      // Garbage between the NUL and the payload's length word (the reader never looks at it).
+      const lenAt = 8 + frame.length - 3 - 4;
+      for (let p = 8 + 40 + eb + 1; p < lenAt; p++) ring[p] = (p * 37 + i) | 0x80;
+      binaryCodec.decode(ring, 8, frame.length, true, out);
+      assert.equal(out.event, name, `name ${i} (${JSON.stringify(name)}), round ${round}`);
+      assert.equal(out.ref, i);
+      assert.deepEqual([...out.payload], [1, 2, 3]);
+    }
+  }
+});
