@@ -31,6 +31,8 @@ const utf8d = new TextDecoder();
 const MAX_CONN_QUEUE_BYTES = 4 * 1024 * 1024;
 /** Yield to the event loop at least this often (ms) while busy, so async hooks and timers progress. */
 const YIELD_EVERY_MS = 2;
+/** Entries of Serve.connCache (a power of two). */
+const CONN_CACHE = 256;
 
 class Serve implements PipelineHost {
   readonly inbound: Ring;
@@ -40,11 +42,12 @@ class Serve implements PipelineHost {
   readonly loaded: Loaded;
   readonly conns = new Map<number, Conn>();
   /**
-   * The connection of the last Message record (conns.get per message was ~5 % of the worker's
-   * time with the route lookup; a pipelined client's messages arrive in runs). Cleared whenever a
-   * connection leaves `conns` (dropConn), so it is always one that conns holds.
+   * Connections of recent Message records by the low bits of their handle (its fd: the fds of live
+   * connections are distinct, so they rarely share an entry): conns.get per message was ~5 % of the
+   * worker's time with the route lookup. An entry is cleared when its connection leaves `conns`
+   * (dropConn), so it always holds one that conns holds.
    */
-  lastConn: Conn | null = null;
+  readonly connCache: (Conn | null)[] = new Array<Conn | null>(CONN_CACHE).fill(null);
   /** The last route found by name, and the module and event name it was found for. */
   lastRouteModule: ModuleRt | null = null;
   lastRouteEvent = '';
@@ -124,10 +127,15 @@ class Serve implements PipelineHost {
     this.dropConn(conn.handle);
   }
 
-  /** Every removal from `conns` goes through here (it keeps lastConn one that conns holds). */
+  /** Every removal from `conns` goes through here (connCache holds only connections conns holds). */
   dropConn(handle: number): void {
     this.conns.delete(handle);
-    if (this.lastConn !== null && this.lastConn.handle === handle) this.lastConn = null;
+    this.uncache(handle);
+  }
+
+  uncache(handle: number): void {
+    const i = handle & (CONN_CACHE - 1);
+    if (this.connCache[i]?.handle === handle) this.connCache[i] = null;
   }
 
   flushBarriers(): void {
@@ -229,11 +237,12 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
     case RecordKind.Shed: {
       reader.hbd(offset, false);
       const h = reader.hbdHandle;
-      let conn = s.lastConn;
+      const ci = h & (CONN_CACHE - 1);
+      let conn = s.connCache[ci]!;
       if (conn === null || conn.handle !== h) {
         const c = s.conns.get(h);
         if (c === undefined) return;
-        s.lastConn = conn = c;
+        s.connCache[ci] = conn = c;
       }
       if (conn.busy) return enqueue(s, conn, true, data, offset, length);
       if (conn.state !== ConnState.Open) return;
@@ -261,7 +270,7 @@ function dispatch(s: Serve, reader: RecordReader, data: Uint8Array, offset: numb
       for (let i = 0; i < hn; i++) headers[u.headerNames(i)] = u.headerValues(i);
       const conn = new Conn(handle % 0x1000000, handle, mod, s.outbox, u.url() ?? '', u.query() ?? '',
         u.remoteAddress() ?? '', params, headers);
-      if (s.lastConn !== null && s.lastConn.handle === handle) s.lastConn = null;
+      s.uncache(handle); // a handle is never reused, but the cache must not outlive its entry
       s.conns.set(handle, conn);
       const p = runUpgrade(conn, 0);
       if (p !== undefined) s.startAsync(conn, p, 'upgrade');
