@@ -136,18 +136,15 @@ function takeAnswer(conn: Conn): boolean {
  * reported again. A hook that answers failed messages in its own format (`stage === 'message' &&
  * !ctx.replied`) replies to the report of a stray reply too (nothing was answered), which is
  * refused again, reported again: without this it recursed until the stack overflowed (thousands
- * of strayReplies counted for one).
+ * of strayReplies counted for one). The report runs as its own async context (REFUSAL in the chain
+ * store), so a reply the hook makes after an await is known too: else the loop went on for ever,
+ * one microtask a turn.
  */
-let reportingRefusal = false;
+const REFUSAL = -1;
 
 function reportRefusal(conn: Conn, err: RingwireError): void {
-  if (reportingRefusal) return;
-  reportingRefusal = true;
-  try {
-    reportError(conn, err, 'message');
-  } finally {
-    reportingRefusal = false;
-  }
+  if (chainStore.getStore() === REFUSAL) return;
+  chainStore.run(REFUSAL, reportError, conn, err, 'message');
 }
 
 /** A reply with no chain of its message running (see Conn.reply): not sent; reported and counted. */

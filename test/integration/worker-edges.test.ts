@@ -335,6 +335,23 @@ test('an onError hook that answers failed messages in its own format, given a st
   });
 });
 
+test('the same hook answering after an await: its refused reply is counted once, not reported back to it in an endless asynchronous loop', { timeout: 30_000 }, async () => {
+  await withServer({}, async (url, server) => {
+    const c = await Client.open(`${url}/afmtconnect`);
+    // Before: the hook's late reply was refused and reported to the hook again, one microtask
+    // later each time, for ever: the worker never reached this message.
+    const e = await c.call('ECHO', 'x', 3);
+    assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 3, 'x'], 'nothing was sent before the answer');
+    const s = await workerStats(url);
+    assert.deepEqual(s.errors, ['message:RW_ERR_NO_MESSAGE']);
+    assert.equal((s as unknown as { fmtReplies: number }).fmtReplies, 1);
+    const w = server.stats().workers[0]!;
+    assert.equal(w.strayReplies, 2, 'onConnect\'s reply and the hook\'s');
+    assert.equal(w.hookErrors, 0);
+    await c.close();
+  });
+});
+
 test('onError for an unknown event sees that frame\'s payload; ctx.payload read after the handler returned is empty', async () => {
   const sink = new LabelSink('rw-test-labels');
   try {
