@@ -48,6 +48,12 @@ export interface SocketData {
   resumeOf: Session | null;
   /** A resumed socket whose client has not shown it is there yet (SessionManager.confirm). */
   unconfirmed: boolean;
+  /**
+   * The id of the last sendAll that reached this connection (sent, or buffered for its session),
+   * or of the last one issued before it opened: a sendAll reaches a connection at most once,
+   * and never one opened after it (see SessionManager.runPaged).
+   */
+  sentAll: number;
 }
 
 /**
@@ -443,6 +449,7 @@ export class CommandExecutor {
       tokens: this.rateBurst, refilledAt: 0, shedTokens: this.shedBurst, shedAt: 0,
       remoteAddress: p.remoteAddress, url: p.url, connectedAt: Date.now(), handshakeMs: performance.now() - p.startedAt,
       transport: p.client === null ? 'websocket' : '', uid: null, rooms: null, session: null, resumeOf: p.resume, unconfirmed: false,
+      sentAll: 0,
     };
     this.counters.upgradesAccepted++;
     if (p.client !== null) {

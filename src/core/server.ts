@@ -818,6 +818,9 @@ export class Server {
     const slot = this.slots[ud.slot]!;
     const resume = ud.resumeOf;
     ud.resumeOf = null;
+    // A sendAll reaches the connections open when it was issued: not this one (a resume takes
+    // its session's place instead, see SessionManager.attach).
+    ud.sentAll = this.sessions.lastSendAll;
     this.counters.connections++;
     const live = slot.alive && slot.generation === ud.slotGen;
     // Counted on a live slot even when ended at once: handleClose uncounts it there.

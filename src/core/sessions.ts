@@ -191,7 +191,16 @@ function newToken(): string {
   return t;
 }
 
+/**
+ * A sendAll waiting for its pages. It walks the live sockets with a live Map iterator (no copy of
+ * 100k handles per call). A connection can leave the map while the walk is under way (a resume's
+ * hold, a drop) and be put back at the end of it, where the iterator would meet it again: the
+ * connection's `sentAll` mark (this send's id once it was reached) keeps it to one delivery. Sends
+ * run one at a time, oldest first, so one mark per connection is enough.
+ */
 interface PagedSend {
+  /** Increasing per call: connections opened after it carry an id at least this one (skipped). */
+  id: number;
   it: Iterator<Sock>;
   module: number;
   except: Set<number>;
@@ -235,10 +244,17 @@ export class SessionManager {
   private readonly paged: PagedSend[] = [];
   private pagedArmed = false;
   private pagedBytes = 0;
+  /** The id of the last sendAll accepted (see PagedSend.id). */
+  private sendAllSeq = 0;
   private readonly codecs: Codec[] = [];
 
   constructor(host: SessionHost) {
     this.host = host;
+  }
+
+  /** The id of the last sendAll issued: a connection opening now is marked with it (SocketData.sentAll). */
+  get lastSendAll(): number {
+    return this.sendAllSeq;
   }
 
   private codecOf(module: number): Codec {
@@ -599,6 +615,8 @@ export class SessionManager {
     ud.rooms = old.rooms;
     ud.session = s;
     ud.connectedAt = old.connectedAt;
+    // The same connection: a sendAll that reached the session is not sent again to this socket.
+    ud.sentAll = old.sentAll;
     s.ud = ud;
     this.host.sockets.set(s.fd, sock);
     for (const t of s.topics) sock.subscribe(t);
@@ -1190,7 +1208,9 @@ export class SessionManager {
           return;
         }
         this.pagedBytes += data.length;
-        this.paged.push({ it: this.host.sockets.values(), module: handle, except, data: data.slice(), binary: r.binary() });
+        this.paged.push({
+          id: ++this.sendAllSeq, it: this.host.sockets.values(), module: handle, except, data: data.slice(), binary: r.binary(),
+        });
         this.armPaged();
         return;
       }
@@ -1219,13 +1239,23 @@ export class SessionManager {
 
   // ------------------------------------------------------------------ paged sends
 
+  /** Whether `job` is for this connection and has not reached it yet; if so, it is marked reached. */
+  private due(job: PagedSend, ud: SocketData): boolean {
+    if (ud.sentAll >= job.id || job.except.has(ud.handle) || (job.module >= 0 && ud.module !== job.module)) return false;
+    ud.sentAll = job.id;
+    return true;
+  }
+
   private armPaged(): void {
     if (this.pagedArmed) return;
     this.pagedArmed = true;
     setImmediate(this.runPaged);
   }
 
-  /** One page of the oldest paged send per turn: a send to 100k connections never stalls the loop. */
+  /**
+   * One page of the oldest paged send per turn: a send to 100k connections never stalls the loop.
+   * It reaches every live connection of its module(s) open when it was issued, once.
+   */
   private readonly runPaged = (): void => {
     this.pagedArmed = false;
     const job = this.paged[0];
@@ -1240,7 +1270,7 @@ export class SessionManager {
       }
       const sock = next.value;
       const ud = sock.getUserData().rw;
-      if (ud.closed || job.except.has(ud.handle) || (job.module >= 0 && ud.module !== job.module)) continue;
+      if (ud.closed || !this.due(job, ud)) continue;
       if (sock.send(job.data, job.binary) === 2) c.drop('backpressure', ud.handle);
       else c.messagesOut++;
     }

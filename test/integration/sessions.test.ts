@@ -9,6 +9,8 @@ import WebSocket from 'ws';
 import { createServer, type Server } from '../../src/index.js';
 import { Client, LabelSink, JsonClient as J, fixture, until, within } from '../helpers.js';
 import { TcpClient, TcpConnector, TcpFrameType } from '../../src/core/connectors/tcp.js';
+import { MemoryConnector, type MemoryClient, type MemoryMessage } from '../../src/core/connectors/memory.js';
+import { SendStatus, type ClientManager, type ConnectorClient } from '../../src/core/connector.js';
 
 async function start(extra: Record<string, unknown> = {}): Promise<{ server: Server; url: string }> {
   const server = createServer({ modules: [fixture('rooms.module')], workers: 2, ...extra });
@@ -1237,4 +1239,75 @@ test('ctx.close() on a detached connection (from onAway) ends its session now: d
   const r = await refused(`${url}?rw_resume=${token}`);
   assert.equal(r.status, 410);
   assert.equal(sink.labels.filter((l) => l.startsWith('disconnect:no-resume-1')).length, 1);
+});
+
+test('a sendAll over more connections than one page reaches a connection put back in the socket map mid-walk once: a held socket back after its resume was aborted, a resume that took over a live socket, a resume of a dropped one', async (t) => {
+  // Memory clients are driven from the I/O thread's own loop: what a client does when its first
+  // page delivers m1 (a continuation, run before the next page) happens between two pages.
+  class Tap extends MemoryConnector {
+    manager: ClientManager | null = null;
+    override start(m: ClientManager): void {
+      this.manager = m;
+      super.start(m);
+    }
+  }
+  const mem = new Tap();
+  const { server, url } = await startEdges(t, { connectors: [mem] });
+  const cmd = (m: MemoryMessage): { cmd: string; data: Record<string, unknown> } => JSON.parse(Buffer.from(m.data).toString()) as { cmd: string; data: Record<string, unknown> };
+  const open = async (path: string, query = ''): Promise<{ c: MemoryClient; token: string }> => {
+    const c = await mem.connect(path, query);
+    return { c, token: String(cmd(await c.next()).data['token']) };
+  };
+  // x, y and z open first, so the first page of the walk reaches them; more than a page follows.
+  const x = await open('/resume-order');
+  const y = await open('/rooms');
+  const z = await open('/rooms');
+  for (let n = 0; n < 1536; n += 256) await Promise.all(Array.from({ length: 256 }, () => mem.connect('/rooms')));
+  const b = await J.open(url);
+  assert.ok(server.stats().connections > 1024 + 3, 'more connections than a page');
+
+  const notes = async (c: MemoryClient): Promise<string[]> => {
+    const seen: string[] = [];
+    for (;;) {
+      const m = cmd(await within('a message', c.next()));
+      if (m.cmd !== 'all') continue;
+      seen.push(String(m.data['note']));
+      if (m.data['note'] === 'fence') return seen;
+    }
+  };
+  const firstNote = async (c: MemoryClient): Promise<string> => String(cmd(await c.next()).data['note']);
+  // x: a resume of its live session starts (its socket is held, out of the map) and its client
+  // goes away at once (the socket is put back, at the end of the map).
+  const xDone = firstNote(x.c).then((note) => {
+    const gone: ConnectorClient = { remoteAddress: 'test', session: null, send: () => SendStatus.SUCCESS, close: () => undefined, bufferedAmount: () => 0 };
+    const refused = mem.manager!.addClient(gone, { path: '/resume-order', query: `rw_resume=${x.token}` });
+    mem.manager!.removeClient(gone, 1006, '');
+    return refused.then((r) => [note, r.ok ? 'opened' : String(r.status)]);
+  });
+  // y: a resume of its live session (taken over at once: rooms has no upgrade hook).
+  const yDone = firstNote(y.c).then((note) => [note, mem.connect('/rooms', `rw_resume=${y.token}`)] as const);
+  // z: its client drops (1006: detached), then resumes.
+  const zDone = firstNote(z.c).then((note) => {
+    z.c.close(1006);
+    return [note, mem.connect('/rooms', `rw_resume=${z.token}`)] as const;
+  });
+  await b.call('ALL', { note: 'm1', allModules: true });
+  assert.deepEqual(await within('x\'s m1', xDone), ['m1', '499']);
+  const [yNote, yOpening] = await within('y\'s m1', yDone);
+  const [zNote, zOpening] = await within('z\'s m1', zDone);
+  assert.deepEqual([yNote, zNote], ['m1', 'm1']);
+  const [y2, z2] = [await yOpening, await zOpening];
+  assert.equal((await y.c.closed).code, 1001);
+  for (const c of [y2, z2]) {
+    const f = cmd(await c.next());
+    assert.deepEqual([f.cmd, f.data['resumed'], f.data['replayed']], ['session', true, 0]);
+  }
+  // The next sendAll starts once m1's walk is over: what came before it is all there was.
+  await b.call('ALL', { note: 'fence', allModules: true });
+  assert.deepEqual(await notes(x.c), ['fence'], 'the held socket put back mid-walk got m1 once');
+  assert.deepEqual(await notes(y2), ['fence'], 'the live session resumed mid-walk got m1 once');
+  assert.deepEqual(await notes(z2), ['fence'], 'the dropped session resumed mid-walk got m1 once');
+  const st = server.stats();
+  assert.deepEqual([st.drops.resumeOverflow, st.drops.sessionEnded, st.detached], [0, 0, 0]);
+  await b.c.close();
 });
