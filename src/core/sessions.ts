@@ -192,16 +192,19 @@ function newToken(): string {
 }
 
 /**
- * A sendAll waiting for its pages. It walks the live sockets with a live Map iterator (no copy of
- * 100k handles per call). A connection can leave the map while the walk is under way (a resume's
- * hold, a drop) and be put back at the end of it, where the iterator would meet it again: the
- * connection's `sentAll` mark (this send's id once it was reached) keeps it to one delivery. Sends
- * run one at a time, oldest first, so one mark per connection is enough.
+ * A sendAll waiting for its pages. It walks the live sockets, then the sessions detached or held
+ * (their buffers), each a live Map iterator (no copy of 100k handles per call). A connection can
+ * move between the two maps while the walk is under way (a drop, a resume, a hold that ends) and
+ * is put back at the end of the socket map, where the iterator would meet it again: the connection's
+ * `sentAll` mark (this send's id once it was reached) keeps it to one delivery. Sends run one at a
+ * time, oldest first, so one mark per connection is enough.
  */
 interface PagedSend {
   /** Increasing per call: connections opened after it carry an id at least this one (skipped). */
   id: number;
   it: Iterator<Sock>;
+  /** The walk of the detached and held sessions, once the sockets are done; null before. */
+  away: Iterator<Session> | null;
   module: number;
   except: Set<number>;
   data: Uint8Array;
@@ -558,6 +561,7 @@ export class SessionManager {
     if (sock === null) return;
     s.held = null;
     this.heldCount--;
+    this.pendingSendAll(s);
     this.undetach(s);
     this.host.sockets.set(s.fd, sock);
     for (const t of s.topics) sock.subscribe(t);
@@ -606,6 +610,7 @@ export class SessionManager {
       this.notify(s.ud, NoticeOp.Detach, 0, 0, s.handle, EMPTY);
     }
     // Detached: by its socket's drop, or held by beginResume (a half-open socket, retired above).
+    this.pendingSendAll(s);
     this.undetach(s);
     this.setResuming(s, false);
     const old = s.ud;
@@ -1209,7 +1214,7 @@ export class SessionManager {
         }
         this.pagedBytes += data.length;
         this.paged.push({
-          id: ++this.sendAllSeq, it: this.host.sockets.values(), module: handle, except, data: data.slice(), binary: r.binary(),
+          id: ++this.sendAllSeq, it: this.host.sockets.values(), away: null, module: handle, except, data: data.slice(), binary: r.binary(),
         });
         this.armPaged();
         return;
@@ -1246,6 +1251,16 @@ export class SessionManager {
     return true;
   }
 
+  /**
+   * A session going back to a socket (endHold, attach) while the sendAll under way walks the
+   * detached sessions: its walk of the sockets is over and it would meet the session in neither
+   * map, so a send that has not reached it yet is buffered now, replayed with the rest.
+   */
+  private pendingSendAll(s: Session): void {
+    const job = this.paged[0];
+    if (job !== undefined && job.away !== null && this.due(job, s.ud)) this.buffer(s, job.data, job.binary);
+  }
+
   private armPaged(): void {
     if (this.pagedArmed) return;
     this.pagedArmed = true;
@@ -1254,7 +1269,8 @@ export class SessionManager {
 
   /**
    * One page of the oldest paged send per turn: a send to 100k connections never stalls the loop.
-   * It reaches every live connection of its module(s) open when it was issued, once.
+   * It reaches every connection of its module(s) open when it was issued, once: the live sockets,
+   * then the sessions detached or held (buffered, replayed on resume, as any send to them).
    */
   private readonly runPaged = (): void => {
     this.pagedArmed = false;
@@ -1262,17 +1278,27 @@ export class SessionManager {
     if (job === undefined) return;
     const c = this.host.counters;
     for (let n = 0; n < PAGE; n++) {
-      const next = job.it.next();
-      if (next.done === true) {
-        this.paged.shift();
-        this.pagedBytes -= job.data.length;
-        break;
+      if (job.away === null) {
+        const next = job.it.next();
+        if (next.done === true) {
+          job.away = this.detached.values();
+          continue;
+        }
+        const sock = next.value;
+        const ud = sock.getUserData().rw;
+        if (ud.closed || !this.due(job, ud)) continue;
+        if (sock.send(job.data, job.binary) === 2) c.drop('backpressure', ud.handle);
+        else c.messagesOut++;
+      } else {
+        const next = job.away.next();
+        if (next.done === true) {
+          this.paged.shift();
+          this.pagedBytes -= job.data.length;
+          break;
+        }
+        const s = next.value;
+        if (this.due(job, s.ud)) this.buffer(s, job.data, job.binary);
       }
-      const sock = next.value;
-      const ud = sock.getUserData().rw;
-      if (ud.closed || !this.due(job, ud)) continue;
-      if (sock.send(job.data, job.binary) === 2) c.drop('backpressure', ud.handle);
-      else c.messagesOut++;
     }
     if (this.paged.length > 0) this.armPaged();
   };

@@ -94,8 +94,7 @@ export interface Context {
   unsubscribe(topic: string): void;
   /**
    * Send to every connection of this module (a publish on the module's own topic). With `except`
-   * it is a `sendAll` of the module instead: paged, not ordered with later sends, not buffered
-   * for detached sessions.
+   * it is a `sendAll` of the module instead: paged, not ordered with later sends.
    */
   broadcast(payload: unknown, options?: SendOptions & { exceptSelf?: boolean; except?: readonly number[] }): void;
   close(code?: number, reason?: string): void;
@@ -116,7 +115,8 @@ export interface Context {
   sendMany(handles: readonly number[], payload: unknown, options?: SendOptions): void;
   /**
    * Send to every connection of this module (all modules with `allModules`) in pages that never
-   * stall the I/O thread. Not ordered with this handler's later sends (they may arrive first).
+   * stall the I/O thread: each connection there at the call gets it once (a detached session's
+   * buffered for its resume). Not ordered with this handler's later sends (they may arrive first).
    */
   sendAll(payload: unknown, options?: SendOptions & { except?: readonly number[]; allModules?: boolean }): void;
 

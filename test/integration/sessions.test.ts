@@ -302,6 +302,31 @@ test('resume: direct, uid and broadcast sends to a detached connection are buffe
   assert.deepEqual(order, ['p0', 'p1', 'direct:u1', 'bc:b1', 'q0']);
 });
 
+test('resume: a sendAll issued while the connection was detached is buffered for it and replayed once on resume, in order with the other buffered messages', async (t) => {
+  const { server, url, sink } = await startWithSink(t);
+  const { a, token, b } = await pair(url, 'sa', 'dora', null);
+  a.c.ws.terminate();
+  await sink.until((l) => l.includes('away:dora'));
+  await b.call('PUB', { room: 'sa', n: 1, tag: 'p' });
+  await b.call('ALL', { note: 's1', except: [] });
+  // Fewer connections than a page: the page that sent b its copy is the one that buffered a's.
+  assert.equal((await b.next('all')).data['note'], 's1');
+  await b.call('PUB', { room: 'sa', n: 1, tag: 'q' });
+  const a2 = await J.open(`${url}?rw_resume=${token}`);
+  const s = (await a2.next('session')).data;
+  assert.deepEqual([s['recovered'], s['replayed']], [true, 3]);
+  const order: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const m = await within('a replayed message', a2.c.nextJson()) as { cmd: string; data: Record<string, unknown> };
+    order.push(m.cmd === 'msg' ? `${String(m.data['tag'])}${String(m.data['i'])}` : `${m.cmd}:${String(m.data['note'])}`);
+  }
+  assert.deepEqual(order, ['p0', 'all:s1', 'q0']);
+  // Once: the resumed socket is not sent it again; the next sendAll is the next it gets.
+  await b.call('ALL', { note: 'fence', except: [] });
+  assert.equal((await within('the fence', a2.next('all'))).data['note'], 'fence');
+  assert.equal(server.stats().drops.resumeOverflow, 0);
+});
+
 test('resume tokens are single use: each resume frame carries a new token, and the one presented is refused afterwards (410)', async (t) => {
   const { server, url } = await startWithSink(t);
   const { a, token, handle, b } = await pair(url, 'game', 'alice', 'bob');
@@ -1241,6 +1266,56 @@ test('ctx.close() on a detached connection (from onAway) ends its session now: d
   assert.equal(sink.labels.filter((l) => l.startsWith('disconnect:no-resume-1')).length, 1);
 });
 
+test('a sendAll while a resume of a live session is in its hook reaches that session once, through its buffer: the old socket gets it when the hook refuses, the resumed socket in its replay when it accepts', async (t) => {
+  const { server, url, sink, go } = await startEdges(t);
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const b = await J.open(url);
+  const hooks = (n: number): Promise<void> => sink.until((l) => l.filter((x) => x === 'waiting:upgrade').length === n);
+  const next = async (c: J): Promise<string> => {
+    const m = await within('the next message', c.c.nextJson()) as { cmd: string; data: Record<string, unknown> };
+    return m.cmd === 'bulk' ? `bulk:${String(m.data['i'])}` : `${m.cmd}:${String(m.data['note'])}`;
+  };
+  const upTo = async (c: J, last: string): Promise<string[]> => {
+    const got: string[] = [];
+    while (got[got.length - 1] !== last) got.push(await next(c));
+    return got;
+  };
+
+  // Refused: the old socket takes the session back and gets the sendAll, then what followed it.
+  const r1 = new Client(`${url}?rw_resume=${token}&wait=1`, { headers: { 'x-deny': '1' } });
+  await hooks(1);
+  await b.call('ALL', { note: 's1' });
+  // Fewer connections than a page: the page that sent b its copy is the one that reached a.
+  assert.equal((await b.next('all')).data['note'], 's1');
+  await b.call('SEND_TO', { to: handle, n: 1, size: 1 });
+  go();
+  await assert.rejects(r1.opened, (e: { statusCode?: number }) => e.statusCode === 403);
+  assert.deepEqual(await upTo(a, 'bulk:0'), ['all:s1', 'bulk:0']);
+  await b.call('ALL', { note: 'f1' });
+  assert.equal(await next(a), 'all:f1', 'the old socket got s1 once');
+  assert.equal((await b.next('all')).data['note'], 'f1');
+
+  // Accepted: the old socket is retired (1001) without it; the resumed socket gets it in its replay.
+  const r2 = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
+  await hooks(2);
+  await b.call('ALL', { note: 's2' });
+  assert.equal((await b.next('all')).data['note'], 's2');
+  await b.call('SEND_TO', { to: handle, n: 1, size: 1 });
+  go();
+  assert.equal((await a.c.closed).code, 1001);
+  const s = (await r2.next('session')).data;
+  assert.deepEqual([s['recovered'], s['replayed']], [true, 2]);
+  assert.deepEqual(await upTo(r2, 'bulk:0'), ['all:s2', 'bulk:0']);
+  await b.call('ALL', { note: 'f2' });
+  assert.equal(await next(r2), 'all:f2', 'the resumed socket got s2 once');
+  const st = server.stats();
+  assert.deepEqual([st.drops.resumeOverflow, st.drops.sessionEnded, st.detached], [0, 0, 0]);
+  await r2.c.close();
+  await b.c.close();
+});
+
 test('a sendAll over more connections than one page reaches a connection put back in the socket map mid-walk once: a held socket back after its resume was aborted, a resume that took over a live socket, a resume of a dropped one', async (t) => {
   // Memory clients are driven from the I/O thread's own loop: what a client does when its first
   // page delivers m1 (a continuation, run before the next page) happens between two pages.
@@ -1309,5 +1384,45 @@ test('a sendAll over more connections than one page reaches a connection put bac
   assert.deepEqual(await notes(z2), ['fence'], 'the dropped session resumed mid-walk got m1 once');
   const st = server.stats();
   assert.deepEqual([st.drops.resumeOverflow, st.drops.sessionEnded, st.detached], [0, 0, 0]);
+  await b.c.close();
+});
+
+test('a sendAll walking more detached sessions than one page: one resumed between its pages (its socket back in a map the walk has left) gets it in its replay, once; one still detached gets it on its resume', async (t) => {
+  const mem = new MemoryConnector();
+  const { server, url } = await startEdges(t, { connectors: [mem], modules: [fixture('resume-order.module'), fixture('resume-all.module')] });
+  const cmd = (m: MemoryMessage): { cmd: string; data: Record<string, unknown> } => JSON.parse(Buffer.from(m.data).toString()) as { cmd: string; data: Record<string, unknown> };
+  const open = async (): Promise<{ c: MemoryClient; token: string }> => {
+    const c = await mem.connect('/resume-all');
+    return { c, token: String(cmd(await c.next()).data['token']) };
+  };
+  // A live client whose m1 comes in the walk's first page, then more than a page of detached sessions.
+  const live = await open();
+  const away: { c: MemoryClient; token: string }[] = [];
+  for (let n = 0; n < 1536; n += 256) away.push(...await Promise.all(Array.from({ length: 256 }, open)));
+  for (const a of away) a.c.close(1006);
+  assert.equal(server.stats().detached, away.length);
+  const b = await J.open(url);
+  // The last session detached is among the last the walk reaches: it resumes when the live client
+  // has m1, before the walk's next page.
+  const w = away[away.length - 1]!;
+  const resumed = live.c.next().then((m) => [String(cmd(m).data['note']), mem.connect('/resume-all', `rw_resume=${w.token}`)] as const);
+  await b.call('ALL', { note: 'm1', allModules: true });
+  const [note, opening] = await within('the live client\'s m1', resumed);
+  assert.equal(note, 'm1');
+  const w2 = await opening;
+  const replay = async (c: MemoryClient): Promise<string[]> => {
+    const f = cmd(await within('a session frame', c.next()));
+    assert.deepEqual([f.cmd, f.data['resumed'], f.data['recovered']], ['session', true, true]);
+    const got: string[] = [];
+    for (let i = 0; i < Number(f.data['replayed']); i++) got.push(String(cmd(await c.next()).data['note']));
+    return got;
+  };
+  assert.deepEqual(await replay(w2), ['m1'], 'resumed between two pages of the walk of the detached sessions');
+  // The next sendAll starts once m1's walk is over: w got m1 once.
+  await b.call('ALL', { note: 'fence', allModules: true });
+  assert.equal(String(cmd(await within('the fence', w2.next())).data['note']), 'fence');
+  // One that stayed detached through the walk: m1 was buffered for it (the fence too).
+  assert.deepEqual(await replay(await mem.connect('/resume-all', `rw_resume=${away[0]!.token}`)), ['m1', 'fence']);
+  assert.equal(server.stats().drops.resumeOverflow, 0);
   await b.c.close();
 });
