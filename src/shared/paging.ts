@@ -110,13 +110,15 @@ export function membersAfter(members: readonly PresenceMember[], after: string |
     if (heap.length < cap) heapPush(heap, m);
     else if (compareMembers(m, heap[0]!) < 0) heapReplaceTop(heap, m);
   }
+  // Not filled: every member after the cursor is in it, so none follows the page.
+  const filled = heap.length === cap;
   heap.sort(compareMembers);
   let n = 0;
   for (let i = 0; i < heap.length; i++) if (n === 0 || compareMembers(heap[n - 1]!, heap[i]!) !== 0) heap[n++] = heap[i]!;
   heap.length = n;
   // A heap that filled holds at most `limit` + 1 distinct members, or fewer with repeats among them:
   // then some of the room may follow the last one kept, and the walk goes on (a later page may be empty).
-  const more = n > limit || (n > 0 && n < cap && countAfter(members, heap[n - 1]!) > 0);
+  const more = n > limit || (filled && n > 0 && countAfter(members, heap[n - 1]!) > 0);
   if (n > limit) heap.length = limit;
   // One node's members are keyed by handle (no repeats); several nodes' come partly from Redis.
   const clustered = members.length > 0 && members[0]!.node !== '';
