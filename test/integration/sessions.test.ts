@@ -813,6 +813,24 @@ async function startEdges(t: TestContext, extra: Record<string, unknown> = {}): 
   return { server, url: `ws://127.0.0.1:${port}/resume-order`, sink, go: () => ch.postMessage('go') };
 }
 
+/** A resumable connection: its socket, its session token and its handle. */
+async function owner(url: string): Promise<{ a: J; token: string; handle: number }> {
+  const a = await J.open(url);
+  const token = (await a.next('session')).data['token'] as string;
+  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  return { a, token, handle };
+}
+
+/** The next `n` frames of `c` as tags: `bulk:i:bodyLength` for a bulk message, `CMD:ref` for a reply. */
+async function tags(c: J, n: number): Promise<string[]> {
+  const got: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const m = await c.c.nextJson() as { cmd: string; data: Record<string, unknown>; ref?: number };
+    got.push(m.cmd === 'bulk' ? `bulk:${String(m.data['i'])}:${String(m.data['body']).length}` : `${m.cmd}:${String(m.ref)}`);
+  }
+  return got;
+}
+
 /** A connection whose socket drops (1006) while `what` waits in its handler; resolves once detached. */
 async function dropWhileWaiting(server: Server, sink: LabelSink, c: J, what: string): Promise<void> {
   await sink.until((l) => l.includes(`waiting:${what}`));
@@ -850,9 +868,7 @@ function nextOrClose(c: J, cmd: string): Promise<{ cmd: string; data: Record<str
 
 test('a resume refused by its upgrade hook leaves the live session alone: its socket stays open and keeps answering, onAway never runs', async (t) => {
   const { server, url, sink } = await startEdges(t);
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const { a, token, handle } = await owner(url);
   // Someone holding a copy of the token tries to resume while the owner's socket is alive.
   await assert.rejects(Client.open(`${url}?rw_resume=${token}`, { headers: { 'x-deny': '1' } }), (e: { statusCode?: number }) => e.statusCode === 403);
   a.send('PROBE', null);
@@ -873,9 +889,7 @@ test('a resume refused by its upgrade hook leaves the live session alone: its so
 
 test('while a resume\'s hook runs, what is addressed to the live session is held back; when the hook refuses, the old socket gets it all in order (its own replies too) and goes on both ways, nothing counted as dropped', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const { a, token, handle } = await owner(url);
   const b = await J.open(url);
   const r = new Client(`${url}?rw_resume=${token}&wait=1`, { headers: { 'x-deny': '1' } });
   await sink.until((l) => l.includes('waiting:upgrade'));
@@ -887,11 +901,7 @@ test('while a resume\'s hook runs, what is addressed to the live session is held
   await b.call('PROBE', null); // one worker, in order: its answer comes after the old socket's message was handled
   go(); // the hook refuses: the session goes back to its old socket
   await assert.rejects(r.opened, (e: { statusCode?: number }) => e.statusCode === 403);
-  const got: string[] = [];
-  for (let i = 0; i < 5; i++) {
-    const m = await a.c.nextJson() as { cmd: string; data: Record<string, unknown>; ref?: number };
-    got.push(m.cmd === 'bulk' ? `bulk:${String(m.data['i'])}:${String(m.data['body']).length}` : `${m.cmd}:${String(m.ref)}`);
-  }
+  const got = await tags(a, 5);
   assert.deepEqual(got, ['bulk:0:10', 'bulk:1:10', 'bulk:2:10', 'bulk:0:1', 'SEND_TO:9']);
   // Both ways, live again: a message from it is answered, a send to it arrives directly.
   await b.call('SEND_TO', { to: handle, n: 1, size: 2 });
@@ -907,9 +917,7 @@ test('while a resume\'s hook runs, what is addressed to the live session is held
 
 test('a resume sent while the old socket still lives: that socket stays open while the resume\'s hook runs and is retired (1001) once the resume is accepted; what is addressed to the session meanwhile (its old socket\'s replies too) is replayed in order, per-worker counts stay true', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const { a, token, handle } = await owner(url);
   const b = await J.open(url);
   // The client resumes before its old socket is gone (it thinks that one dropped)...
   const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
@@ -925,11 +933,7 @@ test('a resume sent while the old socket still lives: that socket stays open whi
   assert.equal(a.pending('bulk').length + a.pending('SEND_TO').length, 0);
   const s = (await r.next('session')).data;
   assert.deepEqual([s['resumed'], s['recovered'], s['replayed']], [true, true, 5]);
-  const got: string[] = [];
-  for (let i = 0; i < 5; i++) {
-    const m = await r.c.nextJson() as { cmd: string; data: Record<string, unknown>; ref?: number };
-    got.push(m.cmd === 'bulk' ? `bulk:${String(m.data['i'])}:${String(m.data['body']).length}` : `${m.cmd}:${String(m.ref)}`);
-  }
+  const got = await tags(r, 5);
   assert.deepEqual(got, ['bulk:0:10', 'bulk:1:10', 'bulk:2:10', 'bulk:0:1', 'SEND_TO:9']);
   assert.equal((await r.call('PROBE', null)).data['handle'], handle);
   const st = server.stats();
@@ -946,9 +950,7 @@ test('a resume sent while the old socket still lives: that socket stays open whi
 
 test('the old socket drops (1006) while a resume of its session is in its hook: the session is detached as for any drop (onAway, the grace goes on) and the resume replays what came meanwhile', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const { a, token, handle } = await owner(url);
   const b = await J.open(url);
   // Refused first: the session, detached by the drop, waits for the next resume.
   const r1 = new Client(`${url}?rw_resume=${token}&wait=1`, { headers: { 'x-deny': '1' } });
@@ -977,9 +979,7 @@ test('the old socket drops (1006) while a resume of its session is in its hook: 
 
 test('the old socket closed normally (1000) while a resume of its session is in its hook ends the session at once, as without a resume: what waited for it is counted in drops.sessionEnded and the resume is closed 1011 session lost', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const { a, token, handle } = await owner(url);
   const b = await J.open(url);
   const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
   await sink.until((l) => l.includes('waiting:upgrade'));
@@ -1017,9 +1017,7 @@ test('a session whose resume is in its hook, ended meanwhile (its uid kicked), c
 
 test('a worker that dies while a resume of its live session is in its hook: the old socket gets what waited for it, then 1011 like every socket of that worker; the resume gets 503', async (t) => {
   const { server, url, sink } = await startEdges(t);
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const { a, token, handle } = await owner(url);
   const b = await J.open(url);
   const r = new Client(`${url}?rw_resume=${token}&wait=1`);
   await sink.until((l) => l.includes('waiting:upgrade'));
@@ -1224,9 +1222,7 @@ test('join, subscribe and unsubscribe made while detached hold after the resume:
 
 test('a replay larger than the module\'s maxBackpressure is not sent with a gap: recovered false, every message counted', async (t) => {
   const { server, url } = await startEdges(t);
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const { a, token, handle } = await owner(url);
   a.c.ws.terminate();
   await until('the session detached', () => server.stats().detached === 1);
   const b = await J.open(url);
@@ -1268,9 +1264,7 @@ test('ctx.close() on a detached connection (from onAway) ends its session now: d
 
 test('a sendAll while a resume of a live session is in its hook reaches that session once, through its buffer: the old socket gets it when the hook refuses, the resumed socket in its replay when it accepts', async (t) => {
   const { server, url, sink, go } = await startEdges(t);
-  const a = await J.open(url);
-  const token = (await a.next('session')).data['token'] as string;
-  const handle = (await a.call('PROBE', null)).data['handle'] as number;
+  const { a, token, handle } = await owner(url);
   const b = await J.open(url);
   const hooks = (n: number): Promise<void> => sink.until((l) => l.filter((x) => x === 'waiting:upgrade').length === n);
   const next = async (c: J): Promise<string> => {

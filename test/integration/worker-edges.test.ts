@@ -22,6 +22,21 @@ async function withServer(opts: Partial<ServerOptions>, fn: (url: string, server
   }
 }
 
+/**
+ * withServer({}) with the fixture's label sink and its 'go' channel (which releases the hooks that
+ * wait for the test), both closed afterwards.
+ */
+async function withEdges(fn: (e: { url: string; server: ReturnType<typeof createServer>; sink: LabelSink; go: BroadcastChannel }) => Promise<void>): Promise<void> {
+  const sink = new LabelSink('rw-test-labels');
+  const go = new BroadcastChannel('rw-test-edges-go');
+  try {
+    await withServer({}, (url, server) => fn({ url, server, sink, go }));
+  } finally {
+    go.close();
+    sink.close();
+  }
+}
+
 async function workerStats(url: string): Promise<Stats> {
   const c = await Client.open(`${url}/probe`);
   const s = JSON.parse((await c.call('STATS')).text) as Stats;
@@ -164,66 +179,52 @@ test('ctx.reply() outside a message chain (onConnect): refused with RW_ERR_NO_ME
 });
 
 test('a timer left by message A cannot answer message B: while B\'s async chain is pending, A\'s late ctx.reply() is refused (RW_ERR_NO_MESSAGE) and B gets its own answer', async () => {
-  const sink = new LabelSink('rw-test-labels');
-  const go = new BroadcastChannel('rw-test-edges-go');
-  try {
-    await withServer({}, async (url, server) => {
-      const a = await Client.open(`${url}/a`);
-      const armed = await a.call('STRAY_ARM', '', 1);
-      assert.deepEqual([armed.event, armed.ref, armed.text], ['STRAY_ARM', 1, 'armed']);
-      // B fires A's timer, then waits for 'go': the timer runs while B's chain is pending.
-      a.emit('STRAY_FIRE', '', 2);
-      try {
-        await sink.until((l) => l.includes('/e stray tried'));
-      } finally {
-        go.postMessage('go');
-      }
-      // Before, A's 'late' went out as B's answer (B's event and ref) and B's own reply was refused.
-      const b = await a.next();
-      assert.deepEqual([b.event, b.ref, b.text], ['STRAY_FIRE', 2, 'own']);
-      const e = await a.call('ECHO', 'next', 3);
-      assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 3, 'next'], 'nothing else was sent');
-      const w = server.stats().workers[0]!;
-      assert.equal(w.strayReplies, 1);
-      assert.equal(w.duplicateReplies, 0);
-      assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
-      await a.close();
-    });
-  } finally {
-    go.close();
-    sink.close();
-  }
+  await withEdges(async ({ url, server, sink, go }) => {
+    const a = await Client.open(`${url}/a`);
+    const armed = await a.call('STRAY_ARM', '', 1);
+    assert.deepEqual([armed.event, armed.ref, armed.text], ['STRAY_ARM', 1, 'armed']);
+    // B fires A's timer, then waits for 'go': the timer runs while B's chain is pending.
+    a.emit('STRAY_FIRE', '', 2);
+    try {
+      await sink.until((l) => l.includes('/e stray tried'));
+    } finally {
+      go.postMessage('go');
+    }
+    // Before, A's 'late' went out as B's answer (B's event and ref) and B's own reply was refused.
+    const b = await a.next();
+    assert.deepEqual([b.event, b.ref, b.text], ['STRAY_FIRE', 2, 'own']);
+    const e = await a.call('ECHO', 'next', 3);
+    assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 3, 'next'], 'nothing else was sent');
+    const w = server.stats().workers[0]!;
+    assert.equal(w.strayReplies, 1);
+    assert.equal(w.duplicateReplies, 0);
+    assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+    await a.close();
+  });
 });
 
 test('deferReply() answers with its own ref after its chain ended; a plain ctx.reply() beside it is refused as RW_ERR_NO_MESSAGE, not as a duplicate', async () => {
-  const sink = new LabelSink('rw-test-labels');
-  const go = new BroadcastChannel('rw-test-edges-go');
-  try {
-    await withServer({}, async (url, server) => {
-      const a = await Client.open(`${url}/a`);
-      a.emit('DEFER_STRAY', '', 10);
-      try {
-        // A later message answered in between: the connection's last message was answered.
-        const e = await a.call('ECHO', 'between', 11);
-        assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 11, 'between']);
-      } finally {
-        go.postMessage('go');
-      }
-      const d = await a.next();
-      assert.deepEqual([d.event, d.ref, d.text], ['DEFER_STRAY', 10, 'deferred']);
-      await sink.until((l) => l.includes('/e defer-stray done'));
-      const e = await a.call('ECHO', 'after', 12);
-      assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 12, 'after'], 'the stray reply was not sent');
-      const w = server.stats().workers[0]!;
-      assert.equal(w.strayReplies, 1);
-      assert.equal(w.duplicateReplies, 0, 'before, it was refused as a duplicate of ECHO 11');
-      assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
-      await a.close();
-    });
-  } finally {
-    go.close();
-    sink.close();
-  }
+  await withEdges(async ({ url, server, sink, go }) => {
+    const a = await Client.open(`${url}/a`);
+    a.emit('DEFER_STRAY', '', 10);
+    try {
+      // A later message answered in between: the connection's last message was answered.
+      const e = await a.call('ECHO', 'between', 11);
+      assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 11, 'between']);
+    } finally {
+      go.postMessage('go');
+    }
+    const d = await a.next();
+    assert.deepEqual([d.event, d.ref, d.text], ['DEFER_STRAY', 10, 'deferred']);
+    await sink.until((l) => l.includes('/e defer-stray done'));
+    const e = await a.call('ECHO', 'after', 12);
+    assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 12, 'after'], 'the stray reply was not sent');
+    const w = server.stats().workers[0]!;
+    assert.equal(w.strayReplies, 1);
+    assert.equal(w.duplicateReplies, 0, 'before, it was refused as a duplicate of ECHO 11');
+    assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+    await a.close();
+  });
 });
 
 test('a full handler backlog: 1013, queued messages discarded and counted, onDisconnect runs exactly once', async () => {
@@ -465,55 +466,41 @@ test('close() with a reason longer than a ring record: the client gets the code 
 });
 
 test('a hook returning a thenable whose then() returns nothing still holds the connection\'s later messages until it settles', async () => {
-  const sink = new LabelSink('rw-test-labels');
-  const go = new BroadcastChannel('rw-test-edges-go');
-  try {
-    await withServer({}, async (url) => {
-      const a = await Client.open(`${url}/a`);
-      a.emit('THENABLE', '', 1);
-      a.emit('ECHO', 'second', 2);
-      try {
-        await sink.until((l) => l.includes('/e thenable waiting'));
-      } finally {
-        go.postMessage('go');
-      }
-      // Before the fix the chain counted as finished when then() returned undefined: ECHO ran at
-      // once (its reply came first) and the handler ran later, out of order, on a view of reused ring memory.
-      const first = await a.next();
-      assert.deepEqual([first.ref, first.text], [1, 'after thenable']);
-      const second = await a.next();
-      assert.deepEqual([second.ref, second.text], [2, 'second']);
-      await a.close();
-    });
-  } finally {
-    go.close();
-    sink.close();
-  }
+  await withEdges(async ({ url, sink, go }) => {
+    const a = await Client.open(`${url}/a`);
+    a.emit('THENABLE', '', 1);
+    a.emit('ECHO', 'second', 2);
+    try {
+      await sink.until((l) => l.includes('/e thenable waiting'));
+    } finally {
+      go.postMessage('go');
+    }
+    // Before the fix the chain counted as finished when then() returned undefined: ECHO ran at
+    // once (its reply came first) and the handler ran later, out of order, on a view of reused ring memory.
+    const first = await a.next();
+    assert.deepEqual([first.ref, first.text], [1, 'after thenable']);
+    const second = await a.next();
+    assert.deepEqual([second.ref, second.text], [2, 'second']);
+    await a.close();
+  });
 });
 
 test('an un-awaited ctx.bind() that rejects after its connection closed does not end the worker: onError gets it (stage unhandled), it is counted, the other connections stay', async () => {
-  const sink = new LabelSink('rw-test-labels');
-  const go = new BroadcastChannel('rw-test-edges-go');
-  try {
-    await withServer({}, async (url, server) => {
-      const a = await Client.open(`${url}/a`);
-      const b = await Client.open(`${url}/b`);
-      assert.equal((await a.call('UNAWAITED', '', 1)).text, 'held');
-      await a.close();
-      await sink.until((l) => l.includes('/e disconnect'));
-      // Before the fix the rejection ended the worker as an unhandled rejection: b, on the same
-      // worker, was closed with 1011 and the worker replaced.
-      const bClosed = b.closed.then((x) => { throw new Error(`b closed with ${x.code}`); });
-      go.postMessage('go');
-      await Promise.race([until('the unhandled rejection to be counted', () => server.stats().workers[0]!.unhandledRejections === 1), bClosed]);
-      const r = await Promise.race([b.call('ECHO', 'still here', 2), bClosed]);
-      assert.equal(r.text, 'still here');
-      assert.deepEqual((await workerStats(url)).errors, ['unhandled:RW_ERR_NOT_CONNECTED']);
-      assert.equal(server.stats().workerRestarts, 0);
-      await b.close();
-    });
-  } finally {
-    go.close();
-    sink.close();
-  }
+  await withEdges(async ({ url, server, sink, go }) => {
+    const a = await Client.open(`${url}/a`);
+    const b = await Client.open(`${url}/b`);
+    assert.equal((await a.call('UNAWAITED', '', 1)).text, 'held');
+    await a.close();
+    await sink.until((l) => l.includes('/e disconnect'));
+    // Before the fix the rejection ended the worker as an unhandled rejection: b, on the same
+    // worker, was closed with 1011 and the worker replaced.
+    const bClosed = b.closed.then((x) => { throw new Error(`b closed with ${x.code}`); });
+    go.postMessage('go');
+    await Promise.race([until('the unhandled rejection to be counted', () => server.stats().workers[0]!.unhandledRejections === 1), bClosed]);
+    const r = await Promise.race([b.call('ECHO', 'still here', 2), bClosed]);
+    assert.equal(r.text, 'still here');
+    assert.deepEqual((await workerStats(url)).errors, ['unhandled:RW_ERR_NOT_CONNECTED']);
+    assert.equal(server.stats().workerRestarts, 0);
+    await b.close();
+  });
 });

@@ -2,17 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compareMembers, memberCursor, membersAfter } from '../../src/shared/paging.js';
 import type { PresenceMember } from '../../src/workers/define.js';
-
-/** A deterministic generator (xorshift32): the same members every run. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
+import { prng } from '../support/fuzz.js';
 
 function member(node: string, handle: number): PresenceMember {
   return { node, handle, uid: `u${handle}`, meta: null } as unknown as PresenceMember;
@@ -36,7 +26,7 @@ function walk(members: readonly PresenceMember[], limit: number): { order: strin
 }
 
 test('membersAfter: walking pages of every limit lists each distinct member once, in node-then-handle order, repeats (a member seen locally and in Redis) included', () => {
-  const next = rng(7);
+  const next = prng(7); // the same members every run
   for (const clustered of [false, true]) {
     for (let round = 0; round < 20; round++) {
       const n = Math.floor(next() * 300);
