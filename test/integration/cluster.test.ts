@@ -74,7 +74,12 @@ async function twoNodes(t: TestContext, name: string, nodeTtlMs?: number): Promi
   if (redis === null) return null;
   const A = await startNode(redis.url, `${name}-a`, nodeTtlMs);
   const B = await startNode(redis.url, `${name}-b`, nodeTtlMs);
-  t.after(async () => { await stop(A); await stop(B); });
+  t.after(async () => {
+    // A test may leave a node stopped (SIGSTOP, a stalled node): it must run again to exit.
+    for (const n of [A, B]) if (n.proc.exitCode === null && n.proc.signalCode === null) n.proc.kill('SIGCONT');
+    await stop(A);
+    await stop(B);
+  });
   return { redis, A, B };
 }
 
@@ -363,15 +368,9 @@ test('cluster: a node cut off from Redis missed the other nodes\' joins and leav
 });
 
 test('cluster: after Redis restarts empty, a node back before another does not show that node\'s members leaving (they are re-announced once it is back); a node that never comes back has its members leave after nodeTtlMs', async (t) => {
-  const redis = await redisFor(t);
-  if (redis === null) return;
-  const A = await startNode(redis.url, 'rst-a', 1500);
-  const B = await startNode(redis.url, 'rst-b', 1500);
-  t.after(async () => {
-    if (B.proc.exitCode === null && B.proc.signalCode === null) B.proc.kill('SIGCONT');
-    await stop(A);
-    await stop(B);
-  });
+  const nodes = await twoNodes(t, 'rst', 1500);
+  if (nodes === null) return;
+  const { redis, A, B } = nodes;
   const alice = await member(A, 'alice', 'hall');
   const bob = await member(B, 'bob', 'hall');
   await member(B, 'bert', 'hall');
@@ -517,15 +516,9 @@ async function diffsUntilJoin(c: JsonClient, uid: string): Promise<string[]> {
 }
 
 test('cluster: after Redis restarts empty, the re-announced joins of members the clients already show are not delivered (an upsert that changes nothing sends nothing)', async (t) => {
-  const redis = await redisFor(t);
-  if (redis === null) return;
-  const A = await startNode(redis.url, 'up-a');
-  const B = await startNode(redis.url, 'up-b');
-  t.after(async () => {
-    if (B.proc.exitCode === null && B.proc.signalCode === null) B.proc.kill('SIGCONT');
-    await stop(A);
-    await stop(B);
-  });
+  const nodes = await twoNodes(t, 'up');
+  if (nodes === null) return;
+  const { redis, A, B } = nodes;
   const alice = await member(A, 'alice', 'hall');
   const bob = await member(B, 'bob', 'hall');
   await converge(alice, uids(await alice.next('presence_state')), ['alice', 'bob'], 'alice sees bob');

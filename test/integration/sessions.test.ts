@@ -813,6 +813,16 @@ async function startEdges(t: TestContext, extra: Record<string, unknown> = {}): 
   return { server, url: `ws://127.0.0.1:${port}/resume-order`, sink, go: () => ch.postMessage('go') };
 }
 
+/**
+ * A resume of `token` whose upgrade hook waits for the test's go() (`wait=1`), once that hook is
+ * running; `deny`: the hook then refuses it (403).
+ */
+async function resumeInHook(url: string, token: string, sink: LabelSink, deny = false): Promise<Client> {
+  const r = new Client(`${url}?rw_resume=${token}&wait=1`, deny ? { headers: { 'x-deny': '1' } } : undefined);
+  await sink.until((l) => l.includes('waiting:upgrade'));
+  return r;
+}
+
 /** A resumable connection: its socket, its session token and its handle. */
 async function owner(url: string): Promise<{ a: J; token: string; handle: number }> {
   const a = await J.open(url);
@@ -846,8 +856,7 @@ test('a resume upgrade in flight when its session ends (kicked by another bind) 
   const handle = (await a.call('BIND', { uid: 'u' })).data['handle'] as number;
   a.c.ws.terminate();
   await until('the session detached', () => server.stats().detached === 1);
-  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r = new J(await resumeInHook(url, token, sink));
   const k = await J.open(url);
   await k.call('BIND', { uid: 'u', policy: 'kick' });
   await sink.until((l) => l.includes(`disconnect:${handle}:4001`)); // the detached holder ends with the kick code
@@ -891,8 +900,7 @@ test('while a resume\'s hook runs, what is addressed to the live session is held
   const { server, url, sink, go } = await startEdges(t);
   const { a, token, handle } = await owner(url);
   const b = await J.open(url);
-  const r = new Client(`${url}?rw_resume=${token}&wait=1`, { headers: { 'x-deny': '1' } });
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r = await resumeInHook(url, token, sink, true);
   await b.call('SEND_TO', { to: handle, n: 3, size: 10 });
   // The owner's own message on its old socket meanwhile is served (its reply waits with the rest).
   const seen = server.stats().messagesIn;
@@ -920,8 +928,7 @@ test('a resume sent while the old socket still lives: that socket stays open whi
   const { a, token, handle } = await owner(url);
   const b = await J.open(url);
   // The client resumes before its old socket is gone (it thinks that one dropped)...
-  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r = new J(await resumeInHook(url, token, sink));
   await b.call('SEND_TO', { to: handle, n: 3, size: 10 });
   const seen = server.stats().messagesIn;
   a.send('SEND_TO', { to: handle, n: 1, size: 1 }, 9);
@@ -953,8 +960,7 @@ test('the old socket drops (1006) while a resume of its session is in its hook: 
   const { a, token, handle } = await owner(url);
   const b = await J.open(url);
   // Refused first: the session, detached by the drop, waits for the next resume.
-  const r1 = new Client(`${url}?rw_resume=${token}&wait=1`, { headers: { 'x-deny': '1' } });
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r1 = await resumeInHook(url, token, sink, true);
   await b.call('SEND_TO', { to: handle, n: 2, size: 10 });
   a.c.ws.terminate();
   await sink.until((l) => l.includes(`away:${handle}`));
@@ -981,8 +987,7 @@ test('the old socket closed normally (1000) while a resume of its session is in 
   const { server, url, sink, go } = await startEdges(t);
   const { a, token, handle } = await owner(url);
   const b = await J.open(url);
-  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r = new J(await resumeInHook(url, token, sink));
   await b.call('SEND_TO', { to: handle, n: 2, size: 10 });
   a.c.ws.close(1000);
   await a.c.closed;
@@ -1002,8 +1007,7 @@ test('a session whose resume is in its hook, ended meanwhile (its uid kicked), c
   const a = await J.open(url);
   const token = (await a.next('session')).data['token'] as string;
   const handle = (await a.call('BIND', { uid: 'u' })).data['handle'] as number;
-  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r = new J(await resumeInHook(url, token, sink));
   const k = await J.open(url);
   await k.call('BIND', { uid: 'u', policy: 'kick' });
   assert.equal((await a.c.closed).code, 4001);
@@ -1019,8 +1023,7 @@ test('a worker that dies while a resume of its live session is in its hook: the 
   const { server, url, sink } = await startEdges(t);
   const { a, token, handle } = await owner(url);
   const b = await J.open(url);
-  const r = new Client(`${url}?rw_resume=${token}&wait=1`);
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r = await resumeInHook(url, token, sink);
   await b.call('SEND_TO', { to: handle, n: 2, size: 10 });
   b.send('CRASH', null);
   await assert.rejects(r.opened, (e: { statusCode?: number }) => e.statusCode === 503);
@@ -1091,8 +1094,7 @@ test('a second resume of a session whose first resume is still in its hooks gets
   const token = (await a.next('session')).data['token'] as string;
   a.c.ws.terminate();
   await until('the session detached', () => server.stats().detached === 1);
-  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r = new J(await resumeInHook(url, token, sink));
   await assert.rejects(Client.open(`${url}?rw_resume=${token}`), (e: { statusCode?: number }) => e.statusCode === 409);
   assert.equal(server.stats().drops.resumeRefused, 1);
   go();
@@ -1130,8 +1132,7 @@ test('a resume abandoned by its client while its hook runs stays under way until
   const token = (await a.next('session')).data['token'] as string;
   a.c.ws.terminate();
   await until('the session detached', () => server.stats().detached === 1);
-  const r1 = new Client(`${url}?rw_resume=${token}&wait=1`);
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r1 = await resumeInHook(url, token, sink);
   r1.ws.terminate(); // the client gives up while the hook runs
   await until('the resume orphaned', () => server.stats().orphanedUpgrades === 1);
   for (let i = 0; i < 3; i++) {
@@ -1154,8 +1155,7 @@ test('a resume whose session ends while its hook runs counts against maxConnecti
   const k = await J.open(url);
   a.c.ws.terminate();
   await until('the session detached', () => server.stats().detached === 1);
-  const r = new J(new Client(`${url}?rw_resume=${token}&wait=1`));
-  await sink.until((l) => l.includes('waiting:upgrade'));
+  const r = new J(await resumeInHook(url, token, sink));
   // The session ends for good (its uid kicked); the resume's fd is now an upgrade like others.
   await k.call('BIND', { uid: 'u', policy: 'kick' });
   await sink.until((l) => l.includes(`disconnect:${handle}:4001`));

@@ -37,6 +37,20 @@ async function withEdges(fn: (e: { url: string; server: ReturnType<typeof create
   }
 }
 
+/**
+ * The stray-reply tests' common end: the client's next answer is its own ECHO (`ref`, `text`), so
+ * nothing else was sent to it; one reply was refused as stray (RW_ERR_NO_MESSAGE, reported once),
+ * none as a duplicate.
+ */
+async function oneStrayThenEcho(c: Client, url: string, server: ReturnType<typeof createServer>, ref: number, text: string): Promise<void> {
+  const e = await c.call('ECHO', text, ref);
+  assert.deepEqual([e.event, e.ref, e.text], ['ECHO', ref, text], 'nothing else was sent');
+  const w = server.stats().workers[0]!;
+  assert.equal(w.strayReplies, 1);
+  assert.equal(w.duplicateReplies, 0, 'refused as stray, not as a duplicate');
+  assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+}
+
 async function workerStats(url: string): Promise<Stats> {
   const c = await Client.open(`${url}/probe`);
   const s = JSON.parse((await c.call('STATS')).text) as Stats;
@@ -168,12 +182,7 @@ test('ctx.reply() outside a message chain (onConnect): refused with RW_ERR_NO_ME
     const c = await Client.open(`${url}/replyconnect`);
     // The first frame the client gets is its own message's answer: onConnect's reply went nowhere
     // (before, it went out with ref 0, an answer to a message never sent).
-    const e = await c.call('ECHO', 'x', 3);
-    assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 3, 'x']);
-    const w = server.stats().workers[0]!;
-    assert.equal(w.strayReplies, 1);
-    assert.equal(w.duplicateReplies, 0);
-    assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+    await oneStrayThenEcho(c, url, server, 3, 'x');
     await c.close();
   });
 });
@@ -193,12 +202,7 @@ test('a timer left by message A cannot answer message B: while B\'s async chain 
     // Before, A's 'late' went out as B's answer (B's event and ref) and B's own reply was refused.
     const b = await a.next();
     assert.deepEqual([b.event, b.ref, b.text], ['STRAY_FIRE', 2, 'own']);
-    const e = await a.call('ECHO', 'next', 3);
-    assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 3, 'next'], 'nothing else was sent');
-    const w = server.stats().workers[0]!;
-    assert.equal(w.strayReplies, 1);
-    assert.equal(w.duplicateReplies, 0);
-    assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+    await oneStrayThenEcho(a, url, server, 3, 'next');
     await a.close();
   });
 });
@@ -217,12 +221,8 @@ test('deferReply() answers with its own ref after its chain ended; a plain ctx.r
     const d = await a.next();
     assert.deepEqual([d.event, d.ref, d.text], ['DEFER_STRAY', 10, 'deferred']);
     await sink.until((l) => l.includes('/e defer-stray done'));
-    const e = await a.call('ECHO', 'after', 12);
-    assert.deepEqual([e.event, e.ref, e.text], ['ECHO', 12, 'after'], 'the stray reply was not sent');
-    const w = server.stats().workers[0]!;
-    assert.equal(w.strayReplies, 1);
-    assert.equal(w.duplicateReplies, 0, 'before, it was refused as a duplicate of ECHO 11');
-    assert.deepEqual((await workerStats(url)).errors, ['message:RW_ERR_NO_MESSAGE']);
+    // Before, the stray reply was refused as a duplicate of ECHO 11.
+    await oneStrayThenEcho(a, url, server, 12, 'after');
     await a.close();
   });
 });
